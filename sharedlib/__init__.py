@@ -1,0 +1,58 @@
+"""sharedlib: the package behind *Sharing Layers*, a book on cross-layer parameter sharing in Transformers.
+
+Importing it has no side effects; every public name is listed in ``__all__``.
+"""
+
+from .config import ACTIVATIONS, NORM_PLACEMENTS, TransformerConfig
+from .counting import (
+    SOURCE_STATED_COUNTS,
+    activation_values_per_token,
+    attention_parameters,
+    count_parameters,
+    embedding_parameters,
+    ffn_parameters,
+    forward_flops_per_token,
+    layer_norm_parameters,
+    layer_parameters,
+    parameter_breakdown,
+    source_parameter_formula,
+    training_memory_bytes,
+)
+from .measure import count_forward_flops, count_module_parameters, saved_activation_bytes, training_state_bytes
+from .models import SharedTransformer
+from .naive import NaiveSharedTransformer, unshared_naive_stack
+from .runtime import resolve_device, seed_everything
+from .sharing import STRATEGIES, layer_to_block, n_parameter_sets, validate_sharing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "NORM_PLACEMENTS",
+    "SOURCE_STATED_COUNTS",
+    "STRATEGIES",
+    "NaiveSharedTransformer",
+    "SharedTransformer",
+    "TransformerConfig",
+    "activation_values_per_token",
+    "attention_parameters",
+    "count_forward_flops",
+    "count_module_parameters",
+    "count_parameters",
+    "embedding_parameters",
+    "ffn_parameters",
+    "forward_flops_per_token",
+    "layer_norm_parameters",
+    "layer_parameters",
+    "layer_to_block",
+    "n_parameter_sets",
+    "parameter_breakdown",
+    "resolve_device",
+    "saved_activation_bytes",
+    "seed_everything",
+    "source_parameter_formula",
+    "training_memory_bytes",
+    "training_state_bytes",
+    "unshared_naive_stack",
+    "validate_sharing",
+]

@@ -1,0 +1,116 @@
+"""Closed-form parameter, FLOP and memory counts for every strategy (chapter 4, *Counting parameters*).
+
+The per-part functions use only ``+`` and ``*``, so they accept sympy symbols as well as integers:
+the chapter prints them symbolically and checks them against ``numel()`` with the same code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import TransformerConfig
+from .sharing import n_parameter_sets
+
+# What the source document states for L=6, d=512, d_ff=2048 (a quotation, checked in chapter 4).
+SOURCE_STATED_COUNTS: dict[str, int] = {"unshared": 25_080_832, "shared": 4_194_304}
+
+
+def attention_parameters(d: Any) -> Any:
+    """Q, K, V and output projections: 4*d*d weights plus 4*d biases."""
+    return 4 * d * d + 4 * d
+
+
+def ffn_parameters(d: Any, d_ff: Any) -> Any:
+    """Two linear maps d -> d_ff -> d: 2*d*d_ff weights plus d_ff + d biases."""
+    return 2 * d * d_ff + d_ff + d
+
+
+def layer_norm_parameters(d: Any) -> Any:
+    """A LayerNorm's gain and bias."""
+    return 2 * d
+
+
+def layer_parameters(d: Any, d_ff: Any, norms: int = 2) -> Any:
+    """One Transformer layer: attention, FFN and ``norms`` LayerNorms (two in BERT and GPT)."""
+    return attention_parameters(d) + ffn_parameters(d, d_ff) + norms * layer_norm_parameters(d)
+
+
+def embedding_parameters(config: TransformerConfig) -> int:
+    """Token, position and segment tables (V+P+T)*E, their LayerNorm, and ALBERT's E -> H projection."""
+    E, H = config.embedding_dim, config.d_model
+    tables = (config.vocab_size + config.max_len + config.n_token_types) * E
+    norm = layer_norm_parameters(E) if config.embedding_norm else 0
+    projection = E * H + H if config.embedding_size is not None else 0
+    return tables + norm + projection
+
+
+def parameter_breakdown(config: TransformerConfig) -> dict[str, int]:
+    """Unique parameters by part; the values add up to ``count_parameters(config)``."""
+    H = config.d_model
+    sublayer_norm = layer_norm_parameters(H) if config.norm != "none" else 0
+    sets = {
+        part: n_parameter_sets(
+            config.strategy, config.n_layers, config.n_unique, sublayer=part, inner_group_num=config.inner_group_num
+        )
+        for part in ("attention", "ffn")
+    }
+    tied_projection = H * config.embedding_dim + config.embedding_dim
+    return {
+        "embeddings": embedding_parameters(config),
+        "attention": sets["attention"] * (attention_parameters(H) + sublayer_norm),
+        "ffn": sets["ffn"] * (ffn_parameters(H, config.d_ff) + sublayer_norm),
+        "final_norm": layer_norm_parameters(H) if config.norm == "pre" else 0,
+        "lm_head": tied_projection if config.lm_head and config.embedding_size is not None else 0,
+    }
+
+
+def count_parameters(config: TransformerConfig) -> int:
+    """Unique trainable parameters of ``SharedTransformer(config)``, in closed form."""
+    return sum(parameter_breakdown(config).values())
+
+
+def source_parameter_formula(n_layers: Any, d_model: Any, d_ff: Any, shared: bool) -> Any:
+    """The source document's formula 2*L*d^2 + 2*L*d*d_ff (L dropped when shared); chapter 4 shows it wrong."""
+    layers = 1 if shared else n_layers
+    return 2 * layers * d_model**2 + 2 * layers * d_model * d_ff
+
+
+def forward_flops_per_token(config: TransformerConfig, seq_len: int) -> dict[str, int]:
+    """Forward FLOPs per token by part (a multiply-add is 2 FLOPs); depth counts, sharing does not."""
+    H, E, L, T = config.d_model, config.embedding_dim, config.depth, seq_len
+    return {
+        "embedding_projection": 2 * E * H if config.embedding_size is not None else 0,
+        "attention_projections": L * 2 * 4 * H * H,
+        "attention_scores": L * 2 * 2 * T * H,  # Q K^T and (softmax) V, each T*H multiply-adds
+        "ffn": L * 2 * 2 * H * config.d_ff,
+        "lm_head": (2 * H * E if config.embedding_size is not None else 0) + 2 * E * config.vocab_size
+        if config.lm_head
+        else 0,
+    }
+
+
+def activation_values_per_token(config: TransformerConfig) -> int:
+    """Values the encoder layers keep for backward, per token, with a fused attention kernel (chapter 4).
+
+    Per layer: attention keeps its LayerNorm input, output and two statistics, Q|K|V (3H), the head-merged
+    output (H) and one log-sum-exp per head; the FFN keeps its LayerNorm input, output and statistics and
+    both d_ff-wide tensors. The chapter measures this; other kernels keep a little more.
+    """
+    H = config.d_model
+    attention = 2 * H + 2 + 3 * H + H + config.n_heads
+    ffn = 2 * H + 2 + 2 * config.d_ff
+    return config.depth * (attention + ffn)
+
+
+def training_memory_bytes(
+    config: TransformerConfig, batch_size: int, seq_len: int, bytes_per_value: int = 4, optimizer_states: int = 2
+) -> dict[str, int]:
+    """Training memory by kind: weights, gradients and optimizer state scale with unique parameters,
+    activations with depth and tokens (AdamW keeps ``optimizer_states=2`` moments per parameter)."""
+    params = count_parameters(config)
+    return {
+        "parameters": params * bytes_per_value,
+        "gradients": params * bytes_per_value,
+        "optimizer_state": optimizer_states * params * bytes_per_value,
+        "activations": batch_size * seq_len * activation_values_per_token(config) * bytes_per_value,
+    }
