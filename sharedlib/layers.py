@@ -36,7 +36,11 @@ class SelfAttention(nn.Module):
             if self.causal:
                 mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (B, 1, T, T)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
             is_causal=self.causal and mask is None,
         )  # (B, h, T, C/h)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)

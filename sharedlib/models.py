@@ -53,7 +53,7 @@ class SharedTransformer(nn.Module):
 
     def _schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
         if n_iterations is None:
-            return list(zip(self.attention_map, self.ffn_map))
+            return list(zip(self.attention_map, self.ffn_map, strict=True))
         if self.config.strategy != "all":
             raise ValueError(f"n_iterations needs strategy 'all' (one shared block), got {self.config.strategy!r}")
         if not isinstance(n_iterations, int) or n_iterations < 1:

@@ -20,9 +20,7 @@ SUBLAYERS: tuple[str, ...] = ("attention", "ffn")
 NEEDS_N_UNIQUE: tuple[str, ...] = ("sequence", "cycle", "cycle-rev", "groups")
 
 
-def validate_sharing(
-    strategy: str, n_layers: int, n_unique: int | None = None, inner_group_num: int = 1
-) -> None:
+def validate_sharing(strategy: str, n_layers: int, n_unique: int | None = None, inner_group_num: int = 1) -> None:
     """Raise ``ValueError`` naming the field when a strategy does not fit the depth (chapter 3)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -35,8 +33,7 @@ def validate_sharing(
     if strategy not in NEEDS_N_UNIQUE:
         if n_unique is not None:
             raise ValueError(
-                f"n_unique is fixed by strategy {strategy!r}; leave it None "
-                f"(it is needed only by {NEEDS_N_UNIQUE})"
+                f"n_unique is fixed by strategy {strategy!r}; leave it None (it is needed only by {NEEDS_N_UNIQUE})"
             )
         return
     if not isinstance(n_unique, int) or not 1 <= n_unique <= n_layers:

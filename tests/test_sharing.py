@@ -1,0 +1,96 @@
+"""The layer -> parameter-set maps against the published definitions (chapter 3)."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sharedlib import STRATEGIES, TransformerConfig, layer_to_block, n_parameter_sets
+
+
+def takase_kiyono(strategy: str, n: int, m: int) -> list[int]:
+    """Takase & Kiyono (2021), Sec. 2, transcribed with 1-based layer indices i, then shifted to 0-based."""
+    out = []
+    for i in range(1, n + 1):
+        if strategy == "sequence":
+            theta = math.ceil(i / (n // m))
+        elif strategy == "cycle" or i <= m * (math.ceil(n / m) - 1):
+            theta = ((i - 1) % m) + 1
+        else:  # cycle-rev, last round
+            theta = m - ((i - 1) % m)
+        out.append(theta - 1)
+    return out
+
+
+def test_paper_figure_example():
+    # Figure 1 of Takase & Kiyono: N = 6 layers, M = 3 parameter sets.
+    assert layer_to_block("sequence", 6, 3) == [0, 0, 1, 1, 2, 2]
+    assert layer_to_block("cycle", 6, 3) == [0, 1, 2, 0, 1, 2]
+    assert layer_to_block("cycle-rev", 6, 3) == [0, 1, 2, 2, 1, 0]
+
+
+@given(st.integers(1, 40), st.data())
+def test_cycle_and_cycle_rev_match_paper(n, data):
+    m = data.draw(st.integers(1, n))
+    for strategy in ("cycle", "cycle-rev"):
+        assert layer_to_block(strategy, n, m) == takase_kiyono(strategy, n, m)
+
+
+@given(st.integers(1, 40), st.data())
+def test_sequence_matches_paper(n, data):
+    m = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    assert layer_to_block("sequence", n, m) == takase_kiyono("sequence", n, m)
+
+
+@given(st.integers(1, 24), st.data(), st.integers(1, 3))
+def test_groups_match_hugging_face_albert(n, data, inner):
+    # AlbertTransformer: group_idx = int(i / (num_hidden_layers / num_hidden_groups)), each group runs `inner` layers.
+    g = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    expected = [int(i / (n / g)) * inner + k for i in range(n) for k in range(inner)]
+    assert layer_to_block("groups", n, g, inner_group_num=inner) == expected
+
+
+@given(st.sampled_from(STRATEGIES), st.integers(1, 30), st.data())
+def test_every_map_uses_every_set(strategy, n, data):
+    m = None
+    if strategy in ("sequence", "groups"):
+        m = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
+    elif strategy in ("cycle", "cycle-rev"):
+        m = data.draw(st.integers(1, n))
+    for part in ("attention", "ffn"):
+        blocks = layer_to_block(strategy, n, m, sublayer=part)
+        assert len(blocks) == n
+        assert sorted(set(blocks)) == list(range(n_parameter_sets(strategy, n, m, sublayer=part)))
+
+
+def test_partial_strategies_share_one_sublayer():
+    assert layer_to_block("attention", 4, sublayer="attention") == [0, 0, 0, 0]
+    assert layer_to_block("attention", 4, sublayer="ffn") == [0, 1, 2, 3]
+    assert layer_to_block("ffn", 4, sublayer="ffn") == [0, 0, 0, 0]
+    assert layer_to_block("all", 3) == [0, 0, 0] and layer_to_block("none", 3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        (dict(strategy="random"), "strategy"),
+        (dict(strategy="sequence", n_layers=6, n_unique=4), "n_layers=6 must be divisible"),
+        (dict(strategy="groups", n_layers=12, n_unique=5), "allowed n_unique: [1, 2, 3, 4, 6, 12]"),
+        (dict(strategy="cycle", n_layers=6, n_unique=7), "n_unique"),
+        (dict(strategy="cycle", n_layers=6), "n_unique"),
+        (dict(strategy="all", n_unique=2), "n_unique"),
+        (dict(strategy="cycle", n_unique=2, inner_group_num=2), "inner_group_num"),
+        (dict(d_model=100, n_heads=8), "n_heads=8 must divide d_model=100"),
+        (dict(d_model=0), "d_model"),
+        (dict(n_layers=-1), "n_layers"),
+        (dict(norm="sandwich"), "norm must be one of"),
+        (dict(activation="swish"), "activation must be one of"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(embedding_size=0), "embedding_size"),
+    ],
+)
+def test_invalid_configs_name_the_field(kwargs, field):
+    with pytest.raises(ValueError) as error:
+        TransformerConfig(**kwargs)
+    assert field in str(error.value)
