@@ -21,8 +21,18 @@ def test_closed_form_equals_numel_for_every_strategy(strategy, seed):
 
 
 def test_breakdown_matches_module_parts():
-    config = sl.TransformerConfig(d_model=32, n_heads=4, d_ff=48, n_layers=6, strategy="cycle-rev", n_unique=4,
-                                  vocab_size=50, max_len=16, embedding_size=8, lm_head=True)
+    config = sl.TransformerConfig(
+        d_model=32,
+        n_heads=4,
+        d_ff=48,
+        n_layers=6,
+        strategy="cycle-rev",
+        n_unique=4,
+        vocab_size=50,
+        max_len=16,
+        embedding_size=8,
+        lm_head=True,
+    )
     model = sl.SharedTransformer(config)
     parts = sl.parameter_breakdown(config)
     assert parts["embeddings"] == sl.count_module_parameters(model.embeddings)
@@ -58,9 +68,18 @@ def test_naive_model_counts():
 
 @pytest.mark.parametrize("strategy", ["none", "all", "cycle"])
 def test_flops_formula_equals_flop_counter_and_ignores_sharing(strategy):
-    config = sl.TransformerConfig(d_model=32, n_heads=4, d_ff=64, n_layers=4, strategy=strategy,
-                                  n_unique=2 if strategy == "cycle" else None, vocab_size=40, max_len=16,
-                                  embedding_size=8, lm_head=True)
+    config = sl.TransformerConfig(
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        n_layers=4,
+        strategy=strategy,
+        n_unique=2 if strategy == "cycle" else None,
+        vocab_size=40,
+        max_len=16,
+        embedding_size=8,
+        lm_head=True,
+    )
     model = sl.SharedTransformer(config)
     ids = torch.randint(0, 40, (2, 16))
     measured = sl.count_forward_flops(lambda: model.logits(model(ids)))
@@ -70,11 +89,12 @@ def test_flops_formula_equals_flop_counter_and_ignores_sharing(strategy):
 def test_training_memory_closed_forms_match_a_real_step():
     torch.manual_seed(0)
     for strategy in ("none", "all"):
-        config = sl.TransformerConfig(d_model=32, n_heads=4, d_ff=64, n_layers=4, strategy=strategy,
-                                      vocab_size=40, max_len=16)
+        config = sl.TransformerConfig(
+            d_model=32, n_heads=4, d_ff=64, n_layers=4, strategy=strategy, vocab_size=40, max_len=16
+        )
         model = sl.SharedTransformer(config)
         ids = torch.randint(0, 40, (3, 16))
-        measured = sl.training_state_bytes(model, lambda: model(ids).pow(2).mean())
+        measured = sl.training_state_bytes(model, lambda m=model, x=ids: m(x).pow(2).mean())
         predicted = sl.training_memory_bytes(config, batch_size=3, seq_len=16)
         for kind in ("parameters", "gradients", "optimizer_state"):
             assert measured[kind] == predicted[kind], kind

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 
 def test_count_checker_accepts_the_closed_form_and_names_a_failing_config():
     assert "correct" in exercises.check_count_function(sl.count_parameters, "cycle-rev")
-    with pytest.raises(AssertionError, match="expected .* parameters, got"):
+    with pytest.raises(AssertionError, match=r"expected .* parameters, got"):
         exercises.check_count_function(lambda c: sl.count_parameters(c) + 1, "cycle-rev")
 
 

@@ -90,6 +90,7 @@ def test_import_has_no_heavy_side_effects():
     import subprocess
     import sys
 
-    code = "import sys, sharedlib; print(sorted(m for m in ('transformers', 'matplotlib.pyplot', 'ipywidgets') if m in sys.modules))"
+    heavy = "('transformers', 'matplotlib.pyplot', 'ipywidgets')"
+    code = f"import sys, sharedlib; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]" and out.stderr == ""
