@@ -4,6 +4,7 @@ Importing it has no side effects; every public name is listed in ``__all__``.
 """
 
 from .config import ACTIVATIONS, NORM_PLACEMENTS, TransformerConfig
+from .convert import from_albert, from_torch_encoder, strategy_for_map
 from .counting import (
     SOURCE_STATED_COUNTS,
     activation_values_per_token,
@@ -42,6 +43,8 @@ __all__ = [
     "embedding_parameters",
     "ffn_parameters",
     "forward_flops_per_token",
+    "from_albert",
+    "from_torch_encoder",
     "layer_norm_parameters",
     "layer_parameters",
     "layer_to_block",
@@ -51,6 +54,7 @@ __all__ = [
     "saved_activation_bytes",
     "seed_everything",
     "source_parameter_formula",
+    "strategy_for_map",
     "training_memory_bytes",
     "training_state_bytes",
     "unshared_naive_stack",

@@ -37,7 +37,14 @@ class SharedTransformer(nn.Module):
     ) -> torch.Tensor:
         """Final hidden states (B, T, H); ``n_iterations`` re-runs a fully shared block more or fewer times."""
         key_mask = self._check_inputs(input_ids, attention_mask)
-        x = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        return self.encode(self.embeddings(input_ids, token_type_ids), key_mask, n_iterations)
+
+    def encode(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, n_iterations: int | None = None
+    ) -> torch.Tensor:
+        """Run the layer stack on hidden states (B, T, H); ``key_mask`` (B, T) is True where a token is real."""
+        if x.dim() != 3 or x.shape[-1] != self.config.d_model:
+            raise ValueError(f"hidden states must be (batch, sequence, {self.config.d_model}), got {tuple(x.shape)}")
         for a, f in self._schedule(n_iterations):
             x = self.attention[a](x, key_mask=key_mask)  # (B, T, H)
             x = self.ffn[f](x)  # (B, T, H)
