@@ -30,7 +30,15 @@ def main() -> None:
     args = parser.parse_args()
     device = sl.resolve_device(args.device)
     torch.manual_seed(0)
-    config = AlbertConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # ALBERT-base shape
+    config = AlbertConfig(  # ALBERT-base (AlbertConfig's own defaults are the xxlarge shape)
+        embedding_size=128,
+        hidden_size=768,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     albert = AlbertModel(config, add_pooling_layer=False).to(device).train()
     ours = sl.from_albert(albert).to(device).train()
     layer = nn.TransformerEncoderLayer(768, 12, 3072, dropout=0.0, activation="gelu", batch_first=True)

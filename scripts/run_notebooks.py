@@ -23,7 +23,11 @@ NOTEBOOKS = ROOT / "notebooks"
 INSTALL_TAG = "colab-install"
 INSTALL_TEMPLATE = """\
 # Colab / fresh environment: install sharedlib only if it is missing; torch and friends are left as they are.
-import importlib.util, os, subprocess, sys  # noqa: E401
+import importlib.util
+import os
+import subprocess
+import sys
+
 if importlib.util.find_spec("sharedlib") is None:
     source = os.environ.get("SHAREDLIB_SOURCE", "sharedlib @ git+{url}@{branch}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)"""

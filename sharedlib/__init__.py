@@ -19,7 +19,13 @@ from .counting import (
     source_parameter_formula,
     training_memory_bytes,
 )
-from .measure import count_forward_flops, count_module_parameters, saved_activation_bytes, training_state_bytes
+from .measure import (
+    count_forward_flops,
+    count_module_parameters,
+    hidden_state_rms,
+    saved_activation_bytes,
+    training_state_bytes,
+)
 from .models import SharedTransformer
 from .naive import NaiveSharedTransformer, unshared_naive_stack
 from .runtime import resolve_device, seed_everything
@@ -45,6 +51,7 @@ __all__ = [
     "forward_flops_per_token",
     "from_albert",
     "from_torch_encoder",
+    "hidden_state_rms",
     "layer_norm_parameters",
     "layer_parameters",
     "layer_to_block",

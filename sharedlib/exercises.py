@@ -72,3 +72,16 @@ def check_embedding_saving(value: int, vocab_size: int = 30000, d_model: int = 7
             f"got {value!r} (count V*H against V*E + E*H + H; leave position embeddings out)"
         )
     return f"correct: factorising saves {expected:,} parameters ({expected / (vocab_size * d_model):.1%} of V*H)"
+
+
+def check_tensor_layout(answer: tuple[str, str, str]) -> str:
+    """Check the meaning of each axis of ``torch.rand(10, 32, 512)`` fed to ``nn.MultiheadAttention`` (chapter 5)."""
+    expected = ("sequence", "batch", "features")
+    names = tuple(str(a).lower() for a in answer)
+    for axis, (size, want, got) in enumerate(zip((10, 32, 512), expected, names, strict=True)):
+        if got != want:
+            raise AssertionError(
+                f"axis {axis} (size {size}) is {want!r}, you said {got!r}: without batch_first=True, "
+                "nn.MultiheadAttention reads (sequence, batch, features)"
+            )
+    return "correct: 10 positions, a batch of 32, 512 features per token"

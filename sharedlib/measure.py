@@ -54,3 +54,23 @@ def training_state_bytes(module: nn.Module, loss_fn: Callable[[], torch.Tensor])
         "gradients": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
         "optimizer_state": sum(t.numel() * t.element_size() for t in state_tensors),
     }
+
+
+def hidden_state_rms(model: nn.Module, forward: Callable[[], object]) -> list[float]:
+    """RMS of the residual stream after every applied layer of a ``SharedTransformer`` (chapter 5).
+
+    A forward hook on a shared module fires once per use, so hooks on the unique FFN sublayers see every layer.
+    """
+    values: list[float] = []
+
+    def record(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        values.append(output.detach().float().pow(2).mean().sqrt().item())
+
+    handles = [block.register_forward_hook(record) for block in model.ffn]
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return values

@@ -38,3 +38,36 @@ def plot_parameter_breakdown(configs: Mapping[str, TransformerConfig], title: st
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_depth_curves(curves: Mapping[str, list[float]], ylabel: str, title: str = "") -> Figure:
+    """One line per model of a quantity measured after each applied layer, on a log scale."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=80)
+    for label, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("layers applied")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | None = None) -> Figure:
+    """A grid: one row per strategy, one column per layer, each cell coloured and labelled by its block."""
+    from .sharing import NEEDS_N_UNIQUE, layer_to_block
+
+    names = strategies or ("none", "all", "sequence", "cycle", "cycle-rev", "groups")
+    maps = [layer_to_block(s, n_layers, n_unique if s in NEEDS_N_UNIQUE else None) for s in names]
+    fig, ax = plt.subplots(figsize=(0.42 * n_layers + 1.6, 0.42 * len(names) + 0.9), dpi=80)
+    ax.imshow(maps, cmap="tab20", vmin=0, vmax=19, aspect="auto")
+    for row, blocks in enumerate(maps):
+        for col, block in enumerate(blocks):
+            ax.text(col, row, str(block), ha="center", va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xticks(range(n_layers), [str(i) for i in range(n_layers)])
+    ax.set_xlabel("layer (applied in this order)")
+    ax.set_title(f"which parameter set each layer uses, N={n_layers}, M={n_unique}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,7 @@ from IPython.display import display
 from .config import TransformerConfig
 from .counting import count_parameters, parameter_breakdown
 from .plots import plot_parameter_breakdown
-from .sharing import NEEDS_N_UNIQUE, STRATEGIES
+from .sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 
 
 def breakdown_html(config: TransformerConfig) -> str:
@@ -75,3 +75,34 @@ class ParameterExplorer(widgets.VBox):
         with self.chart:
             display(fig)
         plt.close(fig)
+
+
+class LayerMapExplorer(widgets.VBox):
+    """Pick N, M and a strategy; see the layer -> block map and the blocks kept (chapter 3)."""
+
+    def __init__(self, n_layers: int = 12, n_unique: int = 3, strategy: str = "cycle-rev") -> None:
+        self.controls = {
+            "n_layers": widgets.IntSlider(n_layers, 1, 48, description="layers N"),
+            "n_unique": widgets.IntSlider(n_unique, 1, 48, description="unique M"),
+            "strategy": widgets.Dropdown(options=STRATEGIES, value=strategy, description="strategy"),
+        }
+        self.view = widgets.HTML()
+        for control in self.controls.values():
+            control.observe(self.update, "value")
+        super().__init__([widgets.HBox(list(self.controls.values())), self.view])
+        self.update()
+
+    def update(self, _change: object = None) -> None:
+        """Redraw the map; an invalid (N, M, strategy) shows its ``ValueError``."""
+        strategy, n = self.controls["strategy"].value, self.controls["n_layers"].value
+        m = self.controls["n_unique"].value if strategy in NEEDS_N_UNIQUE else None
+        try:
+            maps = {part: layer_to_block(strategy, n, m, sublayer=part) for part in ("attention", "ffn")}
+        except ValueError as error:
+            self.view.value = f"<p style='color:#b00'><b>Invalid:</b> {html.escape(str(error))}</p>"
+            return
+        rows = "".join(
+            f"<tr><td>{part}</td>{''.join(f'<td>{b}</td>' for b in blocks)}<td>{len(set(blocks))} kept</td></tr>"
+            for part, blocks in maps.items()
+        )
+        self.view.value = f"<table><tr><th></th>{''.join(f'<th>{i}</th>' for i in range(n))}</tr>{rows}</table>"

@@ -25,7 +25,8 @@ def html(tmp_path_factory):
 
 def test_landing_page_and_chapters_exist(html):
     assert (html / "book" / "intro.html").exists() or (html / "index.html").exists()
-    assert (html / "notebooks" / "04_counting_parameters.html").exists()
+    for chapter in ("02_core_concepts", "03_algorithm", "04_counting_parameters", "05_the_code"):
+        assert (html / "notebooks" / f"{chapter}.html").exists(), chapter
 
 
 def test_chapter_four_shows_computed_numbers_and_hidden_solutions(html):
@@ -35,3 +36,8 @@ def test_chapter_four_shows_computed_numbers_and_hidden_solutions(html):
     assert "{glue" not in page, "a glue reference did not resolve"
     assert re.search(r'class="[^"]*solution[^"]*dropdown', page), "solutions must be hidden by default"
     assert "colab.research.google.com/github/sharing-layers/sharing-layers/blob/main/notebooks/04_counting" in page
+
+
+def test_code_chapter_includes_the_library_source(html):
+    text = re.sub(r"<[^>]+>", "", (html / "notebooks" / "05_the_code.html").read_text())
+    assert "scaled_dot_product_attention" in text and "def encode" in text

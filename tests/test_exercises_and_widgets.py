@@ -37,3 +37,26 @@ def test_explorer_updates_and_reports_invalid_combinations():
     explorer.controls["strategy"].value = "sequence"
     explorer.controls["n_unique"].value = 5
     assert "Invalid" in explorer.table.value and "divisible" in explorer.table.value
+
+
+def test_layer_map_explorer():
+    from sharedlib.widgets import LayerMapExplorer
+
+    explorer = LayerMapExplorer(n_layers=6, n_unique=3, strategy="cycle-rev")
+    assert "<td>0</td><td>1</td><td>2</td><td>2</td><td>1</td><td>0</td>" in explorer.view.value
+    explorer.controls["n_unique"].value = 4
+    explorer.controls["strategy"].value = "sequence"
+    assert "Invalid" in explorer.view.value
+
+
+def test_tensor_layout_checker():
+    assert "correct" in exercises.check_tensor_layout(("sequence", "batch", "features"))
+    with pytest.raises(AssertionError, match="axis 0"):
+        exercises.check_tensor_layout(("batch", "sequence", "features"))
+
+
+def test_layer_map_figure_draws_every_strategy():
+    from sharedlib.plots import plot_layer_maps
+
+    fig = plot_layer_maps(6, 3)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "groups"

@@ -1,4 +1,4 @@
-"""ruff keeps the package, tests and scripts clean."""
+"""ruff keeps the package, tests, scripts and notebooks clean."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_clean():
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "sharedlib", "tests", "scripts"],
+        [sys.executable, "-m", "ruff", "check", "sharedlib", "tests", "scripts", "notebooks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
