@@ -23,6 +23,31 @@ def takase_kiyono(strategy: str, n: int, m: int) -> list[int]:
     return out
 
 
+def authors_code(strategy: str, n: int, layers_per_set: int) -> list[int]:
+    """The construction in the authors' fairseq code (takase/share_layer_params), rebuilt as an index map."""
+    if strategy == "sequence":
+        return [i // layers_per_set for i in range(n)]
+    u = -(-n // layers_per_set)  # unique layers
+    if strategy == "cycle":
+        return list(range(u)) + [i % u for i in range(n - u)]
+    blocks = list(range(u)) + [i % u for i in range(n - 2 * u)]  # cycle_reverse
+    return blocks + [u - 1 - i % u for i in range(n - len(blocks))]
+
+
+@given(st.integers(2, 48), st.data())
+def test_maps_match_the_authors_code_for_the_papers_settings(n, data):
+    # The paper's settings have M dividing N and N >= 2M; there the code and the paper's formula agree.
+    m = data.draw(st.sampled_from([d for d in range(1, n // 2 + 1) if n % d == 0]))
+    for strategy in ("sequence", "cycle", "cycle-rev"):
+        assert layer_to_block(strategy, n, m) == authors_code(strategy, n, n // m), strategy
+
+
+def test_where_the_paper_formula_and_the_authors_code_differ():
+    # Documented in chapter 3: sharedlib follows the paper's formula.
+    assert layer_to_block("cycle-rev", 7, 3) == [0, 1, 2, 0, 1, 2, 2] != authors_code("cycle-rev", 7, 3)
+    assert layer_to_block("cycle-rev", 3, 3) == [2, 1, 0] != authors_code("cycle-rev", 3, 1) == [0, 1, 2]
+
+
 def test_paper_figure_example():
     # Figure 1 of Takase & Kiyono: N = 6 layers, M = 3 parameter sets.
     assert layer_to_block("sequence", 6, 3) == [0, 0, 1, 1, 2, 2]
