@@ -26,7 +26,7 @@ from .measure import (
     saved_activation_bytes,
     training_state_bytes,
 )
-from .models import SharedTransformer
+from .models import SharedTransformer, next_token_loss
 from .naive import NaiveSharedTransformer, unshared_naive_stack
 from .runtime import resolve_device, seed_everything
 from .sharing import STRATEGIES, layer_to_block, n_parameter_sets, validate_sharing
@@ -56,6 +56,7 @@ __all__ = [
     "layer_parameters",
     "layer_to_block",
     "n_parameter_sets",
+    "next_token_loss",
     "parameter_breakdown",
     "resolve_device",
     "saved_activation_bytes",

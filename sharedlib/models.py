@@ -88,3 +88,10 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+def next_token_loss(model: SharedTransformer, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Cross-entropy of next-token prediction; targets equal to -100 are not scored (chapter 6)."""
+    inputs, targets = batch[0], batch[1]
+    logits = model.logits(model(inputs))  # (B, T, V)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
