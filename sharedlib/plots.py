@@ -71,3 +71,18 @@ def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | 
     ax.set_title(f"which parameter set each layer uses, N={n_layers}, M={n_unique}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_seconds(seconds: Mapping[str, float], title: str = "", xlabel: str = "median seconds per step") -> Figure:
+    """Horizontal bars of measured times, labelled with their values."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(seconds) + 1.2), dpi=80)
+    names = list(seconds)
+    ax.barh(names, [seconds[n] for n in names], color="#1f77b4")
+    for y, name in enumerate(names):
+        ax.text(seconds[name], y, f" {seconds[name]:.2f}", va="center", fontsize=9)
+    ax.set_xlim(0, max(seconds.values()) * 1.2)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
