@@ -86,3 +86,32 @@ def plot_seconds(seconds: Mapping[str, float], title: str = "", xlabel: str = "m
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_loss_vs_parameters(summaries: Mapping[str, object], title: str = "") -> Figure:
+    """Validation loss (mean and standard deviation over seeds) against unique parameters."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=80)
+    for offset, (label, s) in enumerate(summaries.items()):
+        jitter = 1 + 0.012 * (offset - len(summaries) / 2)  # separate points with equal parameter counts
+        ax.errorbar(s.parameters / 1e3 * jitter, s.mean, yerr=s.std, fmt="o", capsize=3, label=label)
+    ax.legend(fontsize=8, frameon=False, loc="best")
+    ax.set_xlabel("unique parameters (thousands)")
+    ax.set_ylabel("validation loss (nats / byte)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_iterations(curves: Mapping[str, Mapping[int, float]], trained: int, title: str = "") -> Figure:
+    """Exact-answer accuracy of a fully shared model run for different numbers of iterations."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=80)
+    for label, points in curves.items():
+        ax.plot(list(points), list(points.values()), marker="o", label=label)
+    ax.axvline(trained, color="grey", linestyle="--", linewidth=1, label="trained depth")
+    ax.set_xlabel("iterations of the shared block at test time")
+    ax.set_ylabel("exact-answer accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

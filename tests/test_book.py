@@ -25,7 +25,14 @@ def html(tmp_path_factory):
 
 def test_landing_page_and_chapters_exist(html):
     assert (html / "book" / "intro.html").exists() or (html / "index.html").exists()
-    for chapter in ("02_core_concepts", "03_algorithm", "04_counting_parameters", "05_the_code", "06b_cost"):
+    for chapter in (
+        "02_core_concepts",
+        "03_algorithm",
+        "04_counting_parameters",
+        "05_the_code",
+        "06_applications",
+        "06b_cost",
+    ):
         assert (html / "notebooks" / f"{chapter}.html").exists(), chapter
 
 

@@ -1,0 +1,86 @@
+"""Small, seeded experiments comparing sharing strategies (chapter 6, *Applications*)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import torch
+
+from .config import TransformerConfig
+from .counting import count_parameters
+from .data import IGNORE, algorithmic_batch
+from .models import SharedTransformer, next_token_loss
+from .train import TrainConfig, train
+
+BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Validation losses of one configuration over several seeds."""
+
+    label: str
+    parameters: int
+    losses: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.losses)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.losses) if len(self.losses) > 1 else 0.0
+
+
+def train_model(config: TransformerConfig, get_batch: BatchFn, train_config: TrainConfig, seed: int):
+    """Build ``SharedTransformer(config)`` with ``seed`` and train it; returns (model, history)."""
+    torch.manual_seed(seed)
+    model = SharedTransformer(config)
+    history = train(model, next_token_loss, get_batch, replace(train_config, seed=seed))
+    return model, history
+
+
+def compare(
+    configs: Mapping[str, TransformerConfig], get_batch: BatchFn, train_config: TrainConfig, seeds: int
+) -> dict[str, Summary]:
+    """Final validation loss of every config for seeds 0..seeds-1."""
+    return {
+        label: Summary(
+            label,
+            count_parameters(config),
+            tuple(train_model(config, get_batch, train_config, s)[1].val_loss[-1] for s in range(seeds)),
+        )
+        for label, config in configs.items()
+    }
+
+
+def matching_width(reference: TransformerConfig, strategy: str, n_heads: int) -> TransformerConfig:
+    """The width (a multiple of ``n_heads``, d_ff = 4x) at which ``strategy`` has about ``reference``'s parameters."""
+    target = count_parameters(reference)
+    candidates = [
+        replace(reference, strategy=strategy, n_unique=None, d_model=w, d_ff=4 * w, n_heads=n_heads)
+        for w in range(n_heads, 8 * reference.d_model + 1, n_heads)
+    ]
+    return min(candidates, key=lambda c: abs(count_parameters(c) - target))
+
+
+@torch.no_grad()
+def answer_accuracy(
+    model: SharedTransformer,
+    task: str,
+    length: int,
+    n_symbols: int,
+    n: int,
+    seed: int,
+    n_iterations: int | None = None,
+) -> float:
+    """Fraction of ``n`` questions whose whole answer the model predicts exactly (teacher-forced)."""
+    model.eval()
+    device = next(model.parameters()).device
+    inputs, targets = algorithmic_batch(task, n, length, n_symbols, torch.Generator().manual_seed(seed))
+    inputs, targets = inputs.to(device), targets.to(device)
+    predicted = model.logits(model(inputs, n_iterations=n_iterations)).argmax(-1)  # (B, T)
+    scored = targets != IGNORE
+    return ((predicted == targets) | ~scored).all(dim=1).float().mean().item()
