@@ -70,11 +70,15 @@ def refresh_install_cell(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
 def strip_run_metadata(path: Path) -> None:
-    """Drop papermill timings and widget state, which change on every run."""
+    """Drop papermill timings, widget state and editor metadata, which change on every run; name the kernel."""
     nb = nbformat.read(path, as_version=4)
-    for key in ("papermill", "widgets"):
+    for key in ("papermill", "widgets", "jupytext"):
         nb.metadata.pop(key, None)
+    nb.metadata["kernelspec"] = KERNELSPEC
     for cell in nb.cells:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)

@@ -30,6 +30,7 @@ def test_notebook_structure(path):
     assert not any(o.output_type == "error" for c in cells for o in c.outputs)
     assert os.path.getsize(path) < 500_000, "keep committed outputs small"
     assert not any("papermill" in c.metadata for c in cells), "strip run metadata (scripts/run_notebooks.py)"
+    assert nbformat.read(path, as_version=4).metadata.get("kernelspec") == run_notebooks.KERNELSPEC
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,0 +1,60 @@
+"""Student versions: no solution survives, every exercise solution leaves a stub, and they still run."""
+
+import shutil
+from pathlib import Path
+
+import make_student_notebooks as students
+import nbformat
+import pytest
+import run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    assert students.main(["--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_solution_survives(path, student_dir):
+    original = nbformat.read(path, as_version=4)
+    student = nbformat.read(student_dir / path.name, as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    assert "solution-start" not in text and "solution-end" not in text
+    assert not any("solution" in c.metadata.get("tags", []) for c in student.cells)
+    for cell in original.cells:  # every solution code cell is gone
+        if "solution" in cell.metadata.get("tags", []):
+            assert cell.source not in text
+    solved = students.START.findall("\n".join(c.source for c in original.cells if c.cell_type == "markdown"))
+    stubs = [c for c in student.cells if "exercise" in c.metadata.get("tags", [])]
+    assert len(stubs) == len(solved)
+    assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
+
+
+def test_strip_markdown_keeps_the_exercise_and_drops_the_solution():
+    text = "```{exercise} T\n:label: ex-a\nQ?\n```\n\n```{solution-start} ex-a\n:class: dropdown\n```\n\nAnswer."
+    kept, inside, labels = students.strip_markdown(text, in_solution=False)
+    assert "Q?" in kept and "Answer" not in kept and inside and labels == ["ex-a"]
+    kept, inside, labels = students.strip_markdown("```{solution-end}\n```\n\nNext exercise", in_solution=True)
+    assert kept.strip() == "Next exercise" and not inside and labels == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_notebook_runs_top_to_bottom(path, student_dir, tmp_path):
+    """nbclient lets cells tagged raises-exception fail and raises on any other error."""
+    from nbclient import NotebookClient
+
+    shutil.copytree(ROOT / "notebooks" / "results", tmp_path / "results")  # data some chapters read
+    nb = nbformat.read(student_dir / path.name, as_version=4)
+    parameters = run_notebooks.profile_parameters("smoke", path.stem, "cpu")
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    injected = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]}))
+    NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    stubs = [c for c in nb.cells if "exercise" in c.metadata.get("tags", [])]
+    assert len(errors) == len(stubs) and all(o.ename == "NotImplementedError" for o in errors)
