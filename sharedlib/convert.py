@@ -14,7 +14,6 @@ from .config import TransformerConfig
 from .models import SharedTransformer
 from .sharing import STRATEGIES, layer_to_block
 
-_TORCH_ACTIVATIONS = {F.relu: "relu", F.gelu: "gelu", "relu": "relu", "gelu": "gelu"}
 _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 
 
@@ -47,11 +46,7 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
     norm = "pre" if first.norm_first else "post"
     if (encoder.norm is not None) != (norm == "pre"):
         raise ValueError("supported: post-norm layers with norm=None, or norm_first layers with a final LayerNorm")
-    activation = _TORCH_ACTIVATIONS.get(first.activation) or _TORCH_ACTIVATIONS.get(
-        type(first.activation).__name__.lower()
-    )
-    if activation is None:
-        raise ValueError(f"activation must be relu or gelu, got {first.activation!r}")
+    activation = _torch_activation_name(first.activation)
     config = TransformerConfig(
         d_model=first.self_attn.embed_dim,
         n_heads=first.self_attn.num_heads,
@@ -113,6 +108,17 @@ def from_albert(albert: Any) -> SharedTransformer:
             for k, layer in enumerate(group.albert_layers):
                 _copy_albert_layer(layer, model, g * c.inner_group_num + k)
     return model
+
+
+def _torch_activation_name(activation: object) -> str:
+    """Our name for an ``nn.TransformerEncoderLayer`` activation, given as a function or a module."""
+    if activation is F.relu or isinstance(activation, nn.ReLU):
+        return "relu"
+    if activation is F.gelu:
+        return "gelu"
+    if isinstance(activation, nn.GELU):
+        return "gelu_tanh" if activation.approximate == "tanh" else "gelu"
+    raise ValueError(f"activation must be relu, gelu or GELU(approximate='tanh'), got {activation!r}")
 
 
 def _copy(dst: nn.Module, src: nn.Module) -> None:

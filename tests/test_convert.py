@@ -62,7 +62,7 @@ def test_from_albert_rejects_layers_not_divisible_by_groups():
 
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("share", [None, "all", "cycle"])
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", nn.ReLU(), nn.GELU(approximate="tanh")], ids=str)
 def test_from_torch_encoder_matches(norm_first, share, activation):
     torch.manual_seed(0)
     layers = [
@@ -84,10 +84,14 @@ def test_from_torch_encoder_matches(norm_first, share, activation):
     x = torch.randn(2, 9, 32)
     pad = torch.zeros(2, 9, dtype=torch.bool)
     pad[0, 6:] = True
+    expected = encoder(x, src_key_padding_mask=pad)  # grad enabled: PyTorch's standard (non-fused) path
     with torch.no_grad():
-        expected = encoder(x, src_key_padding_mask=pad)
         got = model.encode(x, key_mask=~pad)
-    torch.testing.assert_close(got[~pad], expected[~pad], atol=1e-5, rtol=0)
+        fused = encoder(x, src_key_padding_mask=pad)  # the inference fast path
+    torch.testing.assert_close(got[~pad], expected[~pad].detach(), atol=1e-5, rtol=0)
+    if not (isinstance(activation, nn.GELU) and activation.approximate == "tanh"):
+        # PyTorch's inference fast path runs any nn.GELU as exact GELU, ignoring approximate="tanh"
+        torch.testing.assert_close(got[~pad], fused[~pad], atol=1e-5, rtol=0)
     assert sl.count_module_parameters(model) - sl.count_module_parameters(
         model.embeddings
     ) == sl.count_module_parameters(encoder)
@@ -108,3 +112,9 @@ def test_encode_checks_the_feature_size():
     model = sl.SharedTransformer(sl.TransformerConfig(d_model=16, n_heads=2, d_ff=8, n_layers=1, vocab_size=5))
     with pytest.raises(ValueError, match=r"\(batch, sequence, 16\)"):
         model.encode(torch.zeros(2, 3, 15))
+
+
+def test_unsupported_activation_names_the_allowed_ones():
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, activation=nn.SiLU())
+    with pytest.raises(ValueError, match="activation must be relu, gelu"):
+        sl.from_torch_encoder(nn.TransformerEncoder(layer, 1, enable_nested_tensor=False))

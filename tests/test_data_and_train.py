@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from copy_task import copy_batch, copy_config
 
 import sharedlib as sl
 from sharedlib import data
@@ -73,23 +74,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 def tiny_copy_setup(seed=0, width=32):
     torch.manual_seed(seed)
-    config = sl.TransformerConfig(
-        d_model=width,
-        n_heads=4,
-        d_ff=2 * width,
-        n_layers=2,
-        strategy="all",
-        causal=True,
-        lm_head=True,
-        vocab_size=data.algorithmic_vocab_size(4),
-        max_len=16,
-    )
-    model = sl.SharedTransformer(config)
-
-    def get_batch(split, generator):
-        return data.algorithmic_batch("copy", 32, 4, 4, generator)
-
-    return model, get_batch
+    return sl.SharedTransformer(copy_config(width)), copy_batch
 
 
 def test_trainer_learns_the_copy_task():

@@ -1,9 +1,9 @@
 """Experiment helpers of chapter 6: summaries, parameter matching, exact-answer accuracy."""
 
 import pytest
+from copy_task import copy_batch, copy_config
 
 import sharedlib as sl
-from sharedlib import data
 from sharedlib import experiments as ex
 from sharedlib.train import TrainConfig
 
@@ -25,20 +25,8 @@ def test_matching_width_finds_the_closest_parameter_count():
 
 
 def test_compare_and_accuracy_on_a_learnable_task():
-    config = sl.TransformerConfig(
-        d_model=64,
-        n_heads=4,
-        d_ff=128,
-        n_layers=2,
-        strategy="all",
-        causal=True,
-        lm_head=True,
-        vocab_size=data.algorithmic_vocab_size(4),
-        max_len=16,
-    )
-
-    def copy(split, g):
-        return data.algorithmic_batch("copy", 32, 4, 4, g)
+    config = copy_config(width=64)
+    copy = copy_batch
 
     results = ex.compare({"all": config}, copy, TrainConfig(steps=300, eval_every=300), seeds=1)
     assert results["all"].parameters == sl.count_parameters(config) and len(results["all"].losses) == 1
