@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from .background import PublishedModel
 from .config import TransformerConfig
 from .counting import parameter_breakdown
 
@@ -113,5 +114,25 @@ def plot_accuracy_vs_iterations(curves: Mapping[str, Mapping[int, float]], train
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_model_sizes(models: Sequence[PublishedModel], title: str = "") -> Figure:
+    """Reported parameter counts by year on a log scale; models that share layers are highlighted (chapter 1)."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=80)
+    for shared, style in ((False, dict(color="#1f77b4", marker="o")), (True, dict(color="#d62728", marker="s"))):
+        group = [m for m in models if m.shares_layers == shared]
+        ax.scatter([m.year for m in group], [m.parameters for m in group],
+                   label="shares layers" if shared else "no sharing", zorder=3, **style)
+        for m in group:
+            ax.annotate(m.name, (m.year, m.parameters), textcoords="offset points", xytext=(5, -3), fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel("year of first release")
+    ax.set_ylabel("parameters (as reported)")
+    ax.set_xlim(min(m.year for m in models) - 0.5, max(m.year for m in models) + 1.5)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.set_title(title)
     fig.tight_layout()
     return fig

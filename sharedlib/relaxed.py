@@ -1,0 +1,124 @@
+"""Relaxed sharing: a shared block plus a per-layer low-rank delta on every weight matrix (chapter 8, *Outlook*).
+
+Layer i computes with W + B_i A_i instead of W, as in Relaxed Recursive Transformers (Bae et al., 2025), whose
+deltas are LoRA modules (Hu et al., 2022). With B_i = 0 the model is exactly the shared model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .config import TransformerConfig
+from .counting import count_parameters
+from .models import SharedTransformer
+
+
+class LowRankDelta(nn.Module):
+    """The matrix B @ A of shape (out, in) and rank <= r; B starts at zero, so the delta starts at zero."""
+
+    def __init__(self, out_features: int, in_features: int, rank: int) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(rank, in_features) / in_features**0.5)  # (r, in)
+        self.B = nn.Parameter(torch.zeros(out_features, rank))  # (out, r)
+
+    def forward(self) -> torch.Tensor:
+        return self.B @ self.A  # (out, in)
+
+
+def _linear_weights(block: nn.Module) -> dict[str, torch.Tensor]:
+    """The weight matrices of every ``nn.Linear`` inside ``block``, by parameter name."""
+    return {f"{name}.weight": m.weight for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+
+
+def _deltas_for(block: nn.Module, rank: int) -> nn.ModuleDict:
+    # ModuleDict keys may not contain dots, so "inner.qkv.weight" is stored as "inner__qkv__weight".
+    return nn.ModuleDict(
+        {name.replace(".", "__"): LowRankDelta(*w.shape, rank) for name, w in _linear_weights(block).items()}
+    )
+
+
+def _run_with_deltas(block: nn.Module, deltas: nn.ModuleDict, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Apply ``block`` to ``x`` with every weight matrix W replaced by W + its delta; other parameters as they are."""
+    weights = {name: w + deltas[name.replace(".", "__")]() for name, w in _linear_weights(block).items()}
+    return functional_call(block, weights, (x,), kwargs, strict=False)  # (B, T, H)
+
+
+def delta_parameters(config: TransformerConfig, rank: int) -> int:
+    """Parameters that rank-r deltas add: r * (in + out) per weight matrix, 8H + 2F of them per layer."""
+    _check_rank(rank)
+    H, F = config.d_model, config.d_ff
+    return config.depth * rank * (8 * H + 2 * F)
+
+
+class RelaxedSharedTransformer(nn.Module):
+    """``SharedTransformer(config)`` whose layer i adds its own low-rank deltas to the shared weight matrices."""
+
+    def __init__(self, config: TransformerConfig, rank: int) -> None:
+        _check_rank(rank)
+        super().__init__()
+        self.config = config
+        self.rank = rank
+        self.shared = SharedTransformer(config)
+        depth = len(self.shared.attention_map)
+        self.attention_deltas = nn.ModuleList(_deltas_for(self.shared.attention[0], rank) for _ in range(depth))
+        self.ffn_deltas = nn.ModuleList(_deltas_for(self.shared.ffn[0], rank) for _ in range(depth))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, H), like ``SharedTransformer.forward``."""
+        key_mask = self.shared._check_inputs(input_ids, attention_mask)
+        x = self.shared.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        layers = zip(self.shared.attention_map, self.shared.ffn_map, self.attention_deltas, self.ffn_deltas,
+                     strict=True)
+        for a, f, attention_delta, ffn_delta in layers:
+            x = _run_with_deltas(self.shared.attention[a], attention_delta, x, key_mask=key_mask)  # (B, T, H)
+            x = _run_with_deltas(self.shared.ffn[f], ffn_delta, x)  # (B, T, H)
+        return self.shared.final_norm(x) if self.shared.final_norm is not None else x
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits (B, T, V) through the shared model's tied embedding."""
+        return self.shared.logits(hidden)
+
+
+def relaxed_parameters(config: TransformerConfig, rank: int) -> int:
+    """Closed-form parameter count of ``RelaxedSharedTransformer(config, rank)``."""
+    return count_parameters(config) + delta_parameters(config, rank)
+
+
+@torch.no_grad()
+def relax_unshared(model: SharedTransformer, rank: int) -> RelaxedSharedTransformer:
+    """Compress an unshared model into one shared block (the layers' mean) plus rank-r SVD deltas (Bae et al.)."""
+    if model.config.strategy != "none":
+        raise ValueError(f"relax_unshared needs an unshared model (strategy 'none'), got {model.config.strategy!r}")
+    relaxed = RelaxedSharedTransformer(replace(model.config, strategy="all", n_unique=None), rank)
+    relaxed.shared.embeddings.load_state_dict(model.embeddings.state_dict())
+    for name in ("final_norm", "lm_projection"):
+        if getattr(model, name) is not None:
+            getattr(relaxed.shared, name).load_state_dict(getattr(model, name).state_dict())
+    for stack, shared, deltas in ((model.attention, relaxed.shared.attention[0], relaxed.attention_deltas),
+                                  (model.ffn, relaxed.shared.ffn[0], relaxed.ffn_deltas)):
+        for name, p in shared.named_parameters():
+            p.copy_(torch.stack([dict(layer.named_parameters())[name] for layer in stack]).mean(0))
+        for layer, layer_deltas in zip(stack, deltas, strict=True):
+            for name, w in _linear_weights(layer).items():
+                _fit_delta(layer_deltas[name.replace(".", "__")], w - dict(shared.named_parameters())[name])
+    return relaxed
+
+
+def _fit_delta(delta: LowRankDelta, residual: torch.Tensor) -> None:
+    """Set B @ A to the best rank-r approximation of ``residual`` (truncated SVD, Eckart-Young)."""
+    U, S, Vh = torch.linalg.svd(residual, full_matrices=False)  # (out, k), (k,), (k, in)
+    r = min(delta.A.shape[0], S.numel())
+    delta.B.zero_()
+    delta.A.zero_()
+    delta.B[:, :r] = U[:, :r] * S[:r]  # (out, r)
+    delta.A[:r] = Vh[:r]  # (r, in)
+
+
+def _check_rank(rank: int) -> None:
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise ValueError(f"rank must be a positive integer, got {rank!r}")
