@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 
 @dataclass(frozen=True)
 class PublishedModel:
@@ -39,6 +36,22 @@ PUBLISHED_MODELS: tuple[PublishedModel, ...] = (
 )
 
 
+# Where cross-layer sharing came from: (year of first release, idea, key in book/references.bib).
+SHARING_MILESTONES: tuple[tuple[int, str, str], ...] = (
+    (1989, "convolution: one kernel shared across positions", "lecun1989backpropagation"),
+    (2016, "tied input and output embeddings", "press2017using"),
+    (2016, "adaptive computation time: a recurrent step repeated a learned number of times", "graves2016adaptive"),
+    (2018, "recurrent stacking: one encoder layer applied N times in translation", "dabre2019recurrent"),
+    (2018, "Universal Transformer: one block applied recurrently, with adaptive halting", "dehghani2019universal"),
+    (2019, "ALBERT: all layers share one block, factorised embeddings", "lan2020albert"),
+    (2021, "sequence, cycle and cycle-rev sharing of M blocks over N layers", "takase2021lessons"),
+    (2021, "Subformer: sandwich-style sharing, first and last layers kept unique", "reid2021subformer"),
+    (2024, "MobileLLM: immediate block-wise repetition in small LLMs", "liu2024mobilellm"),
+    (2024, "Relaxed Recursive Transformers: a shared block plus per-layer LoRA", "bae2025relaxed"),
+    (2025, "Mixture-of-Recursions: per-token recursion depth", "bae2025mixture"),
+)
+
+
 def largest_by_year(models: tuple[PublishedModel, ...] = PUBLISHED_MODELS) -> dict[int, PublishedModel]:
     """The largest reported model of each year."""
     best: dict[int, PublishedModel] = {}
@@ -57,19 +70,3 @@ def doubling_time_months(models: tuple[PublishedModel, ...] = PUBLISHED_MODELS) 
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return 12 / slope
-
-
-def conv_as_dense(conv: nn.Conv1d, length: int) -> torch.Tensor:
-    """The dense (C_out*L_out, C_in*L) matrix that a 1-D convolution applies: one kernel, copied at every position."""
-    if conv.groups != 1 or conv.dilation != (1,) or conv.stride != (1,):
-        raise ValueError("conv_as_dense supports groups=1, stride=1, dilation=1 only")
-    c_out, c_in, k = conv.weight.shape
-    pad = conv.padding[0] if isinstance(conv.padding, tuple) else 0
-    l_out = length + 2 * pad - k + 1
-    dense = torch.zeros(c_out, l_out, c_in, length)
-    for t in range(l_out):
-        for j in range(k):
-            s = t + j - pad  # input position read by kernel tap j at output position t
-            if 0 <= s < length:
-                dense[:, t, :, s] = conv.weight[:, :, j]
-    return dense.reshape(c_out * l_out, c_in * length)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from .background import PUBLISHED_MODELS, doubling_time_months
 from .config import TransformerConfig
 from .counting import count_parameters
 from .sharing import NEEDS_N_UNIQUE, layer_to_block
@@ -85,3 +86,32 @@ def check_tensor_layout(answer: tuple[str, str, str]) -> str:
                 "nn.MultiheadAttention reads (sequence, batch, features)"
             )
     return "correct: 10 positions, a batch of 32, 512 features per token"
+
+
+def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5) -> str:
+    """Check the doubling time (months) of the largest published model per year, from ``since`` on (chapter 1)."""
+    models = tuple(m for m in PUBLISHED_MODELS if m.year >= since)
+    expected = doubling_time_months(models)
+    if not abs(value - expected) <= tolerance_months:
+        frontier = sorted({m.year for m in models})
+        raise AssertionError(
+            f"from {since} on (years {frontier}) the largest model doubles every {expected:.1f} months, got {value!r}; "
+            "fit a line to log2(largest parameters of each year) against the year, then take 12 / slope"
+        )
+    return f"correct: {expected:.1f} months per doubling since {since}"
+
+
+def check_delta_count(fn: Callable[[TransformerConfig, int], int], trials: int = 100) -> str:
+    """Compare a student's ``fn(config, rank) -> int`` (parameters the per-layer deltas add), chapter 8."""
+    from .relaxed import delta_parameters
+
+    rng = random.Random(f"delta-{trials}")
+    for _ in range(trials):
+        config, rank = random_config(rng, "all"), rng.randint(1, 8)
+        expected, got = delta_parameters(config, rank), fn(config, rank)
+        if got != expected:
+            raise AssertionError(
+                f"for rank {rank}, d_model={config.d_model}, d_ff={config.d_ff}, depth={config.depth} expected "
+                f"{expected:,} delta parameters, got {got!r} (each weight matrix of shape (out, in) adds rank*(out+in))"
+            )
+    return f"correct: your delta count matches the closed form on {trials} random configs"
