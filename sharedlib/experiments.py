@@ -7,14 +7,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
 
 from .config import TransformerConfig
 from .counting import count_parameters
 from .data import IGNORE, algorithmic_batch
+from .measure import count_module_parameters
 from .models import SharedTransformer, next_token_loss
 from .train import TrainConfig, train
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]
+ModelBuilder = Callable[[], nn.Module]  # e.g. lambda: RelaxedSharedTransformer(config, rank=4)
 
 
 @dataclass(frozen=True)
@@ -34,26 +37,23 @@ class Summary:
         return statistics.stdev(self.losses) if len(self.losses) > 1 else 0.0
 
 
-def train_model(config: TransformerConfig, get_batch: BatchFn, train_config: TrainConfig, seed: int):
-    """Build ``SharedTransformer(config)`` with ``seed`` and train it; returns (model, history)."""
+def train_model(config: TransformerConfig | ModelBuilder, get_batch: BatchFn, train_config: TrainConfig, seed: int):
+    """Build ``SharedTransformer(config)`` (or call a builder) with ``seed`` and train it; returns (model, history)."""
     torch.manual_seed(seed)
-    model = SharedTransformer(config)
+    model = config() if callable(config) else SharedTransformer(config)
     history = train(model, next_token_loss, get_batch, replace(train_config, seed=seed))
     return model, history
 
 
 def compare(
-    configs: Mapping[str, TransformerConfig], get_batch: BatchFn, train_config: TrainConfig, seeds: int
+    configs: Mapping[str, TransformerConfig | ModelBuilder], get_batch: BatchFn, train_config: TrainConfig, seeds: int
 ) -> dict[str, Summary]:
-    """Final validation loss of every config for seeds 0..seeds-1."""
-    return {
-        label: Summary(
-            label,
-            count_parameters(config),
-            tuple(train_model(config, get_batch, train_config, s)[1].val_loss[-1] for s in range(seeds)),
-        )
-        for label, config in configs.items()
-    }
+    """Final validation loss of every config (or model builder) for seeds 0..seeds-1."""
+    summaries = {}
+    for label, config in configs.items():
+        runs = [train_model(config, get_batch, train_config, s) for s in range(seeds)]
+        summaries[label] = Summary(label, count_module_parameters(runs[0][0]), tuple(h.val_loss[-1] for _, h in runs))
+    return summaries
 
 
 def matching_width(reference: TransformerConfig, strategy: str, n_heads: int) -> TransformerConfig:
