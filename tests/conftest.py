@@ -1,10 +1,26 @@
-"""Shared test setup: headless matplotlib, and the repository's scripts importable."""
+"""Shared test setup: headless matplotlib, the repository's scripts importable, the built book."""
 
+import subprocess
 import sys
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+
+
+@pytest.fixture(scope="session")
+def html(tmp_path_factory):
+    """The book built strictly (-W, nitpicky) from the committed notebooks, once per test session."""
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run(
+        [jupyter_book, "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out / "_build" / "html"

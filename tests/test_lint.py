@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ruff_clean():
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "sharedlib", "tests", "scripts", "notebooks"],
+        [sys.executable, "-m", "ruff", "check", "sharedlib", "tests", "scripts", "notebooks", "book"],
         cwd=ROOT,
         capture_output=True,
         text=True,
