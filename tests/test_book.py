@@ -44,6 +44,16 @@ def test_chapter_four_shows_computed_numbers_and_hidden_solutions(html):
     assert "colab.research.google.com/github/sharing-layers/sharing-layers/blob/main/notebooks/04_counting" in page
 
 
+def test_every_notebook_page_has_colab_and_download_buttons(html):
+    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    github = repository["url"].removeprefix("https://github.com/")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        page = (html / "notebooks" / f"{path.stem}.html").read_text()
+        colab = f"colab.research.google.com/github/{github}/blob/{repository['branch']}/notebooks/{path.name}"
+        assert colab in page, path.stem
+        assert f"_sources/notebooks/{path.name}" in page, f"{path.stem}: no download of the .ipynb"
+
+
 def test_code_chapter_includes_the_library_source(html):
     text = re.sub(r"<[^>]+>", "", (html / "notebooks" / "05_the_code.html").read_text())
     assert "scaled_dot_product_attention" in text and "def encode" in text
