@@ -5,6 +5,8 @@ import pytest
 
 import sharedlib as sl
 from sharedlib import exercises
+from sharedlib.background import PUBLISHED_MODELS, doubling_time_months
+from sharedlib.relaxed import delta_parameters
 
 matplotlib.use("Agg")
 
@@ -60,3 +62,16 @@ def test_layer_map_figure_draws_every_strategy():
 
     fig = plot_layer_maps(6, 3)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "groups"
+
+
+def test_doubling_time_checker_names_the_years_and_the_expected_value():
+    expected = doubling_time_months(tuple(m for m in PUBLISHED_MODELS if m.year >= 2019))
+    assert exercises.check_doubling_time(expected + 0.3, since=2019).startswith("correct")
+    with pytest.raises(AssertionError, match=rf"years \[2019, 2020.*doubles every {expected:.1f} months, got 3"):
+        exercises.check_doubling_time(3, since=2019)
+
+
+def test_delta_count_checker_accepts_the_closed_form_and_names_the_shape_on_failure():
+    assert exercises.check_delta_count(delta_parameters).startswith("correct")
+    with pytest.raises(AssertionError, match=r"for rank \d+, d_model=\d+, d_ff=\d+, depth=\d+ expected [\d,]+"):
+        exercises.check_delta_count(lambda config, rank: rank * 8 * config.d_model)  # forgets the FFN's d_ff
