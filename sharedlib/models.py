@@ -45,10 +45,14 @@ class SharedTransformer(nn.Module):
         """Run the layer stack on hidden states (B, T, H); ``key_mask`` (B, T) is True where a token is real."""
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
             raise ValueError(f"hidden states must be (batch, sequence, {self.config.d_model}), got {tuple(x.shape)}")
-        for a, f in self._schedule(n_iterations):
-            x = self.attention[a](x, key_mask=key_mask)  # (B, T, H)
-            x = self.ffn[f](x)  # (B, T, H)
+        for layer, (a, f) in enumerate(self._schedule(n_iterations)):
+            x = self._layer(layer, a, f, x, key_mask)  # (B, T, H)
         return self.final_norm(x) if self.final_norm is not None else x
+
+    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Layer ``layer`` of the stack: attention block ``a`` then FFN block ``f`` (chapter 8 overrides it)."""
+        x = self.attention[a](x, key_mask=key_mask)  # (B, T, H)
+        return self.ffn[f](x)  # (B, T, H)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits (B, T, V) through the tied token embedding."""

@@ -54,34 +54,25 @@ def delta_parameters(config: TransformerConfig, rank: int) -> int:
     return config.depth * rank * (8 * H + 2 * F)
 
 
-class RelaxedSharedTransformer(nn.Module):
+class RelaxedSharedTransformer(SharedTransformer):
     """``SharedTransformer(config)`` whose layer i adds its own low-rank deltas to the shared weight matrices."""
 
     def __init__(self, config: TransformerConfig, rank: int) -> None:
         _check_rank(rank)
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.rank = rank
-        self.shared = SharedTransformer(config)
-        depth = len(self.shared.attention_map)
-        self.attention_deltas = nn.ModuleList(_deltas_for(self.shared.attention[0], rank) for _ in range(depth))
-        self.ffn_deltas = nn.ModuleList(_deltas_for(self.shared.ffn[0], rank) for _ in range(depth))
+        depth = len(self.attention_map)
+        self.attention_deltas = nn.ModuleList(_deltas_for(self.attention[0], rank) for _ in range(depth))
+        self.ffn_deltas = nn.ModuleList(_deltas_for(self.ffn[0], rank) for _ in range(depth))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Final hidden states (B, T, H), like ``SharedTransformer.forward``."""
-        key_mask = self.shared._check_inputs(input_ids, attention_mask)
-        x = self.shared.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        layers = zip(self.shared.attention_map, self.shared.ffn_map, self.attention_deltas, self.ffn_deltas,
-                     strict=True)
-        for a, f, attention_delta, ffn_delta in layers:
-            x = _run_with_deltas(self.shared.attention[a], attention_delta, x, key_mask=key_mask)  # (B, T, H)
-            x = _run_with_deltas(self.shared.ffn[f], ffn_delta, x)  # (B, T, H)
-        return self.shared.final_norm(x) if self.shared.final_norm is not None else x
+    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = _run_with_deltas(self.attention[a], self.attention_deltas[layer], x, key_mask=key_mask)  # (B, T, H)
+        return _run_with_deltas(self.ffn[f], self.ffn_deltas[layer], x)  # (B, T, H)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits (B, T, V) through the shared model's tied embedding."""
-        return self.shared.logits(hidden)
+    def _schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
+        if n_iterations is not None:
+            raise ValueError("n_iterations is not available: each layer of a relaxed model has its own deltas")
+        return super()._schedule(None)
 
 
 def relaxed_parameters(config: TransformerConfig, rank: int) -> int:
@@ -95,17 +86,18 @@ def relax_unshared(model: SharedTransformer, rank: int) -> RelaxedSharedTransfor
     if model.config.strategy != "none":
         raise ValueError(f"relax_unshared needs an unshared model (strategy 'none'), got {model.config.strategy!r}")
     relaxed = RelaxedSharedTransformer(replace(model.config, strategy="all", n_unique=None), rank)
-    relaxed.shared.embeddings.load_state_dict(model.embeddings.state_dict())
+    relaxed.embeddings.load_state_dict(model.embeddings.state_dict())
     for name in ("final_norm", "lm_projection"):
         if getattr(model, name) is not None:
-            getattr(relaxed.shared, name).load_state_dict(getattr(model, name).state_dict())
-    for stack, shared, deltas in ((model.attention, relaxed.shared.attention[0], relaxed.attention_deltas),
-                                  (model.ffn, relaxed.shared.ffn[0], relaxed.ffn_deltas)):
-        for name, p in shared.named_parameters():
+            getattr(relaxed, name).load_state_dict(getattr(model, name).state_dict())
+    for stack, shared, deltas in ((model.attention, relaxed.attention[0], relaxed.attention_deltas),
+                                  (model.ffn, relaxed.ffn[0], relaxed.ffn_deltas)):
+        shared_parameters = dict(shared.named_parameters())
+        for name, p in shared_parameters.items():
             p.copy_(torch.stack([dict(layer.named_parameters())[name] for layer in stack]).mean(0))
         for layer, layer_deltas in zip(stack, deltas, strict=True):
             for name, w in _linear_weights(layer).items():
-                _fit_delta(layer_deltas[name.replace(".", "__")], w - dict(shared.named_parameters())[name])
+                _fit_delta(layer_deltas[name.replace(".", "__")], w - shared_parameters[name])
     return relaxed
 
 
