@@ -2,23 +2,43 @@
 
     python scripts/make_student_notebooks.py --output-dir out/student
 
-Solutions live between MyST ``{solution-start}`` and ``{solution-end}`` fences and in code cells tagged
-``solution``. Each removed solution becomes a code cell that raises ``NotImplementedError``, tagged
-``raises-exception`` so that the notebook still runs top to bottom (papermill and nbval honour the tag).
-Outputs are cleared: students run the notebooks themselves.
+Solutions are the sphinx-exercise directives, in backtick or colon fences: a ``{solution-start}`` /
+``{solution-end}`` pair (which may span cells; everything between goes, code cells too), a ``{solution}``
+block, and code cells tagged ``solution``. Each removed solution becomes a code cell that raises
+``NotImplementedError``, tagged ``raises-exception`` so that the notebook still runs top to bottom (papermill
+and nbval honour the tag). Outputs are cleared: students run the notebooks themselves. A solution fence
+that is never closed is a ``ValueError`` and nothing is written. The script refuses an output directory
+that would overwrite the notebooks (``notebooks/``, the repository root, a file, a link to a source).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from run_notebooks import write_atomically  # scripts/ is on the path when run or tested
 
 ROOT = Path(__file__).resolve().parents[1]
-START = re.compile(r"```\{solution-start\}\s*(?P<label>[\w-]+)[^`]*```")
-END = re.compile(r"```\{solution-end\}\s*```")
+NOTEBOOKS = ROOT / "notebooks"
+# A fence opening or closing line (CommonMark: at most three spaces of indent, three or more ` or :).
+FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|:{3,})(?P<info>.*)$")
+DIRECTIVE = re.compile(r"\{(?P<name>[\w:-]+)\}\s*(?P<argument>.*)$")
+GATE_STOPPERS = {"solution-start", "solution", "exercise", "exercise-start"}  # cannot sit inside a solution
+
+
+@dataclass
+class _Stripper:
+    """Line-by-line state while removing solutions from one notebook's markdown."""
+
+    notebook: str
+    gate: str | None = None  # label of an open {solution-start} ... {solution-end} pair
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f"{self.notebook}: {message}")
 
 
 def stub_cell(label: str) -> nbformat.NotebookNode:
@@ -28,50 +48,136 @@ def stub_cell(label: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_code_cell(source, metadata={"tags": ["exercise", "raises-exception"]})
 
 
-def strip_markdown(text: str, in_solution: bool) -> tuple[str, bool, list[str]]:
-    """Remove solution text from one markdown cell; returns (kept text, still inside a solution, labels opened)."""
-    kept, labels, pos = [], [], 0
-    while True:
-        if in_solution:
-            end = END.search(text, pos)
-            if end is None:
-                return "".join(kept), True, labels
-            pos, in_solution = end.end(), False
-        start = START.search(text, pos)
-        if start is None:
-            kept.append(text[pos:])
-            return "".join(kept), False, labels
-        kept.append(text[pos : start.start()])
-        labels.append(start.group("label"))
-        pos, in_solution = start.end(), True
+def _closing_line(lines: list[str], start: int, fence: str) -> int | None:
+    """Index of the line that closes the fence opened at ``lines[start]`` (same character, at least as long)."""
+    closing = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+    return next((j for j in range(start + 1, len(lines)) if closing.match(lines[j])), None)
 
 
-def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``nb`` without solutions and outputs, with a stub cell per exercise solution."""
-    cells, in_solution = [], False
+def _strip_lines(lines: list[str], state: _Stripper) -> list[str | tuple[str]]:
+    """Kept lines, with a ``(label,)`` marker where a solution was removed; updates ``state.gate``."""
+    kept: list[str | tuple[str]] = []
+    i = 0
+    while i < len(lines):
+        opening = FENCE.match(lines[i])
+        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):
+            if state.gate is None:
+                kept.append(lines[i])
+            i += 1
+            continue
+        directive = DIRECTIVE.match(opening["info"].strip())
+        name = directive["name"] if directive else None
+        words = directive["argument"].split() if directive else []
+        label = words[0] if words else state.gate or "(no label)"
+        close = _closing_line(lines, i, opening["fence"])
+        end = len(lines) - 1 if close is None else close  # an unclosed fence runs to the end of the cell
+        if close is None and name in {"solution-start", "solution", "solution-end"}:
+            raise state.error(f"the {{{name}}} fence of exercise {label!r} is never closed")
+        if state.gate is not None:  # inside a solution: drop whole fenced blocks until {solution-end}
+            if name in GATE_STOPPERS:
+                raise state.error(f"the {{solution-start}} of exercise {state.gate!r} has no {{solution-end}}")
+            if name == "solution-end":
+                state.gate = None
+        elif name in {"solution-start", "solution"}:
+            kept.append((label,))
+            state.gate = label if name == "solution-start" else None
+        elif name == "solution-end":
+            raise state.error("a {solution-end} without a {solution-start} before it")
+        elif directive:  # another directive: its body is markdown and may hold a solution
+            body = _strip_lines(lines[i + 1 : end if close is not None else end + 1], state)
+            if state.gate is not None:
+                raise state.error(f"the {{solution-start}} of exercise {state.gate!r} is not closed in its block")
+            kept.append(lines[i])
+            kept.extend(line for line in body if isinstance(line, str))
+            if close is not None:
+                kept.append(lines[end])
+            kept.extend(stub for stub in body if not isinstance(stub, str))  # stubs go after the block
+        else:  # a code block: literal text
+            kept.extend(lines[i : end + 1])
+        i = end + 1
+    return kept
+
+
+def _split_markdown(source: str, state: _Stripper) -> list[str | tuple[str]]:
+    """One markdown cell as text pieces and ``(label,)`` stubs, in order; the source unchanged if no solution."""
+    pieces: list[str | tuple[str]] = []
+    lines: list[str] = []
+    gate_before = state.gate
+    stripped = _strip_lines(source.split("\n"), state)
+    if gate_before is None and state.gate is None and all(isinstance(item, str) for item in stripped):
+        return [source] if source.strip() else []
+    for item in [*stripped, None]:
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        text = "\n".join(lines).strip("\n")
+        if text.strip():
+            pieces.append(text.rstrip() + "\n")
+        lines = []
+        if item is not None:
+            pieces.append(item)
+    return pieces
+
+
+def student_version(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """A copy of ``nb`` without solutions and outputs, with a stub cell per exercise solution.
+
+    ``ValueError`` (naming ``name`` and the exercise) if a solution fence is never closed.
+    """
+    state = _Stripper(name)
+    cells = []
     for cell in nb.cells:
         if cell.cell_type == "code":
-            if in_solution or "solution" in cell.metadata.get("tags", []):
-                continue
-            cells.append(nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata))
+            if state.gate is None and "solution" not in cell.metadata.get("tags", []):
+                cells.append(nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata))
             continue
-        text, in_solution, labels = strip_markdown(cell.source, in_solution)
-        if text.strip():
-            cells.append(nbformat.v4.new_markdown_cell(text.rstrip() + "\n", metadata=cell.metadata))
-        cells.extend(stub_cell(label) for label in labels)
-    student = nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
-    return student
+        if cell.cell_type != "markdown":
+            if state.gate is None:
+                cells.append(nbformat.v4.new_raw_cell(cell.source, metadata=cell.metadata))
+            continue
+        for piece in _split_markdown(cell.source, state):
+            if isinstance(piece, str):
+                cells.append(nbformat.v4.new_markdown_cell(piece, metadata=cell.metadata))
+            else:
+                cells.append(stub_cell(piece[0]))
+    if state.gate is not None:
+        raise state.error(f"the {{solution-start}} of exercise {state.gate!r} has no {{solution-end}}")
+    return nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
+
+
+def check_output_dir(output_dir: Path, sources: list[Path]) -> str | None:
+    """Why ``output_dir`` must not receive student notebooks (it would overwrite a source), or None."""
+    target = output_dir.resolve()
+    if target == NOTEBOOKS.resolve() or (output_dir.is_dir() and os.path.samefile(output_dir, NOTEBOOKS)):
+        return f"--output-dir {output_dir} is the notebooks directory: writing there would replace every chapter"
+    if target == ROOT.resolve() or (output_dir.is_dir() and os.path.samefile(output_dir, ROOT)):
+        return f"--output-dir {output_dir} is the repository root; use a directory such as out/student"
+    if output_dir.exists() and not output_dir.is_dir():
+        return f"--output-dir {output_dir} exists and is not a directory"
+    for source in sources:
+        output = output_dir / source.name
+        if output.exists() and os.path.samefile(output, source):
+            return f"--output-dir {output_dir}: {output} is the same file as {source}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, default=ROOT / "out" / "student")
     args = parser.parse_args(argv)
+    sources = sorted(NOTEBOOKS.glob("*.ipynb"))
+    refusal = check_output_dir(args.output_dir, sources)
+    if refusal:
+        parser.error(refusal)
+    students = {path.name: student_version(nbformat.read(path, as_version=4), path.name) for path in sources}
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nbformat.write(student_version(nbformat.read(path, as_version=4)), args.output_dir / path.name)
+    for file_name, nb in students.items():
+        write_atomically(nb, args.output_dir / file_name)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except ValueError as error:
+        raise SystemExit(f"make_student_notebooks.py: {error}; nothing was written") from None

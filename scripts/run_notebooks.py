@@ -4,14 +4,20 @@
     python scripts/run_notebooks.py --profile full --device cuda --output-dir out/full
     python scripts/run_notebooks.py 04_counting_parameters --profile smoke --output-dir /tmp/smoke
 
-Writing into notebooks/ also refreshes each notebook's Colab install cell from `_config.yml` and strips
-run-specific metadata, so the committed notebooks stay small and diffable.
+A notebook runs in memory; its output file is replaced (atomically) only when the run succeeded, so a failed
+run leaves the file as it was. After a failure the other notebooks still run; the exit status is 1.
+Writing into notebooks/ (the committed outputs) is allowed only with the ci profile and device auto, the
+settings nbval compares against, and also refreshes each notebook's Colab install cell from `_config.yml`
+and strips run-specific metadata, so the committed notebooks stay small and diffable.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +37,10 @@ import sys
 if importlib.util.find_spec("sharedlib") is None:
     source = os.environ.get("SHAREDLIB_SOURCE", "sharedlib @ git+{url}@{branch}")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)"""
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+# The names sharedlib.runtime.resolve_device accepts (kept here so that the script starts without torch).
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+IN_PLACE = {"profile": "ci", "device": "auto"}  # the only settings allowed to rewrite the committed outputs
 
 
 def install_cell_source(config_file: Path = ROOT / "_config.yml") -> str:
@@ -40,64 +50,99 @@ def install_cell_source(config_file: Path = ROOT / "_config.yml") -> str:
 
 
 def notebook_paths(names: list[str] | None = None) -> list[Path]:
-    """The chapters' notebooks, or those named (stem or file name)."""
+    """The chapters' notebooks, or those named (stem or file name); ``ValueError`` for an unknown name."""
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     if names:
         wanted = {Path(n).stem for n in names}
+        unknown = sorted(wanted - {p.stem for p in paths})
+        if unknown:
+            raise ValueError(f"unknown notebooks {unknown}; notebooks must be among {[p.stem for p in paths]}")
         paths = [p for p in paths if p.stem in wanted]
-        if len(paths) != len(wanted):
-            raise SystemExit(f"unknown notebooks: {sorted(wanted - {p.stem for p in paths})}")
     return paths
+
+
+def load_profiles() -> dict:
+    """``notebooks/profiles.yml``: per profile, per notebook, the parameters that override the defaults."""
+    return yaml.safe_load((NOTEBOOKS / "profiles.yml").read_text())
 
 
 def profile_parameters(profile: str, notebook: str, device: str) -> dict:
     """Parameters to inject: the profile's overrides, plus ``device`` unless it is the default "auto"."""
-    profiles = yaml.safe_load((NOTEBOOKS / "profiles.yml").read_text())
+    profiles = load_profiles()
     if profile not in profiles:
-        raise SystemExit(f"profile must be one of {sorted(profiles)}, got {profile!r}")
+        raise ValueError(f"profile must be one of {sorted(profiles)}, got {profile!r}")
     parameters = dict((profiles[profile] or {}).get(notebook, {}))
     if device != "auto":
         parameters["device"] = device
     return parameters
 
 
-def refresh_install_cell(path: Path) -> None:
-    """Rewrite the notebook's Colab install cell from ``_config.yml``."""
-    nb = nbformat.read(path, as_version=4)
+def refresh_install_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Set the notebook's Colab install cell (in memory) from ``_config.yml``."""
     for cell in nb.cells:
         if INSTALL_TAG in cell.metadata.get("tags", []):
             cell.source = install_cell_source()
-    nbformat.write(nb, path)
+    return nb
 
 
-KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-
-
-def strip_run_metadata(path: Path) -> None:
-    """Drop papermill timings, widget state and editor metadata, which change on every run; name the kernel."""
-    nb = nbformat.read(path, as_version=4)
+def strip_run_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop papermill timings, widget state and editor metadata (in memory), which change on every run."""
     for key in ("papermill", "widgets", "jupytext"):
         nb.metadata.pop(key, None)
     nb.metadata["kernelspec"] = KERNELSPEC
     for cell in nb.cells:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
-    nbformat.write(nb, path)
+    return nb
 
 
-def execute(path: Path, output: Path, parameters: dict) -> float:
-    """Run one notebook with papermill; returns its wall time in seconds."""
+def is_notebooks_dir(directory: Path) -> bool:
+    """Whether ``directory`` is ``notebooks/`` however it is spelled (relative, symlink, ``..``)."""
+    if directory.resolve() == NOTEBOOKS.resolve():
+        return True
+    return directory.is_dir() and NOTEBOOKS.is_dir() and os.path.samefile(directory, NOTEBOOKS)
+
+
+def execute(nb: nbformat.NotebookNode, parameters: dict) -> nbformat.NotebookNode:
+    """Run one notebook with papermill in memory (cwd ``notebooks/``); raises if a cell fails, writes nothing."""
     import papermill
 
-    start = time.perf_counter()
-    papermill.execute_notebook(
-        str(path),
-        str(output),
+    return papermill.execute_notebook(
+        nb,
+        None,
         parameters=parameters or None,
         cwd=str(NOTEBOOKS),
         progress_bar=False,
         kernel_name="python3",
     )
+
+
+def write_atomically(nb: nbformat.NotebookNode, target: Path) -> None:
+    """Write ``nb`` to a temporary file beside ``target``, then rename it over ``target`` in one step."""
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            nbformat.write(nb, file)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run_one(path: Path, output: Path, parameters: dict, in_place: bool) -> float:
+    """Execute ``path`` and write it to ``output`` only if every cell ran; returns the wall time in seconds."""
+    start = time.perf_counter()
+    nb = nbformat.read(path, as_version=4)
+    if in_place:
+        refresh_install_cell(nb)
+    executed = execute(nb, parameters)
+    if in_place:
+        strip_run_metadata(executed)
+    else:
+        executed.metadata.papermill.update(input_path=str(path), output_path=str(output))
+    write_atomically(executed, output)
     return time.perf_counter() - start
 
 
@@ -105,19 +150,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebook stems to run (default: all)")
     parser.add_argument("--profile", default="ci", help="ci, smoke or full (see notebooks/profiles.yml)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
     parser.add_argument("--output-dir", type=Path, default=NOTEBOOKS, help="where executed notebooks go")
     args = parser.parse_args(argv)
+    profiles = load_profiles()
+    if args.profile not in profiles:
+        parser.error(f"--profile must be one of {sorted(profiles)}, got {args.profile!r}")
+    if not DEVICE.fullmatch(args.device):
+        parser.error(f"--device must be auto, cpu, mps, cuda or cuda:N, got {args.device!r}")
+    try:
+        paths = notebook_paths(args.notebooks)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        parser.error(f"--output-dir {args.output_dir} exists and is not a directory")
+    in_place = is_notebooks_dir(args.output_dir)
+    if in_place and {"profile": args.profile, "device": args.device} != IN_PLACE:
+        parser.error(
+            f"--profile {args.profile} --device {args.device} would overwrite the committed notebooks with "
+            f"outputs that nbval does not expect; notebooks/ is rewritten only with --profile ci --device auto. "
+            f"Use --output-dir DIR for other settings."
+        )
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    in_place = args.output_dir.resolve() == NOTEBOOKS.resolve()
-    for path in notebook_paths(args.notebooks):
-        if in_place:
-            refresh_install_cell(path)
+    failed = []
+    for path in paths:
         output = args.output_dir / path.name
-        seconds = execute(path, output, profile_parameters(args.profile, path.stem, args.device))
-        if in_place:
-            strip_run_metadata(output)
-        print(f"{path.stem}: {seconds:.1f} s ({args.profile}, device={args.device}) -> {output}", file=sys.stderr)
+        settings = f"{args.profile}, device={args.device}"
+        try:
+            seconds = run_one(path, output, profile_parameters(args.profile, path.stem, args.device), in_place)
+        except Exception as error:  # report, keep the old file, go on with the other notebooks
+            failed.append(path.stem)
+            print(f"{path.stem}: FAILED ({settings}); {output} left unchanged\n{error}", file=sys.stderr)
+            continue
+        print(f"{path.stem}: {seconds:.1f} s ({settings}) -> {output}", file=sys.stderr)
+    if failed:
+        print(f"failed: {', '.join(failed)} (their output files were not touched)", file=sys.stderr)
+        return 1
     return 0
 
 

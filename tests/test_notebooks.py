@@ -37,7 +37,7 @@ def test_notebook_structure(path):
 def test_notebook_runs_with_smoke_parameters(path, tmp_path):
     profiles = yaml.safe_load((ROOT / "notebooks" / "profiles.yml").read_text())
     assert path.stem in profiles["smoke"] and path.stem in profiles["full"], "add the notebook to profiles.yml"
-    run_notebooks.main([path.stem, "--profile", "smoke", "--device", "cpu", "--output-dir", str(tmp_path)])
+    assert run_notebooks.main([path.stem, "--profile", "smoke", "--device", "cpu", "--output-dir", str(tmp_path)]) == 0
     executed = nbformat.read(tmp_path / path.name, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'device = "cpu"' in injected[0].source

@@ -1,5 +1,6 @@
 """Student versions: no solution survives, every exercise solution leaves a stub, and they still run."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# Counted independently of the script: every opening fence of a solution directive (backticks or colons).
+SOLUTION_FENCE = re.compile(r"^ {0,3}(?:`{3,}|:{3,})\{solution(?:-start)?\}", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +27,34 @@ def test_no_solution_survives(path, student_dir):
     original = nbformat.read(path, as_version=4)
     student = nbformat.read(student_dir / path.name, as_version=4)
     text = "\n".join(c.source for c in student.cells)
-    assert "solution-start" not in text and "solution-end" not in text
+    assert "{solution" not in text
     assert not any("solution" in c.metadata.get("tags", []) for c in student.cells)
     for cell in original.cells:  # every solution code cell is gone
         if "solution" in cell.metadata.get("tags", []):
             assert cell.source not in text
-    solved = students.START.findall("\n".join(c.source for c in original.cells if c.cell_type == "markdown"))
+    solved = SOLUTION_FENCE.findall("\n".join(c.source for c in original.cells if c.cell_type == "markdown"))
     stubs = [c for c in student.cells if "exercise" in c.metadata.get("tags", [])]
     assert len(stubs) == len(solved)
     assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
 
 
-def test_strip_markdown_keeps_the_exercise_and_drops_the_solution():
-    text = "```{exercise} T\n:label: ex-a\nQ?\n```\n\n```{solution-start} ex-a\n:class: dropdown\n```\n\nAnswer."
-    kept, inside, labels = students.strip_markdown(text, in_solution=False)
-    assert "Q?" in kept and "Answer" not in kept and inside and labels == ["ex-a"]
-    kept, inside, labels = students.strip_markdown("```{solution-end}\n```\n\nNext exercise", in_solution=True)
-    assert kept.strip() == "Next exercise" and not inside and labels == []
+def test_student_version_keeps_the_exercise_and_drops_the_solution():
+    markdown = nbformat.v4.new_markdown_cell
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            markdown(
+                "```{exercise} T\n:label: ex-a\nQ?\n```\n\n```{solution-start} ex-a\n:class: dropdown\n```\n\nAnswer."
+            ),
+            nbformat.v4.new_code_cell("secret = 42", metadata={"tags": ["solution"]}),
+            markdown("```{solution-end}\n```\n\nNext exercise"),
+        ]
+    )
+    cells = students.student_version(nb, "t.ipynb").cells
+    assert [c.source for c in cells if c.cell_type == "markdown"] == [
+        "```{exercise} T\n:label: ex-a\nQ?\n```\n",
+        "Next exercise\n",
+    ]
+    assert [c.metadata["tags"] for c in cells if c.cell_type == "code"] == [["exercise", "raises-exception"]]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
