@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
-from .sharing import layer_to_block, validate_sharing
+from .sharing import STRATEGIES, layer_to_block, validate_sharing
 
 NORM_PLACEMENTS: tuple[str, ...] = ("pre", "post", "none")
 ACTIVATIONS: tuple[str, ...] = ("gelu", "gelu_tanh", "relu")
+INT_FIELDS: tuple[str, ...] = ("d_model", "n_heads", "d_ff", "n_layers", "inner_group_num", "vocab_size", "max_len")
+BOOL_FIELDS: tuple[str, ...] = ("embedding_norm", "causal", "lm_head")
 
 
-def _require_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _as_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as an ``int`` >= ``minimum``; bools, floats and strings raise ``ValueError`` naming ``name``."""
+    kind = "positive" if minimum == 1 else "non-negative"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a {kind} integer (an int, not a bool, float or string), got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    return int(value)
+
+
+def _check_real(name: str, value: object, allowed: str) -> float:
+    """``value`` as a finite ``float``; bools, strings, None, NaN and infinities raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number {allowed}, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -39,12 +55,26 @@ class TransformerConfig:
     lm_head: bool = False  # logits over the vocabulary, tied to the token embedding
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_heads", "d_ff", "n_layers", "vocab_size", "max_len"):
-            _require_positive(name, getattr(self, name))
-        if self.embedding_size is not None:
-            _require_positive("embedding_size", self.embedding_size)
-        if not isinstance(self.n_token_types, int) or self.n_token_types < 0:
-            raise ValueError(f"n_token_types must be a non-negative integer, got {self.n_token_types!r}")
+        # Types first, field by field: ints are integers (numpy ints become int), bools are bools, floats finite.
+        for name in INT_FIELDS:
+            object.__setattr__(self, name, _as_int(name, getattr(self, name), 1))
+        object.__setattr__(self, "n_token_types", _as_int("n_token_types", self.n_token_types, 0))
+        for name in ("n_unique", "embedding_size"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _as_int(name, getattr(self, name), 1))
+        for name in BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False (a bool, not {type(value).__name__}), got {value!r}")
+        for name, allowed in (("strategy", STRATEGIES), ("norm", NORM_PLACEMENTS), ("activation", ACTIVATIONS)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not 0.0 <= _check_real("dropout", self.dropout, "in [0, 1)") < 1.0:
+            raise ValueError(f"dropout must be a finite real number in [0, 1), got {self.dropout!r}")
+        if _check_real("layer_norm_eps", self.layer_norm_eps, "> 0") <= 0:
+            raise ValueError(f"layer_norm_eps must be a finite real number > 0, got {self.layer_norm_eps!r}")
+        # Then the relations between fields.
         if self.d_model % self.n_heads:
             divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]
             raise ValueError(
@@ -52,14 +82,6 @@ class TransformerConfig:
                 f"allowed n_heads: {divisors[:12]}{' ...' if len(divisors) > 12 else ''}"
             )
         validate_sharing(self.strategy, self.n_layers, self.n_unique, self.inner_group_num)
-        if self.norm not in NORM_PLACEMENTS:
-            raise ValueError(f"norm must be one of {NORM_PLACEMENTS}, got {self.norm!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
 
     @property
     def head_dim(self) -> int:

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import TransformerConfig
 from .models import SharedTransformer
-from .sharing import STRATEGIES, layer_to_block
+from .sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 
 _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 
@@ -21,7 +21,7 @@ def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
     """Name the strategy whose layer -> block map equals ``blocks`` (first-use order); ``ValueError`` if none."""
     n_layers, n_unique = len(blocks), len(set(blocks))
     for strategy in STRATEGIES:
-        m = n_unique if strategy in ("sequence", "cycle", "cycle-rev") else None
+        m = n_unique if strategy in NEEDS_N_UNIQUE else None
         try:
             if layer_to_block(strategy, n_layers, m) == blocks:
                 return strategy, m
@@ -33,33 +33,48 @@ def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
 def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_len: int = 512) -> SharedTransformer:
     """A ``SharedTransformer`` whose ``encode`` equals ``encoder`` (layers given as the same object are shared).
 
-    Its embeddings are new (``nn.TransformerEncoder`` has none); feed hidden states to ``encode``, batch first.
+    Its embeddings are new (``nn.TransformerEncoder`` has none). ``encode`` takes hidden states batch first,
+    (B, T, H), whatever the encoder's ``batch_first``: the weights do not depend on it, but a sequence-first
+    encoder's inputs need ``x.transpose(0, 1)``. Every layer must match the first in every setting.
     """
+    if not isinstance(encoder, nn.TransformerEncoder) or not len(encoder.layers):
+        raise ValueError(f"encoder must be an nn.TransformerEncoder with layers, got {type(encoder).__name__}")
     layers = list(encoder.layers)
-    first = layers[0]
+    settings = [_torch_layer_settings(layer, index) for index, layer in enumerate(layers)]
+    first = settings[0]
+    for index, current in enumerate(settings[1:], start=1):
+        for name, value in current.items():
+            if value != first[name]:
+                raise ValueError(
+                    f"layer {index} differs from layer 0 in {name}: {value!r} != {first[name]!r}; sharedlib builds "
+                    "every layer from one configuration"
+                )
     unique: list[nn.Module] = []
     for layer in layers:
         if not any(layer is u for u in unique):
             unique.append(layer)
     blocks = [next(i for i, u in enumerate(unique) if u is layer) for layer in layers]
     strategy, n_unique = strategy_for_map(blocks)
-    norm = "pre" if first.norm_first else "post"
+    norm = "pre" if first["norm_first"] else "post"
     if (encoder.norm is not None) != (norm == "pre"):
         raise ValueError("supported: post-norm layers with norm=None, or norm_first layers with a final LayerNorm")
-    activation = _torch_activation_name(first.activation)
+    if encoder.norm is not None:
+        final = _layer_norm_eps(encoder.norm, "the encoder's final norm")
+        if final != first["layer_norm_eps"]:
+            raise ValueError(f"the final norm's eps {final!r} differs from the layers' eps {first['layer_norm_eps']!r}")
     config = TransformerConfig(
-        d_model=first.self_attn.embed_dim,
-        n_heads=first.self_attn.num_heads,
-        d_ff=first.linear1.out_features,
+        d_model=first["d_model"],
+        n_heads=first["n_heads"],
+        d_ff=first["d_ff"],
         n_layers=len(layers),
         strategy=strategy,
         n_unique=n_unique,
         vocab_size=vocab_size,
         max_len=max_len,
         norm=norm,
-        activation=activation,
-        layer_norm_eps=first.norm1.eps,
-        dropout=first.dropout.p,
+        activation=first["activation"],
+        layer_norm_eps=first["layer_norm_eps"],
+        dropout=first["dropout"],
     )
     model = SharedTransformer(config)
     with torch.no_grad():
@@ -68,6 +83,40 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
         if model.final_norm is not None:
             _copy(model.final_norm, encoder.norm)
     return model
+
+
+def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
+    """The settings of ``nn.TransformerEncoderLayer`` ``layer`` that ``TransformerConfig`` holds once for all layers."""
+    if not isinstance(layer, nn.TransformerEncoderLayer):
+        raise ValueError(f"layer {index} must be an nn.TransformerEncoderLayer, got {type(layer).__name__}")
+    attention = layer.self_attn
+    if attention.in_proj_bias is None or layer.linear1.bias is None:
+        raise ValueError(f"layer {index} was built with bias=False; sharedlib's layers always have biases")
+    eps = _layer_norm_eps(layer.norm1, f"layer {index} norm1")
+    if _layer_norm_eps(layer.norm2, f"layer {index} norm2") != eps:
+        raise ValueError(f"layer {index}: norm1.eps {eps!r} != norm2.eps {layer.norm2.eps!r}; sharedlib uses one eps")
+    dropout = layer.dropout.p
+    others = {"self_attn.dropout": attention.dropout, "dropout1": layer.dropout1.p, "dropout2": layer.dropout2.p}
+    for name, p in others.items():
+        if p != dropout:
+            raise ValueError(f"layer {index}: {name}={p!r} != dropout={dropout!r}; sharedlib uses one dropout rate")
+    return {
+        "d_model": attention.embed_dim,
+        "n_heads": attention.num_heads,
+        "d_ff": layer.linear1.out_features,
+        "norm_first": layer.norm_first,
+        "activation": _torch_activation_name(layer.activation),
+        "layer_norm_eps": eps,
+        "dropout": dropout,
+        "batch_first": attention.batch_first,
+    }
+
+
+def _layer_norm_eps(norm: nn.Module, where: str) -> float:
+    """The eps of a LayerNorm with gain and bias (the only kind sharedlib builds)."""
+    if not isinstance(norm, nn.LayerNorm) or norm.weight is None or norm.bias is None:
+        raise ValueError(f"{where} must be an nn.LayerNorm with elementwise_affine=True and bias=True, got {norm!r}")
+    return norm.eps
 
 
 def from_albert(albert: Any) -> SharedTransformer:

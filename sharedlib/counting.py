@@ -1,11 +1,13 @@
 """Closed-form parameter, FLOP and memory counts for every strategy (chapter 4, *Counting parameters*).
 
 The per-part functions use only ``+`` and ``*``, so they accept sympy symbols as well as integers:
-the chapter prints them symbolically and checks them against ``numel()`` with the same code.
+the chapter prints them symbolically and checks them against ``numel()`` with the same code. Concrete
+sizes are checked (integers, not negative); symbolic ones are left alone.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from .config import TransformerConfig
@@ -15,28 +17,48 @@ from .sharing import n_parameter_sets
 SOURCE_STATED_COUNTS: dict[str, int] = {"unshared": 25_080_832, "shared": 4_194_304}
 
 
+def _check_size(name: str, value: Any, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is symbolic or an integer >= ``minimum``."""
+    if getattr(value, "free_symbols", None):  # a sympy expression with symbols: nothing concrete to check
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind} (or a sympy symbol), got {value!r}")
+
+
+def _check_config(config: Any) -> None:
+    if not isinstance(config, TransformerConfig):
+        raise ValueError(f"config must be a sharedlib.TransformerConfig, got {type(config).__name__}")
+
+
 def attention_parameters(d: Any) -> Any:
     """Q, K, V and output projections: 4*d*d weights plus 4*d biases."""
+    _check_size("d", d)
     return 4 * d * d + 4 * d
 
 
 def ffn_parameters(d: Any, d_ff: Any) -> Any:
     """Two linear maps d -> d_ff -> d: 2*d*d_ff weights plus d_ff + d biases."""
+    _check_size("d", d)
+    _check_size("d_ff", d_ff)
     return 2 * d * d_ff + d_ff + d
 
 
 def layer_norm_parameters(d: Any) -> Any:
     """A LayerNorm's gain and bias."""
+    _check_size("d", d)
     return 2 * d
 
 
 def layer_parameters(d: Any, d_ff: Any, norms: int = 2) -> Any:
     """One Transformer layer: attention, FFN and ``norms`` LayerNorms (two in BERT and GPT)."""
+    _check_size("norms", norms, minimum=0)
     return attention_parameters(d) + ffn_parameters(d, d_ff) + norms * layer_norm_parameters(d)
 
 
 def embedding_parameters(config: TransformerConfig) -> int:
     """Token, position and segment tables (V+P+T)*E, their LayerNorm, and ALBERT's E -> H projection."""
+    _check_config(config)
     E, H = config.embedding_dim, config.d_model
     tables = (config.vocab_size + config.max_len + config.n_token_types) * E
     norm = layer_norm_parameters(E) if config.embedding_norm else 0
@@ -46,6 +68,7 @@ def embedding_parameters(config: TransformerConfig) -> int:
 
 def parameter_breakdown(config: TransformerConfig) -> dict[str, int]:
     """Unique parameters by part; the values add up to ``count_parameters(config)``."""
+    _check_config(config)
     H = config.d_model
     sublayer_norm = layer_norm_parameters(H) if config.norm != "none" else 0
     sets = {
@@ -71,12 +94,18 @@ def count_parameters(config: TransformerConfig) -> int:
 
 def source_parameter_formula(n_layers: Any, d_model: Any, d_ff: Any, shared: bool) -> Any:
     """The source document's formula 2*L*d^2 + 2*L*d*d_ff (L dropped when shared); chapter 4 shows it wrong."""
+    for name, value in (("n_layers", n_layers), ("d_model", d_model), ("d_ff", d_ff)):
+        _check_size(name, value)
+    if not isinstance(shared, bool):
+        raise ValueError(f"shared must be True or False, got {shared!r}")
     layers = 1 if shared else n_layers
     return 2 * layers * d_model**2 + 2 * layers * d_model * d_ff
 
 
 def forward_flops_per_token(config: TransformerConfig, seq_len: int) -> dict[str, int]:
     """Forward FLOPs per token by part (a multiply-add is 2 FLOPs); depth counts, sharing does not."""
+    _check_config(config)
+    _check_size("seq_len", seq_len)
     H, E, L, T = config.d_model, config.embedding_dim, config.depth, seq_len
     return {
         "embedding_projection": 2 * E * H if config.embedding_size is not None else 0,
@@ -96,6 +125,7 @@ def activation_values_per_token(config: TransformerConfig) -> int:
     output (H) and one log-sum-exp per head; the FFN keeps its LayerNorm input, output and statistics and
     both d_ff-wide tensors. The chapter measures this; other kernels keep a little more.
     """
+    _check_config(config)
     H = config.d_model
     attention = 2 * H + 2 + 3 * H + H + config.n_heads
     ffn = 2 * H + 2 + 2 * config.d_ff
@@ -107,6 +137,13 @@ def training_memory_bytes(
 ) -> dict[str, int]:
     """Training memory by kind: weights, gradients and optimizer state scale with unique parameters,
     activations with depth and tokens (AdamW keeps ``optimizer_states=2`` moments per parameter)."""
+    for name, value, minimum in (
+        ("batch_size", batch_size, 1),
+        ("seq_len", seq_len, 1),
+        ("bytes_per_value", bytes_per_value, 1),
+        ("optimizer_states", optimizer_states, 0),  # 0: plain SGD
+    ):
+        _check_size(name, value, minimum)
     params = count_parameters(config)
     return {
         "parameters": params * bytes_per_value,

@@ -35,16 +35,27 @@ class SharedTransformer(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         n_iterations: int | None = None,
     ) -> torch.Tensor:
-        """Final hidden states (B, T, H); ``n_iterations`` re-runs a fully shared block more or fewer times."""
-        key_mask = self._check_inputs(input_ids, attention_mask)
+        """Final hidden states (B, T, H); ``n_iterations`` re-runs a fully shared block more or fewer times.
+
+        ``attention_mask`` (B, T) follows Hugging Face: 1 or True marks a real token that may be attended to,
+        0 or False marks padding. This is the opposite of ``nn.TransformerEncoder``'s ``src_key_padding_mask``
+        (True = padding): pass ``~padding_mask``. Additive float masks (0 / -inf) are refused; convert Hugging
+        Face's extended mask with ``mask == 0``. Chapter 5 explains the choice.
+        """
+        key_mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
         return self.encode(self.embeddings(input_ids, token_type_ids), key_mask, n_iterations)
 
     def encode(
         self, x: torch.Tensor, key_mask: torch.Tensor | None = None, n_iterations: int | None = None
     ) -> torch.Tensor:
-        """Run the layer stack on hidden states (B, T, H); ``key_mask`` (B, T) is True where a token is real."""
+        """Run the layer stack on batch-first hidden states (B, T, H); ``key_mask`` (B, T) is True at real tokens."""
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
             raise ValueError(f"hidden states must be (batch, sequence, {self.config.d_model}), got {tuple(x.shape)}")
+        if key_mask is not None and (key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]):
+            raise ValueError(
+                f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} (True = real token), "
+                f"got {key_mask.dtype} {tuple(key_mask.shape)}"
+            )
         for layer, (a, f) in enumerate(self._schedule(n_iterations)):
             x = self._layer(layer, a, f, x, key_mask)  # (B, T, H)
         return self.final_norm(x) if self.final_norm is not None else x
@@ -71,19 +82,73 @@ class SharedTransformer(nn.Module):
             raise ValueError(f"n_iterations must be a positive integer, got {n_iterations!r}")
         return [(0, 0)] * n_iterations
 
-    def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"input_ids must be an integer tensor (batch, sequence), got {tuple(input_ids.shape)}")
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """Validate the inputs of ``forward`` (one min/max reduction per tensor); return the (B, T) bool key mask."""
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in _INT_DTYPES:
+            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            raise ValueError(f"input_ids must be an integer tensor (batch, sequence), got {shape}")
         if input_ids.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.config.max_len}")
+        _check_range("input_ids", input_ids, "vocab_size", self.config.vocab_size)
+        if token_type_ids is not None:
+            n_types = self.config.n_token_types
+            if n_types == 0:
+                raise ValueError("token_type_ids given, but the config has n_token_types=0 (no segment embeddings)")
+            _check_like_input_ids("token_type_ids", token_type_ids, input_ids)
+            _check_range("token_type_ids", token_type_ids, "n_token_types", n_types)
         if attention_mask is None:
             return None
-        if attention_mask.shape != input_ids.shape:
+        _check_like_input_ids("attention_mask", attention_mask, input_ids)
+        if attention_mask.dtype != torch.bool:
+            if attention_mask.is_floating_point() or attention_mask.is_complex():
+                raise ValueError(
+                    "attention_mask must be bool or integer with 1 = real token, 0 = padding, got "
+                    f"{attention_mask.dtype}. Additive float masks (0 = keep, -inf or -10000 = masked) are not"
+                    " accepted: convert one with `mask == 0`, or a 0./1. float mask with `mask.bool()`"
+                )
+            low, high = _min_max(attention_mask)
+            if low < 0 or high > 1:
+                raise ValueError(f"attention_mask values must be 0 (padding) or 1 (real token), found {low}..{high}")
+            attention_mask = attention_mask.bool()
+        empty = ~attention_mask.any(dim=1)  # (B,) rows without a real token: nothing to attend to
+        if empty.any():
+            rows = empty.nonzero().flatten().tolist()
             raise ValueError(
-                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
-                f"got {tuple(attention_mask.shape)}"
+                f"attention_mask has no real token (all 0 / False) in batch row(s) {rows[:8]}: every position of"
+                " such a row has nothing to attend to; drop the row, or check that 1 / True means a real token"
             )
-        return attention_mask.bool()
+        return attention_mask
+
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def _check_like_input_ids(name: str, tensor: torch.Tensor, input_ids: torch.Tensor) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.shape != input_ids.shape:
+        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {got}")
+
+
+def _check_range(name: str, ids: torch.Tensor, limit_name: str, limit: int) -> None:
+    """Raise ``ValueError`` unless every value of the integer tensor ``ids`` is in ``0..limit-1``."""
+    if ids.dtype not in _INT_DTYPES:
+        raise ValueError(f"{name} must be an integer tensor, got {ids.dtype}")
+    low, high = _min_max(ids)  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
+    if low < 0 or high >= limit:
+        raise ValueError(f"{name} must be in 0..{limit_name}-1 = 0..{limit - 1}, found {low if low < 0 else high}")
+
+
+def _min_max(tensor: torch.Tensor) -> tuple[int, int]:
+    """Smallest and largest value of an integer tensor in one reduction and one device sync; (0, 0) if empty."""
+    if not tensor.numel():
+        return 0, 0
+    low, high = torch.stack(torch.aminmax(tensor)).tolist()
+    return low, high
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -14,19 +14,24 @@ STRATEGIES: tuple[str, ...] = (
     "sequence",  # M blocks, each used by N/M consecutive layers: 0 0 1 1 2 2
     "cycle",  # M blocks used in turn: 0 1 2 0 1 2
     "cycle-rev",  # cycle, then the last round in reverse: 0 1 2 2 1 0
-    "groups",  # ALBERT's num_hidden_groups: N/G consecutive layers per group, groups of K blocks
+    "groups",  # ALBERT's num_hidden_groups: layer i uses group int(i / (N / G)), each group K blocks
 )
 SUBLAYERS: tuple[str, ...] = ("attention", "ffn")
 NEEDS_N_UNIQUE: tuple[str, ...] = ("sequence", "cycle", "cycle-rev", "groups")
 
 
+def _is_int(value: object) -> bool:
+    """True for a Python ``int`` that is not a ``bool`` (``True`` would otherwise count as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate_sharing(strategy: str, n_layers: int, n_unique: int | None = None, inner_group_num: int = 1) -> None:
     """Raise ``ValueError`` naming the field when a strategy does not fit the depth (chapter 3)."""
-    if strategy not in STRATEGIES:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(n_layers, int) or n_layers < 1:
+    if not _is_int(n_layers) or n_layers < 1:
         raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
-    if not isinstance(inner_group_num, int) or inner_group_num < 1:
+    if not _is_int(inner_group_num) or inner_group_num < 1:
         raise ValueError(f"inner_group_num must be a positive integer, got {inner_group_num!r}")
     if inner_group_num != 1 and strategy != "groups":
         raise ValueError(f"inner_group_num applies to strategy 'groups' only, got strategy {strategy!r}")
@@ -36,11 +41,12 @@ def validate_sharing(strategy: str, n_layers: int, n_unique: int | None = None, 
                 f"n_unique is fixed by strategy {strategy!r}; leave it None (it is needed only by {NEEDS_N_UNIQUE})"
             )
         return
-    if not isinstance(n_unique, int) or not 1 <= n_unique <= n_layers:
+    if not _is_int(n_unique) or not 1 <= n_unique <= n_layers:
         raise ValueError(
             f"n_unique must be an integer in 1..n_layers={n_layers} for strategy {strategy!r}, got {n_unique!r}"
         )
-    if strategy in ("sequence", "groups") and n_layers % n_unique:
+    # "groups" accepts any G <= N, as Hugging Face's AlbertModel does; "sequence" is defined for M dividing N.
+    if strategy == "sequence" and n_layers % n_unique:
         raise ValueError(
             f"n_layers={n_layers} must be divisible by n_unique={n_unique} for strategy {strategy!r}; "
             f"allowed n_unique: {[m for m in range(1, n_layers + 1) if n_layers % m == 0]}"
@@ -58,7 +64,9 @@ def layer_to_block(
     """Return, for each applied layer, the index of the parameter set it uses (chapter 3).
 
     ``sublayer`` matters only for the partial strategies "attention" and "ffn". For "groups" each of
-    the ``n_layers`` layers runs its group's ``inner_group_num`` blocks, so the list is longer.
+    the ``n_layers`` layers runs its group's ``inner_group_num`` blocks, so the list is longer; layer i uses
+    group ``int(i / (n_layers / n_unique))``, Hugging Face's float expression, so the maps agree bit for bit
+    (the integer ``i * G // N`` differs from it, e.g. at N=18, G=14, i=9).
     """
     validate_sharing(strategy, n_layers, n_unique, inner_group_num)
     if sublayer not in SUBLAYERS:
@@ -78,8 +86,9 @@ def layer_to_block(
     if strategy == "cycle-rev":
         n_cycled = n_unique * (-(-n_layers // n_unique) - 1)  # M * (ceil(N/M) - 1)
         return [i % n_unique if i < n_cycled else n_unique - 1 - i % n_unique for i in layers]
-    per_group = n_layers // n_unique  # "groups"
-    return [(i // per_group) * inner_group_num + k for i in layers for k in range(inner_group_num)]
+    # "groups": AlbertTransformer.forward computes group_idx = int(i / (num_hidden_layers / num_hidden_groups))
+    groups = [int(i / (n_layers / n_unique)) for i in layers]
+    return [g * inner_group_num + k for g in groups for k in range(inner_group_num)]
 
 
 def n_parameter_sets(

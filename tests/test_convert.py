@@ -16,6 +16,10 @@ transformers = pytest.importorskip("transformers")
         (2, 2, 4, "gelu", 48, 6, 8),
         (3, 1, 6, "relu", 24, 2, 24),
         (1, 3, 2, "gelu_new", 16, 1, 16),
+        (2, 1, 5, "gelu_new", 32, 4, 16),  # G does not divide N: layers -> groups 0 0 0 1 1
+        (3, 1, 7, "gelu", 24, 2, 8),  # 0 0 0 1 1 2 2
+        (3, 2, 7, "relu", 16, 2, 16),
+        (14, 1, 18, "gelu_new", 16, 2, 8),  # layer 9 -> group 6 by HF's float formula (i * G // N would say 7)
     ],
 )
 def test_from_albert_matches_last_hidden_state(groups, inner, layers, act, hidden, heads, embed):
@@ -46,7 +50,7 @@ def test_from_albert_matches_last_hidden_state(groups, inner, layers, act, hidde
     assert model.config.strategy == ("groups" if groups > 1 or inner > 1 else "all")
 
 
-def test_from_albert_rejects_layers_not_divisible_by_groups():
+def test_from_albert_accepts_groups_that_do_not_divide_the_layers():
     config = transformers.AlbertConfig(
         vocab_size=10,
         embedding_size=8,
@@ -56,8 +60,9 @@ def test_from_albert_rejects_layers_not_divisible_by_groups():
         intermediate_size=16,
         num_hidden_groups=2,
     )
-    with pytest.raises(ValueError, match="divisible"):
-        sl.from_albert(transformers.AlbertModel(config))
+    model = sl.from_albert(transformers.AlbertModel(config))
+    assert model.attention_map == [0, 0, 0, 1, 1] and len(model.attention) == 2
+    assert sl.count_parameters(model.config) == sl.count_module_parameters(model)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -106,6 +111,73 @@ def test_unsupported_torch_encoders_raise():
     weird.layers = nn.ModuleList([a, b, b, a, a])
     with pytest.raises(ValueError, match="matches none"):
         sl.from_torch_encoder(weird)
+
+
+def _encoder(n_layers=4, **overrides):
+    """A 4-layer PyTorch encoder whose layer 3 is built with ``overrides`` (the others with the defaults)."""
+    base = dict(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+    layers = [nn.TransformerEncoderLayer(**(base | (overrides if i == 3 else {}))) for i in range(n_layers)]
+    encoder = nn.TransformerEncoder(layers[0], n_layers, enable_nested_tensor=False)
+    encoder.layers = nn.ModuleList(layers)
+    return encoder
+
+
+@pytest.mark.parametrize(
+    ("overrides", "attribute"),
+    [
+        (dict(norm_first=True), "norm_first"),
+        (dict(activation="gelu"), "activation"),
+        (dict(layer_norm_eps=1e-6), "layer_norm_eps"),
+        (dict(nhead=4), "n_heads"),
+        (dict(dim_feedforward=48), "d_ff"),
+        (dict(dropout=0.1), "dropout"),
+        (dict(batch_first=False), "batch_first"),
+    ],
+)
+def test_from_torch_encoder_names_the_layer_that_differs(overrides, attribute):
+    with pytest.raises(ValueError, match=f"layer 3 differs from layer 0 in {attribute}"):
+        sl.from_torch_encoder(_encoder(**overrides))
+
+
+def test_from_torch_encoder_rejects_other_layer_differences():
+    with pytest.raises(ValueError, match="layer 3 was built with bias=False"):
+        sl.from_torch_encoder(_encoder(bias=False))
+    wide = _encoder()
+    wide.layers[3] = nn.TransformerEncoderLayer(32, 2, 32, dropout=0.0, batch_first=True)
+    with pytest.raises(ValueError, match="layer 3 differs from layer 0 in d_model: 32 != 16"):
+        sl.from_torch_encoder(wide)
+    eps = _encoder()
+    eps.layers[3].norm2.eps = 1e-3
+    with pytest.raises(ValueError, match=r"layer 3: norm1.eps 1e-05 != norm2.eps 0.001"):
+        sl.from_torch_encoder(eps)
+    with pytest.raises(ValueError, match=r"encoder must be an nn\.TransformerEncoder"):
+        sl.from_torch_encoder(nn.Linear(2, 2))
+    pre = _encoder(n_layers=2)
+    for layer in pre.layers:
+        layer.norm_first = True
+    pre.norm = nn.LayerNorm(16, eps=1e-6)
+    with pytest.raises(ValueError, match="final norm's eps"):
+        sl.from_torch_encoder(pre)
+
+
+def test_from_torch_encoder_converts_a_sequence_first_encoder():
+    # batch_first only changes the input layout, not the weights: encode takes (B, T, H), so transpose.
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=False)
+    encoder = nn.TransformerEncoder(layer, 3, enable_nested_tensor=False).eval()
+    model = sl.from_torch_encoder(encoder).eval()
+    x = torch.randn(7, 2, 16)  # (T, B, H), as the encoder reads it
+    with torch.no_grad():
+        expected = encoder(x)  # (T, B, H)
+        got = model.encode(x.transpose(0, 1)).transpose(0, 1)  # (B, T, H) -> (T, B, H)
+        wrong = model.encode(x)  # fed sequence first: a different computation, no error can catch it
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert (wrong - expected).abs().max() > 0.1
+
+
+def test_strategy_for_map_finds_groups_that_do_not_divide():
+    assert sl.strategy_for_map([0, 0, 0, 1, 1]) == ("groups", 2)
+    assert sl.strategy_for_map([0, 0, 1, 1]) == ("sequence", 2)  # the same map: sequence is named first
 
 
 def test_encode_checks_the_feature_size():

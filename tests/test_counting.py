@@ -111,3 +111,55 @@ def test_activation_estimate_per_layer():
     measured = (big - small) / 2
     predicted = (sl.activation_values_per_token(c4) - sl.activation_values_per_token(c2)) / 2 * 2 * 16 * 4
     assert abs(measured - predicted) / predicted < 0.15
+
+
+CONFIG = sl.TransformerConfig(d_model=32, n_heads=4, d_ff=64, n_layers=2, vocab_size=40, max_len=16)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: sl.attention_parameters(-3), "d must be a positive integer"),
+        (lambda: sl.attention_parameters(0), "d must be"),
+        (lambda: sl.attention_parameters(2.5), "d must be"),
+        (lambda: sl.attention_parameters(True), "d must be"),
+        (lambda: sl.attention_parameters("512"), "d must be"),
+        (lambda: sl.attention_parameters(sp.Integer(-3)), "d must be"),
+        (lambda: sl.ffn_parameters(8, -1), "d_ff must be"),
+        (lambda: sl.ffn_parameters(-8, 16), "d must be"),
+        (lambda: sl.layer_norm_parameters(-1), "d must be"),
+        (lambda: sl.layer_parameters(8, 16, norms=-1), "norms must be an integer >= 0"),
+        (lambda: sl.source_parameter_formula(-6, 512, 2048, shared=False), "n_layers must be"),
+        (lambda: sl.source_parameter_formula(6, 512, -2048, shared=False), "d_ff must be"),
+        (lambda: sl.source_parameter_formula(6, 512, 2048, shared="yes"), "shared must be True or False"),
+        (lambda: sl.training_memory_bytes(CONFIG, batch_size=-1, seq_len=16), "batch_size must be"),
+        (lambda: sl.training_memory_bytes(CONFIG, batch_size=2, seq_len=0), "seq_len must be"),
+        (lambda: sl.training_memory_bytes(CONFIG, 2, 16, bytes_per_value=0), "bytes_per_value must be"),
+        (lambda: sl.training_memory_bytes(CONFIG, 2, 16, optimizer_states=-1), "optimizer_states must be"),
+        (lambda: sl.forward_flops_per_token(CONFIG, 0), "seq_len must be a positive integer"),
+        (lambda: sl.forward_flops_per_token(CONFIG, 1.5), "seq_len must be"),
+        (lambda: sl.count_parameters({"d_model": 32}), "config must be a sharedlib.TransformerConfig"),
+    ],
+)
+def test_counts_refuse_impossible_sizes(call, argument):
+    with pytest.raises(ValueError, match=argument):
+        call()
+
+
+def test_counts_still_accept_symbols_and_zero_where_it_means_something():
+    d, f = sp.symbols("d f", positive=True)
+    assert sp.expand(sl.attention_parameters(d)) == 4 * d**2 + 4 * d
+    assert sl.layer_parameters(d, f, norms=0) == sl.attention_parameters(d) + sl.ffn_parameters(d, f)
+    assert sl.attention_parameters(sp.Integer(8)) == 4 * 64 + 32
+    assert sl.training_memory_bytes(CONFIG, 1, 1, optimizer_states=0)["optimizer_state"] == 0  # plain SGD
+
+
+@pytest.mark.parametrize(("n_layers", "groups", "inner"), [(5, 2, 1), (7, 3, 2), (18, 14, 1), (11, 4, 3)])
+def test_counts_for_groups_that_do_not_divide_the_layers(n_layers, groups, inner):
+    config = sl.TransformerConfig(
+        d_model=16, n_heads=2, d_ff=24, n_layers=n_layers, strategy="groups", n_unique=groups,
+        inner_group_num=inner, vocab_size=20, max_len=8,
+    )
+    model = sl.SharedTransformer(config)
+    assert len(model.attention) == len(model.ffn) == groups * inner
+    assert sl.count_parameters(config) == sl.count_module_parameters(model)

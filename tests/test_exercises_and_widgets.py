@@ -75,3 +75,70 @@ def test_delta_count_checker_accepts_the_closed_form_and_names_the_shape_on_fail
     assert exercises.check_delta_count(delta_parameters).startswith("correct")
     with pytest.raises(AssertionError, match=r"for rank \d+, d_model=\d+, d_ff=\d+, depth=\d+ expected [\d,]+"):
         exercises.check_delta_count(lambda config, rank: rank * 8 * config.d_model)  # forgets the FFN's d_ff
+
+
+def _raises_for_six(n, m):
+    if n == 6:
+        raise ZeroDivisionError("boom")
+    return sl.layer_to_block("cycle", n, m)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: exercises.check_count_function(42, "all"), "fn must be a function"),
+        (lambda: exercises.check_count_function(sl.count_parameters, "all", trials=0), "trials must be a positive"),
+        (lambda: exercises.check_count_function(sl.count_parameters, "all", trials=-5), "trials must be a positive"),
+        (lambda: exercises.check_count_function(sl.count_parameters, "random"), "strategy must be one of"),
+        (lambda: exercises.check_layer_map("cycle", "cycle"), "fn must be a function"),
+        (lambda: exercises.check_layer_map(_raises_for_six, "cycles"), "strategy must be one of"),
+        (lambda: exercises.check_layer_map(_raises_for_six, "all"), r"strategy must be one of \('sequence'"),
+        (lambda: exercises.check_layer_map(_raises_for_six, "cycle", max_layers=0), "max_layers must be"),
+        (lambda: exercises.check_delta_count(None), "fn must be a function"),
+        (lambda: exercises.check_delta_count(lambda c, r: 0, trials=0), "trials must be a positive"),
+        (lambda: exercises.check_embedding_saving(1, vocab_size=-1), "vocab_size must be"),
+        (lambda: exercises.check_tensor_layout(("batch", "sequence")), "answer must be three axis names"),
+        (lambda: exercises.check_tensor_layout("sequence batch features"), "answer must be three axis names"),
+        (lambda: exercises.check_doubling_time("12", since=2019), "value must be a number of months"),
+        (lambda: exercises.check_doubling_time(12, since=2030), "since must be a year <= 2023"),
+        (lambda: exercises.check_doubling_time(12, since=2019, tolerance_months=0), "tolerance_months must be"),
+        (lambda: exercises.random_config(3, "all"), "rng must be a random.Random"),
+        (lambda: exercises.random_config(__import__("random").Random(0), "ALL"), "strategy must be one of"),
+    ],
+)
+def test_checkers_name_the_wrong_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_student_function_that_raises_gets_feedback_naming_the_input():
+    with pytest.raises(AssertionError, match=r"your function raised ZeroDivisionError: boom for N=6, M=1") as error:
+        exercises.check_layer_map(_raises_for_six, "cycle")
+    assert isinstance(error.value.__cause__, ZeroDivisionError)  # the student's traceback stays attached
+    with pytest.raises(AssertionError, match=r"raised KeyError: 'x' for config TransformerConfig\(d_model="):
+        exercises.check_count_function(lambda config: {}["x"], "cycle")
+    with pytest.raises(AssertionError, match=r"raised TypeError: .* for rank \d+ and config TransformerConfig"):
+        exercises.check_delta_count(lambda config, rank: rank + "1")
+    with pytest.raises(AssertionError, match=r"for N=1, M=1 expected \[0\], got None"):
+        exercises.check_layer_map(lambda n, m: None, "cycle")
+
+
+def test_groups_checker_covers_every_g_and_the_float_formula():
+    def hf_groups(n_layers, n_groups):
+        return [int(i / (n_layers / n_groups)) for i in range(n_layers)]
+
+    def integer_groups(n_layers, n_groups):
+        return [i * n_groups // n_layers for i in range(n_layers)]
+
+    assert exercises.check_layer_map(hf_groups, "groups").endswith("on 300 (N, M) pairs")  # all G <= N <= 24
+    with pytest.raises(AssertionError, match=r"N=18, M=14 .* int\(i / \(N / G\)\) in floating point"):
+        exercises.check_layer_map(integer_groups, "groups")
+    assert exercises.check_layer_map(integer_groups, "groups", max_layers=17).startswith("correct")
+
+
+def test_random_groups_configs_include_groups_that_do_not_divide():
+    import random
+
+    rng = random.Random(0)
+    configs = [exercises.random_config(rng, "groups") for _ in range(200)]
+    assert any(c.n_layers % c.n_unique for c in configs)

@@ -76,6 +76,84 @@ def test_bad_inputs_raise_clear_errors(call, message):
         call(sl.SharedTransformer(small()))
 
 
+TYPES_RANGE = r"token_type_ids must be in 0..n_token_types-1 = 0..1, found "
+
+
+def typed(**kwargs):
+    return sl.SharedTransformer(small(n_token_types=2, **kwargs)).eval()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(input_ids=torch.tensor([[1, 50, 2]])), r"input_ids must be in 0..vocab_size-1 = 0..49, found 50"),
+        (dict(input_ids=torch.tensor([[1, -1, 2]])), r"input_ids must be in 0..vocab_size-1 = 0..49, found -1"),
+        (dict(token_type_ids=torch.tensor([[0, 2, 1]])), TYPES_RANGE + "2$"),
+        (dict(token_type_ids=torch.tensor([[0, -3, 1]])), TYPES_RANGE + "-3"),
+        (dict(token_type_ids=torch.tensor([[0.0, 1.0, 1.0]])), "token_type_ids must be an integer tensor"),
+        (dict(token_type_ids=torch.tensor([[0, 1]])), "token_type_ids must have the shape of input_ids"),
+    ],
+)
+def test_out_of_range_ids_raise_value_errors(kwargs, message):
+    inputs = dict(input_ids=torch.tensor([[1, 2, 3]])) | kwargs
+    with pytest.raises(ValueError, match=message):
+        typed()(**inputs)
+
+
+def test_token_type_ids_need_segment_embeddings():
+    with pytest.raises(ValueError, match="n_token_types=0"):
+        sl.SharedTransformer(small())(torch.tensor([[1, 2]]), token_type_ids=torch.zeros(1, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.int32, torch.uint8, torch.int8])
+def test_attention_mask_accepts_bool_and_zero_one_integers(dtype):
+    torch.manual_seed(0)
+    model = sl.SharedTransformer(small()).eval()
+    ids = torch.randint(0, 50, (2, 5))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    expected = model(ids, attention_mask=mask)
+    torch.testing.assert_close(model(ids, attention_mask=mask.to(dtype)), expected)
+    torch.testing.assert_close(model(ids[:1, :3]), expected[:1, :3], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        (torch.tensor([[0.0, 0.0, float("-inf")]]), r"Additive float masks .* `mask == 0`"),  # HF additive mask
+        (torch.tensor([[0.0, 0.0, -10000.0]]), r"Additive float masks .* `mask == 0`"),
+        (torch.tensor([[1.0, 1.0, 0.0]]), "got torch.float32"),  # even 0/1 floats: say so, convert explicitly
+        (torch.tensor([[1, 2, 0]]), r"0 \(padding\) or 1 \(real token\), found 0..2"),
+        (torch.tensor([[1, -1, 0]]), r"found -1..1"),
+        (torch.tensor([[1, 1, 0], [0, 0, 0]]), r"no real token .* batch row\(s\) \[1\]"),
+        (torch.zeros(2, 3, dtype=torch.bool), r"batch row\(s\) \[0, 1\]"),
+        (torch.tensor([[1, 1]]), "must have the shape of input_ids"),
+        ([[1, 1, 1]], "must have the shape of input_ids"),
+    ],
+)
+def test_attention_mask_rejects_forms_it_would_misread(mask, message):
+    ids = torch.tensor([[1, 2, 3]] * (mask.shape[0] if isinstance(mask, torch.Tensor) else 1))
+    with pytest.raises(ValueError, match=message):
+        sl.SharedTransformer(small())(ids, attention_mask=mask)
+
+
+def test_hugging_face_additive_mask_converts_with_mask_equal_zero():
+    torch.manual_seed(0)
+    model = sl.SharedTransformer(small()).eval()
+    ids = torch.randint(0, 50, (1, 5))
+    keep = torch.tensor([[1, 1, 1, 0, 0]])
+    additive = (1.0 - keep.float()) * torch.finfo(torch.float32).min  # what HF builds internally
+    torch.testing.assert_close(model(ids, attention_mask=additive == 0), model(ids, attention_mask=keep))
+
+
+def test_encode_rejects_masks_that_are_not_bool():
+    model = sl.SharedTransformer(small())
+    x = torch.zeros(1, 3, 32)
+    with pytest.raises(ValueError, match="key_mask must be a bool tensor of shape"):
+        model.encode(x, key_mask=torch.ones(1, 3))
+    with pytest.raises(ValueError, match=r"key_mask must be a bool tensor of shape \(1, 3\)"):
+        model.encode(x, key_mask=torch.ones(1, 4, dtype=torch.bool))
+
+
 def test_device_auto_and_seed():
     assert sl.resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="device must be one of"):

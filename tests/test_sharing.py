@@ -68,20 +68,65 @@ def test_sequence_matches_paper(n, data):
     assert layer_to_block("sequence", n, m) == takase_kiyono("sequence", n, m)
 
 
-@given(st.integers(1, 24), st.data(), st.integers(1, 3))
-def test_groups_match_hugging_face_albert(n, data, inner):
-    # AlbertTransformer: group_idx = int(i / (num_hidden_layers / num_hidden_groups)), each group runs `inner` layers.
-    g = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
-    expected = [int(i / (n / g)) * inner + k for i in range(n) for k in range(inner)]
-    assert layer_to_block("groups", n, g, inner_group_num=inner) == expected
+def hf_group_of_layer(n: int, g: int, i: int) -> int:
+    """AlbertTransformer.forward (transformers/models/albert/modeling_albert.py), transcribed."""
+    return int(i / (n / g))
+
+
+@pytest.mark.parametrize("inner", [1, 2, 3])
+def test_groups_match_hugging_face_albert_for_every_n_and_g(inner):
+    # Every 1 <= G <= N <= 48, divisible or not; each group runs `inner` blocks.
+    for n in range(1, 49):
+        for g in range(1, n + 1):
+            expected = [hf_group_of_layer(n, g, i) * inner + k for i in range(n) for k in range(inner)]
+            assert layer_to_block("groups", n, g, inner_group_num=inner) == expected, (n, g)
+
+
+def test_groups_use_every_group_and_follow_the_float_formula():
+    for n in range(1, 49):
+        for g in range(1, n + 1):
+            assert sorted(set(layer_to_block("groups", n, g))) == list(range(g)), (n, g)
+            assert n_parameter_sets("groups", n, g) == g
+    # The float expression is not the integer floor(i * G / N): they part at N=18, G=14, layer 9.
+    assert 9 * 14 // 18 == 7 and layer_to_block("groups", 18, 14)[9] == 6
+
+
+def test_groups_match_the_installed_hugging_face_code():
+    # Run the installed AlbertTransformer.forward itself, with each layer group replaced by a stub that records
+    # its index, for every 1 <= G <= N <= 48 (its loop reads both numbers from the config at call time).
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    used: list[int] = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+        def forward(self, hidden_states, *args, **kwargs):
+            used.append(self.index)
+            return hidden_states
+
+    config = transformers.AlbertConfig(
+        vocab_size=4, embedding_size=4, hidden_size=4, num_attention_heads=1, intermediate_size=4,
+        num_hidden_layers=1, num_hidden_groups=1, max_position_embeddings=4,
+    )
+    encoder = transformers.AlbertModel(config).encoder
+    encoder.albert_layer_groups = torch.nn.ModuleList(Recorder(index) for index in range(48))
+    for n in range(1, 49):
+        for g in range(1, n + 1):
+            encoder.config.num_hidden_layers, encoder.config.num_hidden_groups = n, g
+            used.clear()
+            encoder(torch.zeros(1, 1, 4))
+            assert layer_to_block("groups", n, g) == used, (n, g)
 
 
 @given(st.sampled_from(STRATEGIES), st.integers(1, 30), st.data())
 def test_every_map_uses_every_set(strategy, n, data):
     m = None
-    if strategy in ("sequence", "groups"):
+    if strategy == "sequence":
         m = data.draw(st.sampled_from([d for d in range(1, n + 1) if n % d == 0]))
-    elif strategy in ("cycle", "cycle-rev"):
+    elif strategy in ("cycle", "cycle-rev", "groups"):
         m = data.draw(st.integers(1, n))
     for part in ("attention", "ffn"):
         blocks = layer_to_block(strategy, n, m, sublayer=part)
@@ -101,7 +146,9 @@ def test_partial_strategies_share_one_sublayer():
     [
         (dict(strategy="random"), "strategy"),
         (dict(strategy="sequence", n_layers=6, n_unique=4), "n_layers=6 must be divisible"),
-        (dict(strategy="groups", n_layers=12, n_unique=5), "allowed n_unique: [1, 2, 3, 4, 6, 12]"),
+        (dict(strategy="sequence", n_layers=12, n_unique=5), "allowed n_unique: [1, 2, 3, 4, 6, 12]"),
+        (dict(strategy="groups", n_layers=6, n_unique=7), "n_unique must be an integer in 1..n_layers=6"),
+        (dict(strategy="groups", n_layers=6, n_unique=0), "n_unique"),
         (dict(strategy="cycle", n_layers=6, n_unique=7), "n_unique"),
         (dict(strategy="cycle", n_layers=6), "n_unique"),
         (dict(strategy="all", n_unique=2), "n_unique"),
