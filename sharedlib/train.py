@@ -1,22 +1,40 @@
 """A small trainer that knows nothing about the model (chapter 6): AdamW, warmup + cosine, clipping,
-bf16 autocast on GPU, periodic evaluation, a tqdm bar, and atomic, resumable checkpoints.
+bf16 autocast on GPU, periodic evaluation, a tqdm bar, and atomic, validated, resumable checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .runtime import resolve_device
+from .runtime import DEVICES, resolve_device
 
 Batch = tuple[torch.Tensor, ...]
+
+CHECKPOINT_FORMAT = 2  # bumped whenever the checkpoint layout changes; older files are refused
+RESUME_FREE_FIELDS: frozenset[str] = frozenset({"device", "progress"})  # may differ between a run and its resume
+_INT_FIELDS = {"steps": 1, "warmup": 0, "eval_every": 1, "eval_batches": 1, "seed": 0}  # name -> minimum
+_FLOAT_FIELDS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip")
+_BOOL_FIELDS = ("amp", "progress")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because a loss or the gradient norm was NaN or infinite (nothing was saved)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that belongs to another model or optimisation setting."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +55,29 @@ class TrainConfig:
     progress: bool = False  # show a tqdm bar (off in notebooks whose outputs are compared)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "eval_every", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup < 0 or self.grad_clip < 0:
-            raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, warmup >= 0 and grad_clip >= 0")
+        for name, minimum in _INT_FIELDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.device, str) or not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
 
 
 @dataclass
@@ -70,15 +106,29 @@ def train(
     config: TrainConfig,
     checkpoint: str | Path | None = None,
 ) -> History:
-    """Train ``model`` on ``get_batch("train", g)`` with ``loss_fn(model, batch)``; resumes from ``checkpoint``."""
+    """Train ``model`` on ``get_batch("train", g)`` with ``loss_fn(model, batch)``; resumes from ``checkpoint``.
+
+    With ``checkpoint``, the state is saved atomically at every evaluation (model, optimizer, schedule, batch
+    generator, torch's RNG states, the ``TrainConfig`` and a model signature). If the file exists, training
+    resumes from it, and a resumed run gives the same losses as an uninterrupted one (dropout included). The
+    whole file is read and checked before the model is touched: a file that cannot be read, a model whose
+    parameter names/shapes/dtypes or ``model.config`` differ, or a ``TrainConfig`` that differs in anything but
+    ``device`` and ``progress`` raises ``CheckpointError`` (a ``ValueError``) naming the differences; delete the
+    file or use another path to start afresh. A NaN or infinite training loss or gradient norm stops training
+    before the optimizer step, and a non-finite validation loss before the save, with ``NonFiniteLossError``
+    (a ``FloatingPointError``): the checkpoint on disk stays the last good one (chapter 6).
+    """
     device = resolve_device(config.device)
+    path = Path(checkpoint) if checkpoint is not None else None
+    saved = _read(path, model, config) if path is not None and path.exists() else None  # modifies nothing
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     train_gen = torch.Generator().manual_seed(config.seed)
     history, start = History(), 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        start, history = _load(Path(checkpoint), model, optimizer, scheduler, train_gen)
+    if saved is not None:
+        start, history = _apply(saved, path, model, optimizer, scheduler, train_gen)
+    last_saved = start if saved is not None else None
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=config.amp and device.type == "cuda")
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not config.progress)
     for step in bar:
@@ -86,21 +136,29 @@ def train(
         batch = tuple(t.to(device) for t in get_batch("train", train_gen))
         with autocast:
             loss = loss_fn(model, batch)
+        loss_value = loss.item()
+        _require_finite("training loss", loss_value, step + 1, path, last_saved)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        else:
+            grad_norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        _require_finite("gradient norm", grad_norm.item(), step + 1, path, last_saved)
         history.lr.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
         history.steps.append(step + 1)
-        history.train_loss.append(loss.item())
+        history.train_loss.append(loss_value)
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            val_loss = evaluate(model, loss_fn, get_batch, config, device)
+            _require_finite("validation loss", val_loss, step + 1, path, last_saved)
             history.eval_steps.append(step + 1)
-            history.val_loss.append(evaluate(model, loss_fn, get_batch, config, device))
-            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
-            if checkpoint is not None:
-                _save(Path(checkpoint), model, optimizer, scheduler, train_gen, step + 1, history)
+            history.val_loss.append(val_loss)
+            bar.set_postfix(train=f"{loss_value:.3f}", val=f"{val_loss:.3f}")
+            if path is not None:
+                _save(path, model, optimizer, scheduler, train_gen, step + 1, history, config)
+                last_saved = step + 1
     return history
 
 
@@ -122,26 +180,173 @@ def evaluate(
     return sum(losses) / len(losses)
 
 
-def _save(path: Path, model, optimizer, scheduler, generator, step: int, history: History) -> None:
-    """Write the checkpoint to a temporary file, then rename it over the old one (atomic on POSIX)."""
+def _require_finite(what: str, value: float, step: int, path: Path | None, last_saved: int | None) -> None:
+    """Raise ``NonFiniteLossError`` naming the step, the value and what happened to the checkpoint."""
+    if math.isfinite(value):
+        return
+    if path is None:
+        kept = "no checkpoint was requested"
+    elif last_saved is None:
+        kept = f"no checkpoint had been written yet, nothing was saved to {path}"
+    else:
+        kept = f"the last good checkpoint {path} (step {last_saved}) was kept unchanged"
+    when = "before the checkpoint save" if what == "validation loss" else "before the optimizer step"
+    raise NonFiniteLossError(
+        f"{what} is {value} at step {step}; training stopped {when} and {kept}. "
+        "Lower lr, keep grad_clip > 0, or check the model and data for overflow."
+    )
+
+
+def model_signature(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint must match: class, state-dict names/shapes/dtypes and ``model.config`` (if a dataclass)."""
+    config = getattr(model, "config", None)
+    is_config = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    return {
+        "class": type(model).__qualname__,
+        "state": {k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()},
+        "config": _plain(asdict(config)) if is_config else None,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as built-in types only, so that ``torch.load(weights_only=True)`` can read it back."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+
+
+def _save(path: Path, model, optimizer, scheduler, generator, step: int, history: History, config: TrainConfig):
+    """Write the checkpoint to a temporary file, fsync it, then rename it over the old one (atomic on POSIX)."""
     state = {
+        "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "step": step,
         "history": asdict(history),
+        "train_config": _plain(asdict(config)),
+        "signature": model_signature(model),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
 
 
-def _load(path: Path, model, optimizer, scheduler, generator) -> tuple[int, History]:
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable where the platform allows opening a directory (POSIX)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _differences(saved: dict, current: dict, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """``key: saved -> current`` for every key whose value differs (a missing key shows as <absent>)."""
+    keys = sorted((set(saved) | set(current)) - ignore)
+    absent = "<absent>"
+    return [
+        f"{k}: {saved.get(k, absent)!r} -> {current.get(k, absent)!r}" for k in keys if saved.get(k) != current.get(k)
+    ]
+
+
+def _read(path: Path, model: nn.Module, config: TrainConfig) -> dict:
+    """Load ``path`` and check all of it against ``model`` and ``config``; raises ``CheckpointError``."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint {path} could not be read (corrupt or truncated?): {type(error).__name__}: {error}. "
+            "Delete it or pass another path to start afresh."
+        ) from error
+    required = {"format", "model", "optimizer", "scheduler", "generator", "cpu_rng", "cuda_rng", "step", "history"}
+    required |= {"train_config", "signature"}
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not required <= set(state):
+        raise CheckpointError(
+            f"checkpoint {path} is not a format-{CHECKPOINT_FORMAT} sharedlib.train checkpoint (written by an older "
+            "version or another program); delete it or pass another path to start afresh."
+        )
+    changed = _differences(state["train_config"], _plain(asdict(config)), RESUME_FREE_FIELDS)
+    if changed:
+        raise CheckpointError(
+            f"cannot resume from {path}: the TrainConfig differs in {', '.join(changed)}. Only "
+            f"{sorted(RESUME_FREE_FIELDS)} may change on resume; use the saved values or another checkpoint path."
+        )
+    _check_model(path, state, model)
+    _check_optimizer(path, state["optimizer"], [p.shape for p in model.parameters()])
+    step = state["step"]
+    try:
+        history = History(**state["history"])
+        torch.Generator().set_state(state["generator"])
+        torch.Generator().set_state(state["cpu_rng"])
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {path} has an invalid history or RNG state: {error}") from error
+    valid_step = isinstance(step, int) and 1 <= step <= config.steps
+    if not valid_step or len(history.steps) != step or state["scheduler"].get("last_epoch") != step:
+        raise CheckpointError(f"checkpoint {path} is inconsistent: step {step!r} does not match its history/schedule")
+    return state
+
+
+def _check_model(path: Path, state: dict, model: nn.Module) -> None:
+    saved, current = state["signature"], model_signature(model)
+    problems = []
+    if saved.get("class") != current["class"]:
+        problems.append(f"model class {saved.get('class')!r} -> {current['class']!r}")
+    if saved.get("config") != current["config"]:
+        problems.append("model.config " + "; ".join(_differences(saved.get("config") or {}, current["config"] or {})))
+    problems += [f"parameter {d}" for d in _differences(saved.get("state", {}), current["state"])][:8]
+    tensors = state["model"]
+    actual = {k: [list(v.shape), str(v.dtype)] for k, v in tensors.items()} if isinstance(tensors, dict) else None
+    if actual != current["state"] and not problems:
+        problems.append("the stored tensors do not match the stored signature (edited or damaged file?)")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} was written for another model: {'; '.join(problems)}")
+
+
+def _check_optimizer(path: Path, saved: dict, shapes: list[torch.Size]) -> None:
+    """The saved AdamW state must have one group over all parameters, with moment tensors of their shapes."""
+    try:
+        groups, per_param = saved["param_groups"], saved["state"]
+        ok = len(groups) == 1 and list(groups[0]["params"]) == list(range(len(shapes)))
+        for index, entry in per_param.items():
+            ok = ok and all(t.dim() == 0 or t.shape == shapes[index] for t in entry.values() if torch.is_tensor(t))
+    except (KeyError, TypeError, IndexError, AttributeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"checkpoint {path} has an optimizer state that does not fit this model's parameters")
+
+
+def _apply(state: dict, path: Path, model, optimizer, scheduler, generator) -> tuple[int, History]:
+    """Put a checked checkpoint into the model, optimizer, schedule and RNGs; on failure restore the model."""
+    previous = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+    except Exception as error:
+        model.load_state_dict(previous)
+        raise CheckpointError(f"checkpoint {path} could not be applied ({error}); model left unchanged") from error
+    torch.set_rng_state(state["cpu_rng"])
+    if torch.cuda.is_available() and len(state["cuda_rng"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["step"], History(**state["history"])
