@@ -9,6 +9,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from .config import TransformerConfig
+
 
 def count_module_parameters(module: nn.Module) -> int:
     """Unique trainable parameters: ``parameters()`` yields a shared tensor once."""
@@ -37,6 +39,23 @@ def saved_activation_bytes(module: nn.Module, forward: Callable[[], torch.Tensor
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         forward()
     return sum(seen.values())
+
+
+def math_backend_extra_values(config: TransformerConfig, batch_size: int, seq_len: int) -> int:
+    """Values the math attention backend saves beyond the fused CPU kernel in one forward (chapter 4).
+
+    Per layer and token it keeps the softmax probabilities (h heads x T keys) instead of one log-sum-exp per
+    head, so h*(T - 1) more. Its matmul operands are fresh copies of q, k and v that replace the fused kernel's
+    saved Q|K|V; with one sequence (B = 1) the copy of v is a view of Q|K|V, which then stays alive beside
+    the copies of q and k: 2H more. No dropout and no mask are assumed.
+    """
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.dropout:
+        raise ValueError(f"math_backend_extra_values assumes dropout=0, got config.dropout={config.dropout!r}")
+    per_token = config.n_heads * (seq_len - 1) + (2 * config.d_model if batch_size == 1 else 0)
+    return config.depth * batch_size * seq_len * per_token
 
 
 def training_state_bytes(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> dict[str, int]:
@@ -74,3 +93,30 @@ def hidden_state_rms(model: nn.Module, forward: Callable[[], object]) -> list[fl
         for handle in handles:
             handle.remove()
     return values
+
+
+def residual_updates(model: nn.Module, x: torch.Tensor) -> list[dict[str, float]]:
+    """Per applied sublayer of a ``SharedTransformer`` on hidden states (B, T, H): RMS of the stream it reads,
+    RMS of the update it adds, their cosine (over all entries), and RMS of the stream after (chapter 5).
+
+    Variance adds when updates are orthogonal to the stream: ``after**2 = stream**2 + update**2`` before any
+    normalisation; the cosine measures how far that holds.
+    """
+    if x.dim() != 3 or x.shape[-1] != model.config.d_model:
+        raise ValueError(f"x must be hidden states (batch, sequence, {model.config.d_model}), got {tuple(x.shape)}")
+    rows: list[dict[str, float]] = []
+
+    def rms(t: torch.Tensor) -> float:
+        return t.float().pow(2).mean().sqrt().item()
+
+    with torch.no_grad():
+        for a, f in zip(model.attention_map, model.ffn_map, strict=True):
+            for block in (model.attention[a], model.ffn[f]):
+                update = block.inner(block.norm(x) if block.placement == "pre" else x)  # (B, T, H)
+                after = x + update  # (B, T, H)
+                if block.placement == "post":
+                    after = block.norm(after)
+                cosine = torch.nn.functional.cosine_similarity(x.flatten(), update.flatten(), dim=0).item()
+                rows.append({"stream": rms(x), "update": rms(update), "cosine": cosine, "after": rms(after)})
+                x = after
+    return rows
