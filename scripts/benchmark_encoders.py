@@ -1,24 +1,29 @@
 """Forward+backward time of the book's encoder vs Hugging Face AlbertModel vs torch.nn.TransformerEncoder.
 
-    .venv/bin/python scripts/benchmark_encoders.py [--batch 8 --seq 128 --repeats 7 --device cpu]
+    .venv/bin/python scripts/benchmark_encoders.py [--batch 8 --seq 128 --repeats 7 --device cpu --threads 2]
 
 Same ALBERT-base shape (H=768, 12 heads, d_ff=3072, 12 layers, all shared, E=128), float32, dropout off.
 Ours vs ALBERT: whole models from token ids. Ours vs PyTorch: the layer stacks on the same hidden states.
-Prints median times and ratios as JSON.
+Writes the raw per-repeat seconds of every step, taken in turns, with provenance, atomically to
+``notebooks/results/benchmark_encoders.<profile>.json`` (chapter 6b recomputes its statistics from them).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import statistics
+import sys
+import time
 
 import torch
+import transformers
 from torch import nn
 from transformers import AlbertConfig, AlbertModel
 
 import sharedlib as sl
-from sharedlib.bench import forward_backward, median_ratios, time_interleaved
+from sharedlib.bench import forward_backward, paired_ratio_interval, time_interleaved
+from sharedlib.recorded import provenance, write_recorded
 
 
 def main() -> None:
@@ -27,7 +32,12 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     args = parser.parse_args()
+    if args.repeats < 2 or args.threads < 1:
+        parser.error("--repeats must be >= 2 (paired intervals) and --threads >= 1")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     device = sl.resolve_device(args.device)
     torch.manual_seed(0)
     config = AlbertConfig(  # ALBERT-base (AlbertConfig's own defaults are the xxlarge shape)
@@ -54,24 +64,24 @@ def main() -> None:
         "torch_encoder": forward_backward(lambda: reference(hidden)),
     }
     times = time_interleaved(steps, repeats=args.repeats)
-    print(
-        json.dumps(
-            {
-                "device": str(device),
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "batch": args.batch,
-                "seq": args.seq,
-                "repeats": args.repeats,
-                "median_seconds": {k: round(statistics.median(v), 4) for k, v in times.items()},
-                "sharedlib_over_hf_albert": round(median_ratios(times, "hf_albert")["sharedlib"], 3),
-                "sharedlib_stack_over_torch_encoder": round(
-                    median_ratios(times, "torch_encoder")["sharedlib_stack"], 3
-                ),
-            },
-            indent=2,
-        )
-    )
+    pairs = {"sharedlib_over_hf_albert": ("sharedlib", "hf_albert"),
+             "sharedlib_stack_over_torch_encoder": ("sharedlib_stack", "torch_encoder")}
+    run = {
+        "batch": args.batch,
+        "seq": args.seq,
+        "repeats": args.repeats,
+        "seconds": times,  # raw: one value per interleaved repeat, per step
+        "median_seconds": {k: statistics.median(v) for k, v in times.items()},
+    }
+    for name, (a, b) in pairs.items():
+        interval = paired_ratio_interval(times[a], times[b])
+        run[name] = {"median": interval.median, "low": interval.low, "high": interval.high, "level": interval.level}
+    command = shlex.join([".venv/bin/python", "scripts/benchmark_encoders.py", *sys.argv[1:]])
+    device_name = f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
+    profile = "cpu" if device.type == "cpu" else "gpu"
+    data = {"provenance": provenance(command, device_name, time.perf_counter() - start), "runs": [run]}
+    data["provenance"]["transformers"] = transformers.__version__
+    write_recorded("benchmark_encoders", profile, data)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W_Q, W_K, W_V stacked
         self.out = nn.Linear(config.d_model, config.d_model)  # W_O
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, cache: LayerKV | None = None
+    ) -> torch.Tensor:
+        """Attention output (B, T, C); with ``cache`` the keys of earlier positions come from it (chapter 6b)."""
+        if cache is not None:
+            return self._cached(x, key_mask, cache)
         B, T, C = x.shape  # (B, T, C)
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
@@ -45,6 +50,67 @@ class SelfAttention(nn.Module):
         )  # (B, h, T, C/h)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.out(y)  # (B, T, C)
+
+    def _cached(self, x: torch.Tensor, key_mask: torch.Tensor | None, cache: LayerKV) -> torch.Tensor:
+        """Causal attention of T new positions to the cached ``t0`` earlier ones and to themselves (chapter 6b)."""
+        if not self.causal:
+            raise ValueError("a K/V cache needs a causal model (TransformerConfig(causal=True))")
+        if key_mask is not None:
+            raise ValueError("key_mask and cache cannot be combined: cached decoding assumes unpadded sequences")
+        B, T, C = x.shape  # (B, T, C) the new positions t0 .. t0+T-1
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
+        t0 = cache.length
+        k, v = cache.append(k, v)  # (B, h, t0+T, C/h): K and V of every position so far
+        # Query t0+i may see keys 0..t0+i: a lower-triangular (T, t0+T) mask shifted right by t0. SDPA's own
+        # is_causal aligns the triangle top-left, which is right only when t0 == 0; one new query sees everything.
+        mask = None
+        if T > 1 and t0 > 0:
+            mask = torch.ones(T, t0 + T, dtype=torch.bool, device=x.device).tril(diagonal=t0)  # (T, t0+T)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=T > 1 and t0 == 0
+        )  # (B, h, T, C/h)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.out(y)  # (B, T, C)
+
+
+class LayerKV:
+    """Keys and values of one *applied* layer, in buffers of ``capacity`` positions (chapter 6b).
+
+    Layers that share weights still each keep their own K and V: they see different inputs.
+    """
+
+    def __init__(self, batch: int, n_heads: int, head_dim: int, capacity: int, *, dtype: torch.dtype,
+                 device: torch.device | str) -> None:
+        shape = (batch, n_heads, capacity, head_dim)  # (B, h, P, C/h)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)  # (B, h, P, C/h)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)  # (B, h, P, C/h)
+        self.length = 0  # t: positions filled so far
+
+    @property
+    def capacity(self) -> int:
+        """Positions the buffers can hold."""
+        return self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the K, V (B, h, T, C/h) of T new positions; return the filled (B, h, t+T, C/h) views."""
+        expected = (self.k.shape[0], self.k.shape[1], k.shape[2], self.k.shape[3])
+        if tuple(k.shape) != expected or k.shape != v.shape:
+            raise ValueError(
+                f"cache holds batch {expected[0]}, {expected[1]} heads of width {expected[3]}; got keys of shape "
+                f"{tuple(k.shape)} (batch, heads, new positions, head width): was this cache made for other inputs?"
+            )
+        t0, t1 = self.length, self.length + k.shape[2]
+        if t1 > self.capacity:
+            raise ValueError(f"cache capacity {self.capacity} exceeded: {t0} cached + {k.shape[2]} new positions")
+        self.k[:, :, t0:t1] = k  # (B, h, T, C/h) written in place: no copy of the earlier positions
+        self.v[:, :, t0:t1] = v
+        self.length = t1
+        return self.k[:, :, :t1], self.v[:, :, :t1]  # (B, h, t+T, C/h)
+
+    def filled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views (B, h, t, C/h) of the filled keys and values."""
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
 
 class FeedForward(nn.Module):
@@ -70,7 +136,7 @@ class Residual(nn.Module):
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm != "none" else None
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, **kwargs: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
         if self.placement == "pre":
             return x + self.drop(self.inner(self.norm(x), **kwargs))  # (B, T, C)
         y = x + self.drop(self.inner(x, **kwargs))  # (B, T, C)
@@ -90,9 +156,13 @@ class Embeddings(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.projection = nn.Linear(E, config.d_model) if config.embedding_size is not None else None
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None, start: int = 0
+    ) -> torch.Tensor:
+        """Embedded tokens (B, T, H) at positions ``start .. start+T-1`` (a non-zero start: cached decoding, 6b)."""
         T = input_ids.shape[1]
-        x = self.tokens(input_ids) + self.positions(torch.arange(T, device=input_ids.device))  # (B, T, E)
+        positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
+        x = self.tokens(input_ids) + self.positions(positions)  # (B, T, E)
         if self.token_types is not None:
             types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
             x = x + self.token_types(types)  # (B, T, E)
