@@ -11,6 +11,30 @@ from .background import PublishedModel
 from .config import TransformerConfig
 from .counting import parameter_breakdown
 
+# Text of at least 9 pt everywhere; figures are drawn at 2x resolution for sharp display (see use_book_style).
+BOOK_STYLE: dict[str, object] = {
+    "figure.dpi": 80,  # layout size on the page; the PNG itself is rendered at 2x (retina)
+    "savefig.dpi": 160,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+}
+MIN_FONT_SIZE = 9  # points; tests check every text of every book figure against it
+
+
+def use_book_style() -> None:
+    """Readable figures: the book's font sizes, and inline PNGs at 2x resolution (call once per notebook)."""
+    plt.rcParams.update(BOOK_STYLE)
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # outside Jupyter: savefig uses savefig.dpi
+        return
+    set_matplotlib_formats("retina")
+
+
 PART_COLOURS: dict[str, str] = {
     "embeddings": "#8c8c8c",
     "attention": "#1f77b4",
@@ -22,7 +46,7 @@ PART_COLOURS: dict[str, str] = {
 
 def plot_parameter_breakdown(configs: Mapping[str, TransformerConfig], title: str = "") -> Figure:
     """Stacked horizontal bars of unique parameters (millions) by part, one bar per labelled config."""
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(configs) + 1.4), dpi=80)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(configs) + 1.4))
     labels = list(configs)
     left = [0.0] * len(labels)
     for part, colour in PART_COLOURS.items():
@@ -35,37 +59,56 @@ def plot_parameter_breakdown(configs: Mapping[str, TransformerConfig], title: st
     ax.set_xlabel("unique parameters (millions)")
     ax.set_xlim(0, max(left) * 1.18)
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="lower right", fontsize=9, frameon=False)
     ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
 def plot_depth_curves(curves: Mapping[str, list[float]], ylabel: str, title: str = "") -> Figure:
-    """One line per model of a quantity measured after each applied layer, on a log scale."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=80)
+    """One line per model of a quantity measured after each applied layer, on a log scale; labels containing
+    "unshared" are dashed, and a legend beside the axes keeps many curves readable (chapter 5)."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     for label, values in curves.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        style = "--" if "unshared" in label else "-"
+        ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("layers applied")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
 
+def _relative_luminance(rgb: Sequence[float]) -> float:
+    """WCAG relative luminance of an sRGB colour with channels in 0..1."""
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _label_colour(background: Sequence[float]) -> str:
+    """Black or white, whichever has the higher contrast ratio against ``background``."""
+    lum = _relative_luminance(background)
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
+
+
 def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | None = None) -> Figure:
-    """A grid: one row per strategy, one column per layer, each cell coloured and labelled by its block."""
+    """A grid: one row per strategy, one column per layer, each cell coloured and labelled by its block.
+
+    Each label is black or white, whichever contrasts more with its cell (WCAG contrast ratio)."""
+    from matplotlib import colormaps
+
     from .sharing import NEEDS_N_UNIQUE, layer_to_block
 
     names = strategies or ("none", "all", "sequence", "cycle", "cycle-rev", "groups")
     maps = [layer_to_block(s, n_layers, n_unique if s in NEEDS_N_UNIQUE else None) for s in names]
-    fig, ax = plt.subplots(figsize=(0.42 * n_layers + 1.6, 0.42 * len(names) + 0.9), dpi=80)
-    ax.imshow(maps, cmap="tab20", vmin=0, vmax=19, aspect="auto")
+    cmap = colormaps["tab20"]
+    fig, ax = plt.subplots(figsize=(0.42 * n_layers + 1.6, 0.42 * len(names) + 0.9))
+    ax.imshow(maps, cmap=cmap, vmin=-0.5, vmax=19.5, aspect="auto")
     for row, blocks in enumerate(maps):
         for col, block in enumerate(blocks):
-            ax.text(col, row, str(block), ha="center", va="center", fontsize=8)
+            ax.text(col, row, str(block), ha="center", va="center", fontsize=10, color=_label_colour(cmap(block % 20)))
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(n_layers), [str(i) for i in range(n_layers)])
     ax.set_xlabel("layer (applied in this order)")
@@ -76,7 +119,7 @@ def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | 
 
 def plot_seconds(seconds: Mapping[str, float], title: str = "", xlabel: str = "median seconds per step") -> Figure:
     """Horizontal bars of measured times, labelled with their values."""
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(seconds) + 1.2), dpi=80)
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(seconds) + 1.2))
     names = list(seconds)
     ax.barh(names, [seconds[n] for n in names], color="#1f77b4")
     for y, name in enumerate(names):
@@ -89,23 +132,9 @@ def plot_seconds(seconds: Mapping[str, float], title: str = "", xlabel: str = "m
     return fig
 
 
-def plot_loss_vs_parameters(summaries: Mapping[str, object], title: str = "") -> Figure:
-    """Validation loss (mean and standard deviation over seeds) against unique parameters."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=80)
-    for offset, (label, s) in enumerate(summaries.items()):
-        jitter = 1 + 0.012 * (offset - len(summaries) / 2)  # separate points with equal parameter counts
-        ax.errorbar(s.parameters / 1e3 * jitter, s.mean, yerr=s.std, fmt="o", capsize=3, label=label)
-    ax.legend(fontsize=8, frameon=False, loc="best")
-    ax.set_xlabel("unique parameters (thousands)")
-    ax.set_ylabel("validation loss (nats / byte)")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
 def plot_accuracy_vs_iterations(curves: Mapping[str, Mapping[int, float]], trained: int, title: str = "") -> Figure:
     """Exact-answer accuracy of a fully shared model run for different numbers of iterations."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=80)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for label, points in curves.items():
         ax.plot(list(points), list(points.values()), marker="o", label=label)
     ax.axvline(trained, color="grey", linestyle="--", linewidth=1, label="trained depth")
@@ -113,26 +142,116 @@ def plot_accuracy_vs_iterations(curves: Mapping[str, Mapping[int, float]], train
     ax.set_ylabel("exact-answer accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
 
 
-def plot_model_sizes(models: Sequence[PublishedModel], title: str = "") -> Figure:
-    """Reported parameter counts by year on a log scale; models that share layers are highlighted (chapter 1)."""
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=80)
+def plot_model_sizes(models: Sequence[PublishedModel], title: str = "", fit_since: int | None = None) -> Figure:
+    """Reported parameter counts by year on a log scale; models that share layers are highlighted (chapter 1).
+
+    With ``fit_since`` the least-squares doubling line through the largest model of each year from then on is drawn.
+    """
+    from .background import frontier_fit
+
+    fig, ax = plt.subplots(figsize=(7, 4))
     for shared, style in ((False, dict(color="#1f77b4", marker="o")), (True, dict(color="#d62728", marker="s"))):
         group = [m for m in models if m.shares_layers == shared]
         ax.scatter([m.year for m in group], [m.parameters for m in group],
                    label="shares layers" if shared else "no sharing", zorder=3, **style)
         for m in group:
-            ax.annotate(m.name, (m.year, m.parameters), textcoords="offset points", xytext=(5, -3), fontsize=7)
+            ax.annotate(m.name, (m.year, m.parameters), textcoords="offset points", xytext=(5, -3), fontsize=9)
+    if fit_since is not None:
+        recent = tuple(m for m in models if m.year >= fit_since)
+        slope, intercept = frontier_fit(recent)
+        years = [min(m.year for m in recent), max(m.year for m in recent)]
+        ax.plot(years, [2 ** (slope * y + intercept) for y in years], color="grey", linestyle="--", zorder=2,
+                label=f"largest of each year since {fit_since}, least squares: x2 every {12 / slope:.1f} months")
     ax.set_yscale("log")
     ax.set_xlabel("year of first release")
     ax.set_ylabel("parameters (as reported)")
     ax.set_xlim(min(m.year for m in models) - 0.5, max(m.year for m in models) + 1.5)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_by_model(summaries: Mapping[str, object], title: str = "", unit: str = "nats / byte") -> Figure:
+    """Validation loss per model: mean over seeds, bars of one standard deviation, every seed as a dot (ch. 6, 8).
+
+    Models are rows (no jitter on a quantitative axis); each label carries the unique parameter count.
+    """
+    labels = list(summaries)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.5))
+    for row, label in enumerate(labels):
+        s = summaries[label]
+        ax.errorbar(s.mean, row, xerr=s.std, fmt="o", color="#1f77b4", capsize=4, zorder=3)
+        ax.plot(s.losses, [row] * len(s.losses), "x", color="#7f7f7f", markersize=5, zorder=2)
+    ax.set_yticks(range(len(labels)), [f"{label} ({summaries[label].parameters:,} params)" for label in labels])
+    ax.invert_yaxis()
+    seeds = {len(summaries[label].losses) for label in labels}
+    n = f"{seeds.pop()} seeds" if len(seeds) == 1 else "seeds per model vary"
+    ax.set_xlabel(f"validation loss ({unit}): mean ± 1 s.d. over {n}; x = each seed")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_throughput_by_width(timings: Mapping[int, object], title: str = "") -> Figure:
+    """Achieved GFLOP/s of a layer's training step against its width (chapter 1): the median sample as a dot,
+    the range over all samples as a bar."""
+    widths = sorted(timings)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    rates = [[timings[w].flops * timings[w].calls / s / 1e9 for s in timings[w].seconds] for w in widths]
+    medians = [timings[w].gflops_per_second for w in widths]
+    low = [m - min(r) for m, r in zip(medians, rates, strict=True)]
+    high = [max(r) - m for m, r in zip(medians, rates, strict=True)]
+    n = len(timings[widths[0]].seconds)
+    ax.errorbar(widths, medians, yerr=[low, high], fmt="o-", capsize=3,
+                label=f"median of {n} timed samples; bar: min to max")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.set_ylim(0, max(max(r) for r in rates) * 1.15)
+    ax.set_xlabel("layer width H (d_ff = 4H, same tokens)")
+    ax.set_ylabel("achieved GFLOP/s (matmuls)")
+    ax.set_title(title)
+    ax.legend(fontsize=9, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_spread(
+    groups: Mapping[str, Mapping[str, Sequence[float]]], title: str = "", unit: str = "s", log: bool = False
+) -> Figure:
+    """Grouped horizontal bars of repeated timings (chapter 6b): bar = median, error bar = interquartile range."""
+    import numpy as np
+
+    scale = {"s": 1.0, "ms": 1e3}[unit]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    names = list(dict.fromkeys(name for group in groups.values() for name in group))
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(groups) * len(names) + 1.4))
+    height = 0.8 / len(names)
+    repeats = set()
+    for i, name in enumerate(names):
+        rows = [(g, np.asarray(groups[g][name]) * scale) for g in groups if name in groups[g]]
+        y = [list(groups).index(g) + (i - (len(names) - 1) / 2) * height for g, _ in rows]
+        q1, med, q3 = (np.array([np.quantile(t, q) for _, t in rows]) for q in (0.25, 0.5, 0.75))
+        repeats.update(len(t) for _, t in rows)
+        ax.barh(y, med, height=height * 0.9, xerr=[med - q1, q3 - med], capsize=3, color=colours[i % 4], label=name)
+        for yy, m, hi in zip(y, med, q3, strict=True):
+            ax.text(hi, yy, f" {m:.3g}", va="center", fontsize=9)
+    ax.set_yticks(range(len(groups)), list(groups))
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.15)
+    n = f"{repeats.pop()} repeats" if len(repeats) == 1 else "repeats"
+    ax.set_xlabel(f"{unit}: bar = median, error bar = interquartile range over {n}")
+    ax.legend(fontsize=9, frameon=False, loc="best")
     ax.set_title(title)
     fig.tight_layout()
     return fig
