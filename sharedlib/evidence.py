@@ -1,0 +1,239 @@
+"""Paired differences across seeds, their confidence intervals, and sentences that claim no more (chapters 6, 8).
+
+Two models trained with the same seed see the same batches and are scored on the same validation windows
+(``sharedlib.suite``), so the difference of their losses seed by seed removes the noise they share. The mean
+of those n differences gets a Student-t interval (n - 1 degrees of freedom) or a percentile bootstrap, and
+``conclusion`` words it: an effect only when the interval excludes zero, "no evidence of a difference" otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+METHODS: tuple[str, ...] = ("t", "bootstrap")
+METRIC_NAMES: dict[str, str] = {
+    "val_loss": "validation loss",
+    "train_loss": "training loss",
+    "best_val_loss": "best validation loss",
+}
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by Lentz's continued fraction (Numerical Recipes, 6.4)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below the mean; use the symmetry
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * f / a
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    if not df > 0:
+        raise ValueError(f"df must be > 0, got {df!r}")
+    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The t with ``t_cdf(t, df) == p`` (bisection to machine precision); e.g. 2.776 for p=0.975, df=4."""
+    if not 0 < p < 1:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < p:
+        high *= 2
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if t_cdf(mid, df) < p else (low, mid)
+        if high - low <= 1e-13 * max(1.0, high):
+            break
+    return 0.5 * (low + high)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of per-seed differences ``subject - baseline`` with a confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    n: int  # paired seeds
+    level: float  # e.g. 0.95
+    method: str  # "t" or "bootstrap"
+    differences: tuple[float, ...]  # per seed, in the order of ``seeds``
+    seeds: tuple[Any, ...]
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies on one side of zero (an endpoint at exactly 0 does not count)."""
+        return self.low > 0 or self.high < 0
+
+
+def paired_difference(
+    subject: Mapping[Any, float],
+    baseline: Mapping[Any, float],
+    level: float = 0.95,
+    method: str = "t",
+    n_boot: int = 10000,
+    seed: int = 0,
+) -> PairedDifference:
+    """Mean of ``subject[s] - baseline[s]`` over the seeds s both have, with a ``level`` interval.
+
+    Both mappings must hold the same seeds (a seed present in one only raises ``ValueError``: an unpaired
+    value is not silently dropped), at least 2 of them, with finite values.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if set(subject) != set(baseline):
+        raise ValueError(
+            "subject and baseline must hold the same seeds to be paired; only in subject: "
+            f"{sorted(set(subject) - set(baseline), key=str)}, only in baseline: "
+            f"{sorted(set(baseline) - set(subject), key=str)}"
+        )
+    try:
+        seeds = tuple(sorted(subject))
+    except TypeError:  # seeds of mixed types
+        seeds = tuple(sorted(subject, key=str))
+    if len(seeds) < 2:
+        raise ValueError(f"not enough seeds: a paired interval needs at least 2, got {len(seeds)}")
+    diffs = tuple(float(subject[s]) - float(baseline[s]) for s in seeds)
+    if not all(math.isfinite(d) for d in diffs):
+        raise ValueError(f"every value must be finite, got differences {diffs}")
+    mean = statistics.fmean(diffs)
+    if method == "t":
+        half = t_quantile((1 + level) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        low, high = mean - half, mean + half
+    else:
+        values = np.asarray(diffs)  # (n,)
+        rng = np.random.default_rng(seed)
+        means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)  # (n_boot,)
+        low, high = (float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+    return PairedDifference(mean, low, high, len(diffs), level, method, diffs, seeds)
+
+
+def conclusion(
+    difference: PairedDifference,
+    subject: str,
+    baseline: str,
+    quantity: str = "validation loss",
+    unit: str = "nats/byte",
+    digits: int = 3,
+) -> str:
+    """One sentence that reports ``difference`` (subject - baseline) as far as its interval allows."""
+    d = difference
+    fmt = lambda v: f"{v:.{digits}f}"  # noqa: E731
+    how = f"{d.level:.0%} CI" + (" (bootstrap)" if d.method == "bootstrap" else "")
+    seeds = f"{d.n} paired seeds"
+    if d.high < 0:
+        return (
+            f"{subject} has a lower {quantity} than {baseline}, by {fmt(-d.mean)} {unit} "
+            f"({how} {fmt(-d.high)} to {fmt(-d.low)}, {seeds})"
+        )
+    if d.low > 0:
+        return (
+            f"{subject} has a higher {quantity} than {baseline}, by {fmt(d.mean)} {unit} "
+            f"({how} {fmt(d.low)} to {fmt(d.high)}, {seeds})"
+        )
+    return (
+        f"no evidence of a difference in {quantity} between {subject} and {baseline} "
+        f"(mean difference {fmt(d.mean)} {unit}, {how} {fmt(d.low)} to {fmt(d.high)} spans zero, {seeds})"
+    )
+
+
+def values_by_seed(runs: Iterable[Mapping[str, Any]], experiment: str, label: str, metric: str = "val_loss"):
+    """``{seed: run[metric]}`` of the finished runs of ``experiment`` labelled ``label`` (a recorded file's runs)."""
+    out: dict[Any, float] = {}
+    for run in runs:
+        if run.get("experiment") == experiment and run.get("label") == label and run.get("status", "ok") == "ok":
+            if run["seed"] in out:
+                raise ValueError(f"two runs of {experiment!r} / {label!r} have seed {run['seed']}; expected one")
+            out[run["seed"]] = float(run[metric])
+    if not out:
+        raise ValueError(f"no finished runs of experiment {experiment!r} with label {label!r}")
+    return out
+
+
+def compare_recorded(
+    runs: Iterable[Mapping[str, Any]],
+    experiment: str,
+    subject: str,
+    baseline: str,
+    metric: str = "val_loss",
+    level: float = 0.95,
+    method: str = "t",
+) -> PairedDifference:
+    """Paired difference ``subject - baseline`` of ``metric`` between two labels of one recorded experiment."""
+    runs = list(runs)
+    return paired_difference(
+        values_by_seed(runs, experiment, subject, metric),
+        values_by_seed(runs, experiment, baseline, metric),
+        level,
+        method,
+    )
+
+
+def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` and its Student-t interval (mean, low, high); needs at least 2 values."""
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        raise ValueError(f"not enough seeds: an interval needs at least 2 values, got {len(values)}")
+    mean = statistics.fmean(values)
+    half = t_quantile((1 + level) / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def summarize_experiment(
+    runs: Iterable[Mapping[str, Any]], experiment: str, baseline: str, metric: str = "val_loss", level: float = 0.95
+) -> list[dict[str, Any]]:
+    """One row per label of ``experiment``: parameters, seeds, mean ``metric`` with its interval, and the paired
+    difference to ``baseline`` with its sentence (``None`` for the baseline itself). Labels in recorded order."""
+    runs = [r for r in runs if r.get("experiment") == experiment]
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    if baseline not in labels:
+        raise ValueError(f"baseline must be one of the labels of {experiment!r}: {labels}, got {baseline!r}")
+    base = values_by_seed(runs, experiment, baseline, metric)
+    rows = []
+    for label in labels:
+        values = values_by_seed(runs, experiment, label, metric)
+        mean, low, high = mean_interval(values.values(), level)
+        diff = None if label == baseline else paired_difference(values, base, level)
+        rows.append({
+            "label": label,
+            "parameters": next(r["parameters"] for r in runs if r["label"] == label),
+            "seeds": len(values),
+            "mean": mean,
+            "low": low,
+            "high": high,
+            "difference": diff,
+            "conclusion": None if diff is None else conclusion(diff, label, baseline, METRIC_NAMES.get(metric, metric)),
+        })
+    return rows

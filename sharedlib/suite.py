@@ -1,0 +1,751 @@
+"""The recorded experiments of chapters 6 and 8: what runs each experiment has at each profile, how one run is
+executed and recorded, and the resumable loop behind ``scripts/run_experiments.py``.
+
+Method. Runs that share a seed see the same training batches in the same order (the batch generator is seeded
+by the seed) and are scored on the same fixed, evenly strided validation windows (not random ones), so the
+difference of two strategies' losses seed by seed is a paired difference (``sharedlib.evidence``). Every
+strategy gets its own learning rate: ``lr-sweep`` trains each at seed 0 with every rate of the profile's grid,
+and the other experiments use the rate with the lowest validation loss. Losses are in nats per token (a token
+is a byte here). ``flops_per_token`` counts training FLOPs, 3x the forward pass (``counting``).
+
+Experiments:
+  * ``lr-sweep``: every strategy at the profile's depth, each learning rate, seed 0;
+  * ``equal-depth``: every strategy at the same N, width and budget (equal FLOPs, fewer parameters when shared);
+  * ``equal-params`` (Takase & Kiyono, 2021): M blocks applied N = 2M (and 3M where the profile says) times with
+    sequence, cycle and cycle-rev, against a vanilla M-layer model and a vanilla N-layer model;
+  * ``limited-data``: a small slice of the training split, many epochs: train-validation gap, best loss;
+  * ``relaxed-scratch`` (chapter 8): a fully shared model with per-layer rank-r deltas trained from scratch;
+  * ``svd-relaxation`` (chapter 8): trained unshared models compressed into one block plus rank-r SVD deltas.
+TODO: ``iterations-length`` (looped models on an algorithmic task, trained short and tested long, more
+iterations at test time) needs position schemes that extrapolate (rotary, none), which ``TransformerConfig``
+does not offer yet; it is listed in ``STUB_EXPERIMENTS`` and refused by ``plan``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .baselines import ngram_baselines
+from .config import TransformerConfig
+from .counting import forward_flops_per_token
+from .data import TextCorpus, load_text_corpus
+from .measure import count_module_parameters
+from .models import SharedTransformer, next_token_loss
+from .relaxed import RelaxedSharedTransformer, relax_unshared
+from .runtime import resolve_device
+from .train import History, TrainConfig, train
+
+RESULTS_NAME = "experiments"  # notebooks/results/experiments.<profile>.json
+EXPERIMENTS: tuple[str, ...] = (
+    "lr-sweep",
+    "equal-depth",
+    "equal-params",
+    "limited-data",
+    "relaxed-scratch",
+    "svd-relaxation",
+)
+STUB_EXPERIMENTS: dict[str, str] = {
+    "iterations-length": "needs rotary / no position embeddings in TransformerConfig (not available yet)",
+}
+KINDS: tuple[str, ...] = ("train", "relaxed", "svd")  # SharedTransformer, RelaxedSharedTransformer, relax_unshared
+ALL_STRATEGIES: tuple[str, ...] = ("none", "all", "attention", "ffn", "sequence", "cycle", "cycle-rev")
+FIRST_LOSSES = 10  # training losses of the first steps kept in each record, for the replay test
+LOSS_UNIT = "nats per token"
+PROVENANCE_FIELDS = ("command", "commit", "date", "device", "torch", "python", "threads", "wall_seconds")
+RUN_FIELDS: dict[str, tuple[type, ...]] = {
+    "experiment": (str,),
+    "label": (str,),
+    "strategy": (str,),
+    "seed": (int,),
+    "data": (str,),
+    "parameters": (int,),
+    "flops_per_token": (int,),
+    "steps": (int,),
+    "tokens": (int,),
+    "lr": (float, int),
+    "train_loss": (float, int, type(None)),
+    "val_loss": (float, int, type(None)),
+    "curve": (list,),
+    "model_config": (dict,),
+    "train_config": (dict,),
+    "kind": (str,),
+    "status": (str,),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one profile: ``ci`` (seconds, re-run by the tests), ``cpu`` (recorded on 2 cores), ``gpu``."""
+
+    name: str
+    d_model: int
+    n_heads: int
+    d_ff: int
+    n_layers: int  # N of every experiment but the deeper equal-params runs
+    n_unique: int  # M for sequence / cycle / cycle-rev (N = 2M)
+    batch_size: int
+    seq_len: int
+    steps: int
+    warmup: int
+    eval_every: int
+    val_fraction: float  # held-out share of the corpus; large enough for val_windows * seq_len tokens
+    val_windows: int  # fixed validation windows of seq_len tokens
+    eval_chunk: int  # windows per evaluation batch; divides val_windows
+    seeds: int
+    lrs: tuple[float, ...]  # learning-rate grid of lr-sweep
+    strategies: tuple[str, ...] = ALL_STRATEGIES  # swept and compared at equal depth
+    deeper: tuple[int, ...] = ()  # extra N (multiples of M) for equal-params, e.g. 3M
+    limited_bytes: int = 16384  # training bytes of limited-data
+    limited_steps: int = 1000
+    limited_eval_every: int = 100
+    limited_strategies: tuple[str, ...] = ("none", "all")
+    relaxed_ranks: tuple[int, ...] = (4, 16)
+    svd_ranks: tuple[int, ...] = (1, 4, 16, 64)
+    device: str = "cpu"
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.val_windows % self.eval_chunk:
+            raise ValueError(f"eval_chunk={self.eval_chunk} must divide val_windows={self.val_windows}")
+        unknown = set(self.strategies) - set(ALL_STRATEGIES)
+        if unknown:
+            raise ValueError(f"strategies must be among {ALL_STRATEGIES}, got {sorted(unknown)}")
+        if self.seeds < 1 or not self.lrs:
+            raise ValueError(f"need seeds >= 1 and at least one lr, got seeds={self.seeds}, lrs={self.lrs}")
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        "ci", d_model=32, n_heads=2, d_ff=64, n_layers=4, n_unique=2, batch_size=8, seq_len=32, steps=24, warmup=4,
+        eval_every=8, val_fraction=0.15, val_windows=32, eval_chunk=16, seeds=2, lrs=(3e-3, 6e-3),
+        limited_bytes=1024, limited_steps=24, limited_eval_every=8, relaxed_ranks=(2,), svd_ranks=(1, 32),
+    ),
+    "cpu": Profile(
+        "cpu", d_model=64, n_heads=4, d_ff=256, n_layers=4, n_unique=2, batch_size=32, seq_len=64, steps=1200,
+        warmup=50, eval_every=200, val_fraction=0.15, val_windows=1024, eval_chunk=256, seeds=5,
+        lrs=(1e-3, 2e-3, 4e-3, 8e-3), limited_bytes=16384, limited_steps=1000, limited_eval_every=100,
+        relaxed_ranks=(4, 16), svd_ranks=(1, 2, 4, 8, 16, 32, 64),
+    ),
+    "gpu": Profile(
+        "gpu", d_model=256, n_heads=4, d_ff=1024, n_layers=4, n_unique=2, batch_size=64, seq_len=128, steps=5000,
+        warmup=200, eval_every=500, val_fraction=0.15, val_windows=512, eval_chunk=128, seeds=5,
+        lrs=(5e-4, 1e-3, 2e-3, 4e-3), deeper=(6,), limited_bytes=65536, limited_steps=4000, limited_eval_every=250,
+        relaxed_ranks=(4, 16, 64), svd_ranks=(1, 4, 16, 64, 128, 256), device="auto", amp=True,
+    ),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """The ``Profile`` named ``profile`` (one of ``PROFILES``), or ``profile`` itself."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {tuple(PROFILES)}, got {profile!r}")
+    return PROFILES[profile]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run: rebuilt from a record by ``spec_from_record``."""
+
+    experiment: str
+    label: str
+    model: TransformerConfig  # for kind "svd": the unshared model that is trained, then compressed
+    train: TrainConfig  # train.seed is the run's seed: it fixes the batches; torch.manual_seed(seed) the init
+    batch_size: int
+    seq_len: int
+    val_fraction: float
+    val_windows: int
+    eval_chunk: int
+    train_bytes: int | None = None  # only the first train_bytes of the training split (limited-data)
+    kind: str = "train"
+    rank: int | None = None  # relaxed / svd
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if (self.rank is None) != (self.kind == "train"):
+            raise ValueError(f"rank is required for kinds 'relaxed' and 'svd' and refused for 'train', got {self.rank}")
+        if self.train.eval_batches * self.eval_chunk != self.val_windows:
+            raise ValueError(
+                f"train.eval_batches ({self.train.eval_batches}) * eval_chunk ({self.eval_chunk}) must equal "
+                f"val_windows ({self.val_windows}): every evaluation scores all fixed windows"
+            )
+        if self.kind == "svd" and self.model.strategy != "none":
+            raise ValueError(f"kind 'svd' compresses an unshared model; model.strategy must be 'none', got "
+                             f"{self.model.strategy!r}")
+        if self.kind == "relaxed" and self.model.strategy != "all":
+            raise ValueError(f"kind 'relaxed' needs model.strategy 'all', got {self.model.strategy!r}")
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def key(self) -> tuple[str, str, int, float]:
+        """What makes a run unique in a results file: experiment, label, seed, learning rate."""
+        return (self.experiment, self.label, self.seed, float(self.train.lr))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that determine the numbers (not experiment or label, device or progress bar)."""
+        train = {k: v for k, v in asdict(self.train).items() if k not in ("device", "progress")}
+        return {
+            "model": asdict(self.model), "train": train, "batch_size": self.batch_size, "seq_len": self.seq_len,
+            "val_fraction": self.val_fraction, "val_windows": self.val_windows, "eval_chunk": self.eval_chunk,
+            "train_bytes": self.train_bytes, "kind": self.kind, "rank": self.rank,
+        }
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_key(record: Mapping[str, Any]) -> tuple[str, str, int, float]:
+    """The key of a recorded run (see ``RunSpec.key``)."""
+    return (record["experiment"], record["label"], record["seed"], float(record["lr"]))
+
+
+# ----------------------------------------------------------------------------------------------- data and scoring
+@functools.lru_cache(maxsize=4)
+def _corpus(val_fraction: float) -> TextCorpus:
+    return load_text_corpus(val_fraction=val_fraction)
+
+
+def corpus_for(spec: RunSpec) -> TextCorpus:
+    """The built-in byte corpus split at ``spec.val_fraction``; its training split cut to ``spec.train_bytes``."""
+    corpus = _corpus(spec.val_fraction)
+    if spec.train_bytes is None:
+        return corpus
+    if spec.train_bytes > len(corpus.train):
+        raise ValueError(f"train_bytes={spec.train_bytes} exceeds the training split ({len(corpus.train)} bytes)")
+    return TextCorpus(train=corpus.train[: spec.train_bytes], val=corpus.val, source=corpus.source)
+
+
+def fixed_windows(data: torch.Tensor, seq_len: int, n_windows: int) -> torch.Tensor:
+    """``n_windows`` non-overlapping windows of ``seq_len + 1`` tokens, evenly strided over ``data``: (W, T+1)."""
+    available = (len(data) - 1) // seq_len
+    if n_windows < 1 or n_windows > available:
+        raise ValueError(
+            f"n_windows must be in 1..{available} (non-overlapping windows of {seq_len} + 1 tokens in "
+            f"{len(data)} tokens), got {n_windows}"
+        )
+    span = len(data) - seq_len - 1
+    starts = [k * span // max(n_windows - 1, 1) for k in range(n_windows)]
+    return torch.stack([data[s : s + seq_len + 1] for s in starts])  # (W, T + 1)
+
+
+@torch.no_grad()
+def window_loss(model: nn.Module, windows: torch.Tensor, chunk: int, device: torch.device | str = "cpu") -> float:
+    """Mean next-token loss (nats per token) over every position of ``windows`` (W, T+1), ``chunk`` at a time."""
+    model.eval()
+    total, count = 0.0, 0
+    for part in windows.split(chunk):
+        part = part.to(device)
+        total += next_token_loss(model, (part[:, :-1], part[:, 1:])).item() * part.shape[0]
+        count += part.shape[0]
+    return total / count
+
+
+class _StopReplay(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised inside ``train`` to end a replay after the requested number of steps."""
+
+
+@dataclass
+class _Capture:
+    """Training losses and validation-chunk losses in the order ``train`` computed them."""
+
+    train: list[float] = field(default_factory=list)
+    val_chunks: list[float] = field(default_factory=list)
+
+
+class _FixedValidation:
+    """``get_batch`` for ``train``: random training windows from the seed's generator; for "val", the fixed
+    windows chunk after chunk, cycling, so that any ``eval_batches`` consecutive calls score every window once."""
+
+    def __init__(self, corpus: TextCorpus, spec: RunSpec, windows: torch.Tensor, stop_after: int | None) -> None:
+        self.corpus, self.spec, self.chunks = corpus, spec, windows.split(spec.eval_chunk)
+        self.calls, self.train_calls, self.stop_after = 0, 0, stop_after
+
+    def __call__(self, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if split == "val":
+            chunk = self.chunks[self.calls % len(self.chunks)]
+            self.calls += 1
+            return chunk[:, :-1], chunk[:, 1:]  # (C, T), (C, T)
+        self.train_calls += 1
+        if self.stop_after is not None and self.train_calls > self.stop_after:
+            raise _StopReplay
+        return self.corpus.batch(split, self.spec.batch_size, self.spec.seq_len, generator)  # (B, T) each
+
+
+def _build(spec: RunSpec) -> nn.Module:
+    torch.manual_seed(spec.seed)
+    if spec.kind == "relaxed":
+        return RelaxedSharedTransformer(spec.model, spec.rank)
+    return SharedTransformer(spec.model)
+
+
+def _train(spec: RunSpec, stop_after: int | None = None) -> tuple[nn.Module, History | None, _Capture]:
+    """Build and train the model of ``spec`` (for "svd", the unshared source); history None when stopped early."""
+    corpus = corpus_for(spec)
+    windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
+    model = _build(spec)
+    capture = _Capture()
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        loss = next_token_loss(m, batch)
+        (capture.train if m.training else capture.val_chunks).append(loss.item())
+        return loss
+
+    get_batch = _FixedValidation(corpus, spec, windows, stop_after)
+    try:
+        history = train(model, loss_fn, get_batch, spec.train)
+    except _StopReplay:
+        return model, None, capture
+    return model, history, capture
+
+
+def _curve(train_losses: Sequence[float], eval_steps: Sequence[int], val_losses: Sequence[float]) -> list[list]:
+    """[[step, mean training loss over the steps since the previous point, validation loss], ...]."""
+    curve, previous = [], 0
+    for step, val in zip(eval_steps, val_losses, strict=True):
+        curve.append([step, statistics.fmean(train_losses[previous:step]), val])
+        previous = step
+    return curve
+
+
+def flops_per_token(config: TransformerConfig, seq_len: int) -> int:
+    """Training FLOPs per token: forward (``counting.forward_flops_per_token``) plus backward, 3x forward."""
+    return 3 * sum(forward_flops_per_token(config, seq_len).values())
+
+
+def execute(spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """Run ``spec`` and return its record (without commit and provenance, which the runner adds).
+
+    ``trained`` caches the state of trained unshared models by spec hash, so that "svd" runs compress the model
+    an earlier run of the same command trained instead of training it again.
+    """
+    start = time.perf_counter()
+    corpus = corpus_for(spec)
+    device = resolve_device(spec.train.device)
+    record: dict[str, Any] = {
+        "experiment": spec.experiment, "label": spec.label, "kind": spec.kind, "rank": spec.rank,
+        "strategy": "all" if spec.kind == "svd" else spec.model.strategy, "n_layers": spec.model.n_layers,
+        "n_unique": spec.model.n_unique, "seed": spec.seed, "data": corpus.source, "lr": spec.train.lr,
+        "steps": spec.train.steps, "tokens": spec.train.steps * spec.batch_size * spec.seq_len,
+        "batch_size": spec.batch_size, "seq_len": spec.seq_len, "loss_unit": LOSS_UNIT,
+        "split": {
+            "val_fraction": spec.val_fraction, "train_bytes": spec.train_bytes, "train_split_tokens": len(corpus.train),
+            "val_split_tokens": len(corpus.val), "val_windows": spec.val_windows, "eval_chunk": spec.eval_chunk,
+            "val_tokens": spec.val_windows * spec.seq_len,
+        },
+        "model_config": asdict(spec.model), "train_config": asdict(spec.train), "spec_hash": spec.spec_hash,
+        "flops_per_token": flops_per_token(spec.model, spec.seq_len),
+        "forward_flops_per_token": sum(forward_flops_per_token(spec.model, spec.seq_len).values()),
+        "threads": torch.get_num_threads(), "device": str(device),
+    }
+    source = replace(spec, kind="train", rank=None)
+    try:
+        if spec.kind == "svd" and trained is not None and source.spec_hash in trained:
+            model = SharedTransformer(spec.model)
+            model.load_state_dict(trained[source.spec_hash])
+            model.to(device)
+            history, capture = None, _Capture()
+        else:
+            model, history, capture = _train(spec)
+    except FloatingPointError as error:  # sharedlib.train.NonFiniteLossError: the learning rate is too high
+        parameters = count_module_parameters(_build(spec))
+        record.update(status="diverged", error=str(error)[:400], parameters=parameters, train_loss=None, val_loss=None,
+                      curve=[], first_losses=[], wall_seconds=time.perf_counter() - start)
+        return record
+    if trained is not None and spec.model.strategy == "none" and spec.kind in ("train", "svd"):
+        trained[source.spec_hash] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    val_windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
+    n_train = min(spec.val_windows, (len(corpus.train) - 1) // spec.seq_len)
+    train_windows = fixed_windows(corpus.train, spec.seq_len, n_train)
+    val_loss = window_loss(model, val_windows, spec.eval_chunk, device)
+    if history is not None:
+        if not math.isclose(val_loss, history.val_loss[-1], rel_tol=1e-5, abs_tol=1e-6):
+            raise RuntimeError(
+                f"train.evaluate reported {history.val_loss[-1]!r} but the fixed validation windows give "
+                f"{val_loss!r}: evaluate no longer scores each window once per evaluation; update sharedlib.suite"
+            )
+        record.update(curve=_curve(history.train_loss, history.eval_steps, history.val_loss),
+                      first_losses=history.train_loss[:FIRST_LOSSES])
+    else:
+        record.update(curve=[], first_losses=capture.train[:FIRST_LOSSES])
+    if spec.kind == "svd":  # compress the trained unshared model; its own numbers are kept as source_*
+        record.update(source_val_loss=val_loss, source_parameters=count_module_parameters(model))
+        model = relax_unshared(model.cpu(), spec.rank).to(device)
+        val_loss = window_loss(model, val_windows, spec.eval_chunk, device)
+    train_loss = window_loss(model, train_windows, spec.eval_chunk, device)
+    if spec.kind == "svd":
+        record["curve"] = [[spec.train.steps, train_loss, val_loss]]  # one point: the compressed model
+    else:
+        best = min(range(len(record["curve"])), key=lambda i: record["curve"][i][2])
+        record.update(best_val_loss=record["curve"][best][2], best_val_step=record["curve"][best][0])
+    record.update(
+        status="ok", parameters=count_module_parameters(model), train_loss=train_loss, val_loss=val_loss,
+        train_windows=n_train, wall_seconds=time.perf_counter() - start,
+    )
+    return record
+
+
+def flops_curve(record: Mapping[str, Any]) -> list[tuple[int, float]]:
+    """(training FLOPs so far, validation loss) at each curve point: flops_per_token x tokens seen by that step."""
+    per_step = record["flops_per_token"] * record["batch_size"] * record["seq_len"]
+    return [(step * per_step, val) for step, _, val in record["curve"]]
+
+
+def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
+    """The ``RunSpec`` a recorded run was made from (its stored model and train config, data and seed)."""
+    split = record["split"]
+    return RunSpec(
+        experiment=record["experiment"], label=record["label"], model=TransformerConfig(**record["model_config"]),
+        train=TrainConfig(**record["train_config"]), batch_size=record["batch_size"], seq_len=record["seq_len"],
+        val_fraction=split["val_fraction"], val_windows=split["val_windows"], eval_chunk=split["eval_chunk"],
+        train_bytes=split["train_bytes"], kind=record["kind"], rank=record["rank"],
+    )
+
+
+def replay(record: Mapping[str, Any], steps: int, device: str = "cpu") -> dict[str, list]:
+    """Re-run the first ``steps`` steps of a recorded run from its stored configs and seed.
+
+    Returns ``{"first_losses": [...], "curve": [...]}`` computed exactly as the record's: on the same kind of
+    CPU with the same thread count they equal the stored values bit for bit (chapter 6's reproducibility test).
+    """
+    if record["kind"] == "svd":
+        raise ValueError("replay re-trains 'train' and 'relaxed' runs; an 'svd' run has no training curve of its own")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= record["steps"]:
+        raise ValueError(f"steps must be an integer in 1..{record['steps']}, got {steps!r}")
+    spec = spec_from_record(record)
+    spec = replace(spec, train=replace(spec.train, device=device, progress=False))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(record.get("threads", threads)))
+    try:
+        _, _, capture = _train(spec, stop_after=steps)
+    finally:
+        torch.set_num_threads(threads)
+    n = spec.train.eval_batches
+    evals = [sum(capture.val_chunks[i : i + n]) / n for i in range(0, len(capture.val_chunks) - n + 1, n)]
+    eval_steps = [s for s in range(1, steps + 1) if s % spec.train.eval_every == 0 or s == spec.train.steps]
+    return {"first_losses": capture.train[:FIRST_LOSSES], "curve": _curve(capture.train, eval_steps, evals)}
+
+
+# --------------------------------------------------------------------------------------------------------- plans
+def model_config(profile: Profile, strategy: str, n_layers: int | None = None) -> TransformerConfig:
+    """The byte-level causal LM of ``profile`` with ``strategy`` (M = profile.n_unique where a strategy needs M)."""
+    needs_m = strategy in ("sequence", "cycle", "cycle-rev")
+    return TransformerConfig(
+        d_model=profile.d_model, n_heads=profile.n_heads, d_ff=profile.d_ff,
+        n_layers=profile.n_layers if n_layers is None else n_layers, strategy=strategy,
+        n_unique=profile.n_unique if needs_m else None, vocab_size=256, max_len=profile.seq_len, causal=True,
+        lm_head=True, dropout=0.0,
+    )
+
+
+def _spec(profile: Profile, experiment: str, label: str, model: TransformerConfig, lr: float, seed: int,
+          limited: bool = False, kind: str = "train", rank: int | None = None) -> RunSpec:
+    steps = profile.limited_steps if limited else profile.steps
+    train_config = TrainConfig(
+        steps=steps, lr=lr, warmup=min(profile.warmup, steps), eval_every=profile.limited_eval_every if limited
+        else profile.eval_every, eval_batches=profile.val_windows // profile.eval_chunk, seed=seed,
+        device=profile.device, amp=profile.amp,
+    )
+    return RunSpec(experiment, label, model, train_config, profile.batch_size, profile.seq_len, profile.val_fraction,
+                   profile.val_windows, profile.eval_chunk, profile.limited_bytes if limited else None, kind, rank)
+
+
+def chosen_lrs(runs: Iterable[Mapping[str, Any]], profile: str | Profile) -> dict[str, float]:
+    """Per strategy, the learning rate of the lowest validation loss in the finished ``lr-sweep`` runs."""
+    profile = get_profile(profile)
+    sweep = [r for r in runs if r["experiment"] == "lr-sweep"]
+    out = {}
+    for label in profile.strategies:
+        mine = {float(r["lr"]): r for r in sweep if r["label"] == label}
+        missing = [lr for lr in profile.lrs if float(lr) not in mine]
+        if missing:
+            continue
+        finished = [r for r in mine.values() if r["status"] == "ok"]
+        if not finished:
+            raise ValueError(f"every lr-sweep run of {label!r} diverged; lower the profile's learning rates")
+        out[label] = float(min(finished, key=lambda r: r["val_loss"])["lr"])
+    return out
+
+
+def lrs_at_grid_edge(runs: Iterable[Mapping[str, Any]], profile: str | Profile) -> list[str]:
+    """Strategies whose chosen learning rate is the smallest or largest of the grid (the sweep may be too narrow)."""
+    p = get_profile(profile)
+    return [label for label, lr in chosen_lrs(runs, p).items() if lr in (min(p.lrs), max(p.lrs))]
+
+
+def plan(profile: str | Profile, experiment: str, lrs: Mapping[str, float] | None = None) -> list[RunSpec]:
+    """The runs of ``experiment`` at ``profile``, seed by seed; all but ``lr-sweep`` need the chosen ``lrs``."""
+    p = get_profile(profile)
+    if experiment in STUB_EXPERIMENTS:
+        raise ValueError(f"experiment {experiment!r} is not implemented yet: {STUB_EXPERIMENTS[experiment]}")
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
+    if experiment == "lr-sweep":
+        return [_spec(p, experiment, s, model_config(p, s), lr, 0) for s in p.strategies for lr in p.lrs]
+    lrs = dict(lrs or {})
+
+    def lr(label: str) -> float:
+        if label not in lrs:
+            raise ValueError(f"experiment {experiment!r} needs the lr-sweep result for {label!r}; run lr-sweep first")
+        return lrs[label]
+
+    arms: list[tuple[str, TransformerConfig, float, dict[str, Any]]] = []  # label, model, lr, extra spec fields
+    if experiment == "equal-depth":
+        arms = [(s, model_config(p, s), lr(s), {}) for s in p.strategies]
+    elif experiment == "equal-params":
+        m = p.n_unique
+        arms.append((f"none N={m}", model_config(p, "none", m), lr("none"), {}))
+        for n in (2 * m, *p.deeper):
+            for s in ("sequence", "cycle", "cycle-rev"):
+                arms.append((f"{s} M={m} N={n}", model_config(p, s, n), lr(s), {}))
+            arms.append((f"none N={n}", model_config(p, "none", n), lr("none"), {}))
+    elif experiment == "limited-data":
+        arms = [(s, model_config(p, s), lr(s), {"limited": True}) for s in p.limited_strategies]
+    elif experiment == "relaxed-scratch":
+        arms = [(s, model_config(p, s), lr(s), {}) for s in ("none", "all")]
+        arms += [(f"relaxed r={r}", model_config(p, "all"), lr("all"), {"kind": "relaxed", "rank": r})
+                 for r in p.relaxed_ranks]
+    elif experiment == "svd-relaxation":
+        arms = [("none", model_config(p, "none"), lr("none"), {})]
+        arms += [(f"svd r={r}", model_config(p, "none"), lr("none"), {"kind": "svd", "rank": r}) for r in p.svd_ranks]
+    return [_spec(p, experiment, label, model, rate, seed, **extra)
+            for seed in range(p.seeds) for label, model, rate, extra in arms]
+
+
+def plan_all(
+    profile: str | Profile, experiments: Sequence[str] = EXPERIMENTS, lr: float | None = None
+) -> list[RunSpec]:
+    """Every distinct run of ``experiments`` (each learning rate assumed ``lr``, default the grid's middle)."""
+    p = get_profile(profile)
+    rate = p.lrs[len(p.lrs) // 2] if lr is None else lr
+    lrs = {s: rate for s in ALL_STRATEGIES}
+    seen: dict[str, RunSpec] = {}
+    for name in experiments:
+        for spec in plan(p, name, lrs):
+            seen.setdefault(spec.spec_hash, spec)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------------------- the results file
+# The modules a recorded run executes: a change in any of them may change the numbers (diagrams, plots,
+# exercises and the other chapters' modules cannot).
+RESULT_MODULES: tuple[str, ...] = (
+    "baselines", "config", "counting", "data", "experiments", "layers", "measure", "models", "recorded", "relaxed",
+    "runtime", "sharing", "suite", "train",
+)
+
+
+def code_hash() -> str:
+    """A hash of the ``sharedlib`` modules a run executes: runs made by different code must not be mixed unnoticed."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for name in RESULT_MODULES:
+        path = package / f"{name}.py"
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def validate_results(data: Any) -> None:
+    """Raise ``ValueError`` listing every way ``data`` departs from the recorded-results shape (chapter 6)."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ValueError(f"a results file must be a JSON object, got {type(data).__name__}")
+    prov = data.get("provenance")
+    if not isinstance(prov, dict):
+        problems.append("provenance: missing or not an object")
+    else:
+        problems += [f"provenance.{k}: missing" for k in PROVENANCE_FIELDS if k not in prov]
+        if "wall_seconds" in prov and not isinstance(prov["wall_seconds"], (int, float)):
+            problems.append("provenance.wall_seconds: not a number")
+        if "threads" in prov and not isinstance(prov["threads"], int):
+            problems.append("provenance.threads: not an integer")
+    runs = data.get("runs")
+    if not isinstance(runs, list):
+        problems.append("runs: missing or not a list")
+        runs = []
+    keys = set()
+    for i, run in enumerate(runs):
+        where = f"runs[{i}]"
+        if not isinstance(run, dict):
+            problems.append(f"{where}: not an object")
+            continue
+        for name, types in RUN_FIELDS.items():
+            if name not in run:
+                problems.append(f"{where}.{name}: missing")
+            elif not isinstance(run[name], types) or (isinstance(run[name], bool) and bool not in types):
+                problems.append(f"{where}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {run[name]!r}")
+        if not all(n in run for n in RUN_FIELDS):
+            continue
+        if run["status"] not in ("ok", "diverged"):
+            problems.append(f"{where}.status: must be 'ok' or 'diverged', got {run['status']!r}")
+        if run["status"] == "ok":
+            for name in ("train_loss", "val_loss"):
+                if not isinstance(run[name], (int, float)) or not math.isfinite(run[name]) or run[name] < 0:
+                    problems.append(f"{where}.{name}: a finished run needs a finite loss >= 0, got {run[name]!r}")
+            if not run["curve"]:
+                problems.append(f"{where}.curve: a finished run needs at least one point")
+        previous = 0
+        for j, point in enumerate(run["curve"]):
+            ok = isinstance(point, list) and len(point) == 3 and isinstance(point[0], int)
+            ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in point[1:])
+            if not ok or point[0] <= previous or point[0] > run["steps"]:
+                problems.append(f"{where}.curve[{j}]: expected [step, train_loss, val_loss] with increasing steps "
+                                f"in 1..{run['steps']}, got {point!r}")
+                break
+            previous = point[0]
+        if run["kind"] not in KINDS:
+            problems.append(f"{where}.kind: must be one of {KINDS}, got {run['kind']!r}")
+        key = run_key(run)
+        if key in keys:
+            problems.append(f"{where}: a second run with experiment, label, seed, lr = {key}")
+        keys.add(key)
+    if problems:
+        raise ValueError("invalid results file: " + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a results file (``ValueError`` naming the problems)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it is left as it is") from error
+    validate_results(data)
+    return data
+
+
+def write_results(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Validate ``data``, then write it to a temporary file, fsync, and rename it over ``path`` (atomic)."""
+    validate_results(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _device_name(device: str) -> str:
+    if device != "cpu" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.is_file() else []:
+        if line.startswith("model name"):
+            return f"cpu: {line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
+    return f"cpu: {torch.get_num_threads()} threads"
+
+
+def _ordered(experiments: Sequence[str] | None) -> list[str]:
+    """``experiments`` in suite order, with ``lr-sweep`` first whenever another experiment needs it."""
+    names = list(EXPERIMENTS if experiments is None else experiments)
+    for name in names:
+        if name in STUB_EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} is not implemented yet: {STUB_EXPERIMENTS[name]}")
+        if name not in EXPERIMENTS:
+            raise ValueError(f"experiments must be among {EXPERIMENTS}, got {name!r}")
+    if names and "lr-sweep" not in names:
+        names.append("lr-sweep")
+    return [name for name in EXPERIMENTS if name in names]
+
+
+def run_experiments(
+    profile: str | Profile,
+    experiments: Sequence[str] | None = None,
+    output_dir: str | Path = "notebooks/results",
+    command: str = "",
+    allow_mixed: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Run (or resume) ``experiments`` at ``profile`` into ``<output_dir>/experiments.<profile>.json``.
+
+    Each finished run is appended and the file rewritten atomically, so an interrupted command leaves a valid
+    file and a restarted one skips the runs it finds (by experiment, label, seed, lr). A run whose settings equal
+    a finished run's (e.g. a sweep run at the chosen rate) is copied with ``reused_from`` instead of re-trained.
+    A file written by other ``sharedlib`` code (``code_hash``) is refused unless ``allow_mixed``; every run
+    records its own commit and code hash either way.
+    """
+    from .recorded import provenance  # the same provenance fields as every recorded file of the book
+
+    p = get_profile(profile)
+    names = _ordered(experiments)
+    log = log or (lambda message: None)
+    path = Path(output_dir) / f"{RESULTS_NAME}.{p.name}.json"
+    code = code_hash()
+    if path.exists():
+        data = load_results(path)
+        previous = data["provenance"].get("sharedlib_hash")
+        if previous != code and not allow_mixed:
+            raise ValueError(
+                f"{path} was written by other sharedlib code (hash {previous}, now {code}); pass allow_mixed "
+                "(--allow-mixed) to add runs made by this code to it, or write to another --output-dir"
+            )
+    else:
+        corpus = _corpus(p.val_fraction)
+        data = {"provenance": {}, "profile": p.name, "profile_settings": asdict(p), "runs": [],
+                "baselines": {"data": corpus.source, "val_fraction": p.val_fraction, "unit": LOSS_UNIT,
+                              "smoothing": "add-one unigram, Witten-Bell interpolation above",
+                              **ngram_baselines(corpus.train, corpus.val, max_order=5)}}
+    previous_prov = data["provenance"]
+    base_seconds = float(previous_prov.get("wall_seconds", 0.0))
+    commands = list(previous_prov.get("commands", []))
+    started = time.perf_counter()
+
+    def stamp() -> None:
+        prov = provenance(command, _device_name(p.device), base_seconds + time.perf_counter() - started)
+        code_hashes = sorted({r.get("sharedlib_hash", code) for r in data["runs"]} | {code})
+        data["provenance"] = {**prov, "sharedlib_hash": code if len(code_hashes) == 1 else "mixed",
+                              "sharedlib_hashes": code_hashes, "commands": [*commands, command]}
+
+    commit = provenance(command, "", 0.0)["commit"]
+    done = {run_key(r) for r in data["runs"]}
+    trained: dict[str, dict[str, torch.Tensor]] = {}
+    for name in names:
+        lrs = chosen_lrs(data["runs"], p) if name != "lr-sweep" else {}
+        for spec in plan(p, name, lrs):
+            if spec.key in done:
+                continue
+            same = next((r for r in data["runs"] if r.get("spec_hash") == spec.spec_hash and r["status"] == "ok"),
+                        None)
+            if same is not None:
+                record = {**copy.deepcopy(same), "experiment": spec.experiment, "label": spec.label,
+                          "reused_from": f"{same['experiment']} / {same['label']}", "wall_seconds": 0.0}
+            else:
+                record = execute(spec, trained)
+                record.update(commit=commit, sharedlib_hash=code)
+            data["runs"].append(record)
+            done.add(spec.key)
+            stamp()
+            write_results(path, data)
+            val = record["val_loss"]
+            log(f"{name} / {spec.label} / seed {spec.seed} / lr {spec.train.lr:g}: "
+                f"val {'diverged' if val is None else f'{val:.4f}'} ({record['wall_seconds']:.1f} s)")
+    if not path.exists():  # nothing to run: still leave a valid (empty) file with its provenance
+        stamp()
+        write_results(path, data)
+    return path

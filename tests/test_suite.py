@@ -1,0 +1,267 @@
+"""The recorded-experiment machinery (chapters 6 and 8): plans, paired data, the results file, resuming, replay."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import sharedlib as sl
+from sharedlib import suite
+from sharedlib import train as train_module
+
+ROOT = Path(__file__).resolve().parents[1]
+# The ci profile cut to two strategies, so that a whole experiment (with its lr-sweep) takes about a second.
+TINY = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"))
+TINY_EXPERIMENTS = ["limited-data"]
+
+
+def run_tiny(output_dir: Path) -> Path:
+    return suite.run_experiments(TINY, TINY_EXPERIMENTS, output_dir, command="pytest")
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("results")
+    run_tiny(folder)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------------ plans
+def test_cpu_profile_meets_the_method():
+    p = suite.PROFILES["cpu"]
+    assert p.seeds >= 5 and p.val_windows * p.seq_len >= 65536 and 3 <= len(p.lrs) <= 4
+    lrs = {s: 1e-3 for s in suite.ALL_STRATEGIES}
+    windows = suite.fixed_windows(suite.corpus_for(suite.plan(p, "equal-depth", lrs)[0]).val, p.seq_len, p.val_windows)
+    assert windows.shape == (p.val_windows, p.seq_len + 1)
+    for name in suite.EXPERIMENTS[1:]:
+        specs = suite.plan(p, name, lrs)
+        by_label = {}
+        for spec in specs:
+            by_label.setdefault(spec.label, []).append(spec.seed)
+        assert all(sorted(seeds) == list(range(p.seeds)) for seeds in by_label.values()), name  # every arm paired
+    params = {s.label: sl.count_parameters(s.model) for s in suite.plan(p, "equal-params", lrs) if s.seed == 0}
+    m = p.n_unique
+    for strategy in ("sequence", "cycle", "cycle-rev"):  # Takase & Kiyono: M blocks, N = 2M layers
+        assert params[f"{strategy} M={m} N={2 * m}"] == params[f"none N={m}"] < params[f"none N={2 * m}"]
+
+
+def test_every_strategy_gets_the_same_batches_for_a_seed():
+    lrs = {s: 1e-3 for s in suite.ALL_STRATEGIES}
+    specs = [s for s in suite.plan(TINY, "equal-depth", lrs)]
+    none0, all0, none1 = specs[0], specs[1], specs[2]
+    assert (none0.seed, all0.seed, none1.seed) == (0, 0, 1) and none0.model.strategy != all0.model.strategy
+
+    def batches(spec):
+        corpus = suite.corpus_for(spec)
+        get = suite._FixedValidation(corpus, spec, suite.fixed_windows(corpus.val, spec.seq_len, 32), None)
+        g = torch.Generator().manual_seed(spec.train.seed)
+        return torch.cat([get("train", g)[0] for _ in range(3)])
+
+    assert torch.equal(batches(none0), batches(all0))
+    assert not torch.equal(batches(none0), batches(none1))
+
+
+def test_fixed_windows_are_strided_and_refuse_too_many():
+    data = torch.arange(1000)
+    w = suite.fixed_windows(data, 9, 50)
+    assert w.shape == (50, 10) and w[0, 0] == 0 and w[-1, -1] == 999
+    assert bool((w[1:, 0] - w[:-1, 0] >= 9).all())  # windows never overlap in their scored targets
+    assert bool((suite.fixed_windows(data, 9, 111)[1:, 0] - suite.fixed_windows(data, 9, 111)[:-1, 0] >= 9).all())
+    with pytest.raises(ValueError, match=r"n_windows must be in 1\.\.111"):
+        suite.fixed_windows(data, 9, 112)
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="profile must be one of"):
+        suite.get_profile("laptop")
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        suite.plan("ci", "bigger-is-better")
+    with pytest.raises(ValueError, match="not implemented yet"):
+        suite.plan("ci", "iterations-length")
+    with pytest.raises(ValueError, match="run lr-sweep first"):
+        suite.plan("ci", "equal-depth", {})
+
+
+# ----------------------------------------------------------------------------------------- the results file
+def test_results_file_shape(tiny_results):
+    data = suite.load_results(tiny_results / "experiments.ci.json")
+    assert set(suite.PROVENANCE_FIELDS) <= set(data["provenance"]) and data["provenance"]["threads"] >= 1
+    labels = {(r["experiment"], r["label"]) for r in data["runs"]}
+    assert labels == {("lr-sweep", "none"), ("lr-sweep", "all"), ("limited-data", "none"), ("limited-data", "all")}
+    for run in data["runs"]:
+        assert "pydoc" in run["data"] and run["tokens"] == run["steps"] * TINY.batch_size * TINY.seq_len
+        assert [p[0] for p in run["curve"]][-1] == run["steps"]
+        assert run["val_loss"] == pytest.approx(run["curve"][-1][2], rel=1e-6)  # two evaluations, one value
+        assert run["parameters"] == sl.count_parameters(sl.TransformerConfig(**run["model_config"]))
+        assert suite.flops_curve(run)[-1] == (run["flops_per_token"] * run["tokens"], run["curve"][-1][2])
+    limited = [r for r in data["runs"] if r["experiment"] == "limited-data"]
+    none, shared = (next(r for r in limited if r["label"] == label) for label in ("none", "all"))
+    assert none["flops_per_token"] == shared["flops_per_token"] and none["parameters"] > shared["parameters"]
+    assert all(r["split"]["train_bytes"] == TINY.limited_bytes for r in limited)
+    assert data["baselines"]["unigram"] > data["baselines"]["bigram"] > data["baselines"]["trigram"]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d["provenance"].pop("commit"), "provenance.commit: missing"),
+        (lambda d: d["runs"][0].pop("val_loss"), r"runs\[0\].val_loss: missing"),
+        (lambda d: d["runs"][1].update(seed="0"), r"runs\[1\].seed: expected int"),
+        (lambda d: d["runs"][0].update(val_loss=None), "needs a finite loss"),
+        (lambda d: d["runs"][0]["curve"].reverse(), "increasing steps"),
+        (lambda d: d["runs"].append(dict(d["runs"][0])), "a second run with"),
+    ],
+)
+def test_validator_finds_each_damage(tiny_results, damage, message):
+    data = json.loads((tiny_results / "experiments.ci.json").read_text())
+    suite.validate_results(data)
+    damage(data)
+    with pytest.raises(ValueError, match=message):
+        suite.validate_results(data)
+
+
+def test_a_second_run_does_nothing(tiny_results, monkeypatch):
+    path = tiny_results / "experiments.ci.json"
+    before = path.read_bytes()
+    monkeypatch.setattr(suite, "execute", lambda *a, **k: pytest.fail("a finished run was executed again"))
+    run_tiny(tiny_results)
+    assert path.read_bytes() == before
+
+
+def test_an_interrupted_command_leaves_a_valid_file_and_resumes(tmp_path, tiny_results, monkeypatch):
+    calls = []
+    real = suite.execute
+
+    def dies_after_one(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt  # what Ctrl-C or a kill during the second run looks like
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suite, "execute", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path)
+    path = tmp_path / "experiments.ci.json"
+    partial = suite.load_results(path)  # valid, with the one finished run
+    assert len(partial["runs"]) == 1 and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setattr(suite, "execute", real)
+    run_tiny(tmp_path)
+    resumed = suite.load_results(path)
+    complete = suite.load_results(tiny_results / "experiments.ci.json")
+    losses = lambda d: {suite.run_key(r): (r["val_loss"], r["curve"]) for r in d["runs"]}  # noqa: E731
+    assert losses(resumed) == losses(complete)  # resuming changes no number
+    assert resumed["provenance"]["wall_seconds"] >= partial["provenance"]["wall_seconds"]
+    assert len(resumed["provenance"]["commands"]) == 2
+
+
+def test_results_of_other_code_are_refused_unless_mixing_is_allowed(tmp_path, tiny_results):
+    data = json.loads((tiny_results / "experiments.ci.json").read_text())
+    data["provenance"]["sharedlib_hash"] = "0123456789abcdef"
+    (tmp_path / "experiments.ci.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="other sharedlib code"):
+        run_tiny(tmp_path)
+    suite.run_experiments(TINY, TINY_EXPERIMENTS, tmp_path, command="pytest", allow_mixed=True)
+
+
+def test_a_damaged_file_is_left_alone(tmp_path):
+    path = tmp_path / "experiments.ci.json"
+    path.write_text('{"runs": [')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        run_tiny(tmp_path)
+    assert path.read_text() == '{"runs": ['
+
+
+def test_the_sweep_picks_the_lowest_validation_loss(tiny_results):
+    runs = suite.load_results(tiny_results / "experiments.ci.json")["runs"]
+    chosen = suite.chosen_lrs(runs, TINY)
+    for label in TINY.strategies:
+        sweep = [r for r in runs if r["experiment"] == "lr-sweep" and r["label"] == label]
+        assert chosen[label] == min(sweep, key=lambda r: r["val_loss"])["lr"]
+        assert all(r["lr"] == chosen[label] for r in runs if r["experiment"] == "limited-data" and r["label"] == label)
+    assert suite.chosen_lrs(runs[:1], TINY) == {}  # an unfinished sweep chooses nothing
+    three = replace(TINY, strategies=("none",), lrs=(1e-3, 2e-3, 4e-3))
+    sweep = lambda losses: [{"experiment": "lr-sweep", "label": "none", "lr": lr, "status": "ok", "val_loss": v}  # noqa: E731
+                            for lr, v in zip(three.lrs, losses, strict=True)]
+    assert suite.chosen_lrs(sweep([2.0, 1.5, 1.8]), three) == {"none": 2e-3}
+    assert suite.lrs_at_grid_edge(sweep([2.0, 1.5, 1.8]), three) == []
+    assert suite.lrs_at_grid_edge(sweep([2.0, 1.9, 1.8]), three) == ["none"]  # best at the largest rate
+
+
+def test_a_diverged_run_is_recorded_not_fatal(monkeypatch):
+    spec = suite.plan(TINY, "lr-sweep")[0]
+
+    def explode(*args, **kwargs):
+        raise train_module.NonFiniteLossError("training loss is nan at step 3")
+
+    monkeypatch.setattr(suite, "_train", explode)
+    record = suite.execute(spec)
+    assert record["status"] == "diverged" and record["val_loss"] is None and record["parameters"] > 0
+    suite.validate_results({"provenance": dict.fromkeys(suite.PROVENANCE_FIELDS, 0), "runs": [record]})
+    with pytest.raises(ValueError, match="diverged"):  # no learning rate is chosen from diverged runs only
+        suite.chosen_lrs([{**record, "lr": lr} for lr in TINY.lrs], replace(TINY, strategies=("none",)))
+
+
+def test_evaluation_that_misses_the_fixed_windows_is_caught(monkeypatch):
+    spec = suite.plan(TINY, "lr-sweep")[0]
+    real = train_module.evaluate
+
+    def skips_a_chunk(model, loss_fn, get_batch, config, device):
+        get_batch("val", torch.Generator())  # one extra call shifts which windows are scored
+        return real(model, loss_fn, get_batch, replace(config, eval_batches=1), device)
+
+    monkeypatch.setattr(train_module, "evaluate", skips_a_chunk)
+    with pytest.raises(RuntimeError, match="fixed validation windows"):
+        suite.execute(spec)
+
+
+# ------------------------------------------------------------------------------------------------------ replay
+def test_replay_matches_the_stored_curve_exactly(tiny_results):
+    runs = suite.load_results(tiny_results / "experiments.ci.json")["runs"]
+    record = next(r for r in runs if r["experiment"] == "limited-data" and r["label"] == "all")
+    again = suite.replay(record, record["steps"])
+    assert again["first_losses"] == record["first_losses"] and again["curve"] == record["curve"]
+    wrong = {**record, "train_config": {**record["train_config"], "lr": record["lr"] * 1.01}}
+    assert suite.replay(wrong, 3)["first_losses"][1:3] != record["first_losses"][1:3]  # the check can fail
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        suite.replay(record, record["steps"] + 1)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_committed_results_validate_and_replay(profile):
+    path = ROOT / "notebooks" / "results" / f"{suite.RESULTS_NAME}.{profile}.json"
+    if not path.exists():
+        pytest.skip(f"{path.name} is not recorded yet")
+    data = suite.load_results(path)
+    trigram = data["baselines"]["trigram"]
+    depth = [r for r in data["runs"] if r["experiment"] == "equal-depth" and r["status"] == "ok"]
+    assert depth and all(r["val_loss"] < trigram - 0.1 for r in depth), "recorded models must beat the trigram"
+    record = next((r for r in data["runs"] if r["kind"] == "train" and r["device"] == "cpu" and not r.get("reused_from")
+                   and r["status"] == "ok"), None)
+    if record is None:
+        pytest.skip(f"{path.name} holds no CPU training run to replay")
+    steps = min(record["steps"], suite.FIRST_LOSSES)
+    assert suite.replay(record, steps)["first_losses"] == record["first_losses"][:steps]
+
+
+def test_script_dry_run(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_experiments", ROOT / "scripts" / "run_experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--profile", "cpu", "--dry-run"]) == 0
+    assert "distinct runs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        module.main(["--profile", "cpu", "--threads", "0"])
+
+
+def test_the_code_hash_covers_every_module_a_run_imports():
+    """RESULT_MODULES is closed under the package's relative imports, so no code a run executes escapes the hash."""
+    import re
+
+    package = Path(suite.__file__).parent
+    for name in suite.RESULT_MODULES:
+        imported = set(re.findall(r"^\s*from \.(\w+) import", (package / f"{name}.py").read_text(), flags=re.M))
+        assert imported <= set(suite.RESULT_MODULES), f"{name} imports {sorted(imported - set(suite.RESULT_MODULES))}"
