@@ -34,6 +34,9 @@ FIGURES = {
     "throughput_by_width": lambda: plots.plot_throughput_by_width(
         {w: WidthTiming(w, 1000 * w, 1, [0.01, 0.012]) for w in (32, 64)}, "t"
     ),
+    "steps_by_difficulty": lambda: plots.plot_steps_by_difficulty(
+        [0, 1, 2], [2.0, 2.5, 3.0], [0.1, 0.1, 0.2], [[1, 2, 3], [2, 2, 4]], [[0, 1, 2], [1, 0, 2]], 8, title="t"
+    ),
     "time_spread": lambda: plots.plot_time_spread({"g": {"a": [1.0, 1.1, 1.2], "b": [2.0, 2.1, 2.2]}}, "t"),
 }
 
