@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .runtime import atomic_write
+
 PROFILES: tuple[str, ...] = ("gpu", "cpu")  # best first: recorded on an accelerator, then on 2 CPU cores
 
 
@@ -82,13 +84,8 @@ def write_recorded(name: str, profile: str, data: dict[str, Any]) -> Path:
     """Write ``notebooks/results/<name>.<profile>.json`` atomically (a failed run never leaves half a file)."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    folder = results_dirs()[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.{profile}.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=1) + "\n")
-    partial.replace(path)
-    return path
+    path = results_dirs()[0] / f"{name}.{profile}.json"
+    return atomic_write(path, lambda file: file.write(json.dumps(data, indent=1) + "\n"))
 
 
 def _cpu_name() -> str:

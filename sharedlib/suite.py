@@ -28,7 +28,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,7 +45,7 @@ from .data import TextCorpus, load_text_corpus
 from .measure import count_module_parameters
 from .models import SharedTransformer, next_token_loss
 from .relaxed import RelaxedSharedTransformer, relax_unshared
-from .runtime import resolve_device
+from .runtime import atomic_write, resolve_device
 from .train import History, TrainConfig, train
 
 RESULTS_NAME = "experiments"  # notebooks/results/experiments.<profile>.json
@@ -634,21 +633,14 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def write_results(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Validate ``data``, then write it to a temporary file, fsync, and rename it over ``path`` (atomic)."""
+    """Validate ``data``, then write it atomically (``runtime.atomic_write``): a crash never leaves half a file."""
     validate_results(data)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def dump(file: Any) -> None:
+        json.dump(data, file, indent=1, allow_nan=False)
+        file.write("\n")
+
+    atomic_write(path, dump)
 
 
 def _device_name(device: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .runtime import DEVICES, resolve_device
+from .runtime import DEVICES, atomic_write, resolve_device
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -232,32 +231,7 @@ def _save(path: Path, model, optimizer, scheduler, generator, step: int, history
         "train_config": _plain(asdict(config)),
         "signature": model_signature(model),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable where the platform allows opening a directory (POSIX)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda file: torch.save(state, file), binary=True)
 
 
 def _differences(saved: dict, current: dict, ignore: frozenset[str] = frozenset()) -> list[str]:
