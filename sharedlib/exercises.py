@@ -10,6 +10,7 @@ import math
 import numbers
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .background import PUBLISHED_MODELS, doubling_time_months
@@ -186,3 +187,314 @@ def check_delta_count(fn: Callable[[TransformerConfig, int], int], trials: int =
                 f"{expected:,} delta parameters, got {got!r} (each weight matrix of shape (out, in) adds rank*(out+in))"
             )
     return f"correct: your delta count matches the closed form on {trials} random configs"
+
+
+def _require_config(name: str, config: object) -> None:
+    if not isinstance(config, TransformerConfig):
+        raise ValueError(f"{name} must be a sharedlib TransformerConfig, got {type(config).__name__}")
+
+
+def _require_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _close(got: float, expected: float, rel: float) -> bool:
+    return abs(got - expected) <= rel * abs(expected)
+
+
+def _flops_parts(parts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in parts.items() if v)
+
+
+def check_flops_per_token(fn: Callable[[TransformerConfig, int], int], trials: int = 200) -> str:
+    """Compare a student's ``fn(config, seq_len)`` (forward FLOPs per token) with the closed form, chapter 4."""
+    from .counting import forward_flops_per_token
+    from .sharing import n_parameter_sets
+
+    _require_callable("fn", fn)
+    _require_count("trials", trials)
+    rng = random.Random(f"flops-{trials}")
+    for _ in range(trials):
+        config = random_config(rng, rng.choice(STRATEGIES))
+        seq_len = rng.randint(1, 512)
+        parts = forward_flops_per_token(config, seq_len)
+        expected, got = sum(parts.values()), _call(fn, f"seq_len {seq_len} and config {config}", config, seq_len)
+        if got != expected:
+            sets = n_parameter_sets(
+                config.strategy, config.n_layers, config.n_unique, inner_group_num=config.inner_group_num
+            )
+            per_layer = sum(parts[k] for k in ("attention_projections", "attention_scores", "ffn")) // config.depth
+            if config.depth != sets and got == expected - (config.depth - sets) * per_layer:
+                hint = f"you counted {sets} unique blocks; every one of the {config.depth} applied layers computes"
+            else:
+                hint = "a multiply-add is 2 FLOPs; per applied layer 8H^2 (projections) + 4TH (scores) + 4H*d_ff (FFN)"
+            raise AssertionError(
+                f"for {config} at T={seq_len} expected {expected:,} FLOPs per token ({_flops_parts(parts)}), "
+                f"got {got!r}; {hint}"
+            )
+    return f"correct: your FLOPs per token match the closed form on {trials} random configs of every strategy"
+
+
+def check_training_step_flops(value: float, config: TransformerConfig, batch_size: int, seq_len: int) -> str:
+    """Check the FLOPs of one training step (forward and backward) of ``batch_size`` sequences, chapter 6b."""
+    from .counting import forward_flops_per_token
+
+    _require_number("value", value)
+    _require_config("config", config)
+    _require_count("batch_size", batch_size)
+    _require_count("seq_len", seq_len)
+    forward = batch_size * seq_len * sum(forward_flops_per_token(config, seq_len).values())
+    expected = 3 * forward
+    if not _close(value, expected, 1e-3):
+        if _close(value, forward, 1e-3):
+            hint = "that is the forward pass alone; the backward pass costs two more (gradients of inputs and weights)"
+        elif _close(value, 2 * forward, 1e-3):
+            hint = "the backward pass costs twice the forward: one matmul for the input gradient, one for the weight's"
+        else:
+            hint = "count 3 x forward FLOPs per token x tokens per step; depth counts, sharing does not"
+        raise AssertionError(
+            f"for B={batch_size}, T={seq_len}, depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} "
+            f"expected {expected:.4g} FLOPs per step, got {value!r}: {hint}"
+        )
+    return f"correct: {expected:.4g} FLOPs per training step (3 x {forward:.4g} forward)"
+
+
+def check_break_even_rank(value: int, config: TransformerConfig) -> str:
+    """Check the smallest rank r at which shared block + per-layer rank-r deltas has as many parameters as the
+    unshared model of the same depth (``config`` has strategy "all"), chapter 4."""
+    from .relaxed import relaxed_parameters
+
+    _require_config("config", config)
+    if config.strategy != "all":
+        raise ValueError(
+            f"config.strategy must be 'all' (the shared base of the relaxed model), got {config.strategy!r}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"value must be an integer rank, got {value!r}")
+    unshared = count_parameters(replace(config, strategy="none", n_unique=None))
+    rank = 1  # searched, not solved, so that the check does not share the student's algebra
+    while relaxed_parameters(config, rank) < unshared:
+        rank += 1
+    if value != rank:
+        below, at = relaxed_parameters(config, rank - 1) if rank > 1 else None, relaxed_parameters(config, rank)
+        where = f"at r={rank - 1} it has {below:,}, " if below is not None else ""
+        raise AssertionError(
+            f"for depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} the unshared model has {unshared:,} "
+            f"parameters; the relaxed one reaches it at r={rank} ({where}at r={rank} {at:,}), got {value!r}: "
+            "solve count(all) + depth*r*(8H + 2*d_ff) >= count(none) and round r up"
+        )
+    return f"correct: from rank {rank} on, the relaxed model is no smaller than the unshared one ({unshared:,})"
+
+
+def check_activation_memory(fn: Callable[[TransformerConfig], int], trials: int = 200) -> str:
+    """Compare a student's ``fn(config)`` (values per token kept for backward) with the closed form, chapter 5b."""
+    from .counting import activation_values_per_token
+    from .sharing import n_parameter_sets
+
+    _require_callable("fn", fn)
+    _require_count("trials", trials)
+    rng = random.Random(f"activations-{trials}")
+    for _ in range(trials):
+        config = random_config(rng, rng.choice(STRATEGIES))
+        expected, got = activation_values_per_token(config), _call(fn, f"config {config}", config)
+        if got != expected:
+            per_layer = expected // config.depth
+            sets = n_parameter_sets(
+                config.strategy, config.n_layers, config.n_unique, inner_group_num=config.inner_group_num
+            )
+            if got == per_layer * sets and sets != config.depth:
+                hint = (f"you counted {sets} unique blocks: a looped block keeps its activations once per application, "
+                        f"{config.depth} here")
+            elif config.strategy == "groups" and got == per_layer * config.n_layers:
+                hint = "each ALBERT group holds inner_group_num layers: depth is n_layers * inner_group_num"
+            else:
+                hint = "per layer: attention 6H + 2 + n_heads, FFN 2H + 2 + 2*d_ff"
+            raise AssertionError(
+                f"for {config} (depth {config.depth}) expected {expected:,} values per token ({per_layer:,} per "
+                f"applied layer), got {got!r}; {hint}"
+            )
+    return f"correct: your activation count matches the closed form on {trials} random configs of every strategy"
+
+
+def check_halting_rule(fn: Callable[..., tuple], trials: int = 60) -> str:
+    """Compare a student's ``fn(p, threshold) -> (weights, steps, remainders)`` with ``act_weights``, chapter 5b."""
+    import torch
+
+    from .universal import act_weights
+
+    _require_callable("fn", fn)
+    _require_count("trials", trials)
+    names = ("weights (S, B, T)", "steps N (B, T)", "remainders R (B, T)")
+    for trial in range(trials):
+        g = torch.Generator().manual_seed(trial)
+        steps, batch, length = 1 + trial % 6, 2, 3
+        scale = (1.0, 0.2, 0.02)[trial % 3]  # halts early, runs long, hits the step limit
+        p = (torch.rand(steps, batch, length, generator=g, dtype=torch.float64) * scale).requires_grad_()
+        if trial % 4 == 1:
+            p.data[0, 0, 0] = 0.995  # halts at the first step
+        threshold = (0.99, 0.5, 0.9)[trial % 3]
+        expected = act_weights(p, threshold)
+        got = _call(fn, f"p of shape {tuple(p.shape)}, threshold {threshold}", p, threshold)
+        if not isinstance(got, tuple | list) or len(got) != 3:
+            raise AssertionError(
+                f"return (weights, steps, remainders), a tuple of three tensors; got {type(got).__name__}"
+            )
+        for name, want, have in zip(names, expected, got, strict=True):
+            have_t = torch.as_tensor(have)
+            if have_t.shape != want.shape:
+                raise AssertionError(f"{name}: expected shape {tuple(want.shape)}, got {tuple(have_t.shape)}")
+            bad = ~torch.isclose(have_t.detach().to(torch.float64), want.detach().to(torch.float64), atol=1e-9)
+            if bad.any():
+                index = tuple(int(i) for i in bad.nonzero()[0])
+                column = (slice(None), *index[-2:])
+                raise AssertionError(
+                    f"{name} at {index}, threshold {threshold}, for probabilities "
+                    f"{[round(v, 4) for v in p[column].tolist()]}: expected {want[index].item():.6g}, got "
+                    f"{have_t[index].item():.6g}; a position halts at the first n where p_1 + ... + p_n >= threshold "
+                    "(or at the last step) and takes R = 1 - (p_1 + ... + p_{N-1}) there, weight 0 after"
+                )
+        direction = torch.randn(p.shape, generator=g, dtype=torch.float64)
+        want_grad, = torch.autograd.grad((expected[0] * direction).sum() + expected[2].sum(), p)
+        if not (isinstance(got[0], torch.Tensor) and got[0].requires_grad):
+            raise AssertionError("your weights carry no gradient: build them from p with differentiable operations")
+        have_grad, = torch.autograd.grad((got[0] * direction).sum() + got[2].sum(), p, allow_unused=True)
+        if have_grad is None or not torch.allclose(have_grad, want_grad, atol=1e-9):
+            raise AssertionError(
+                f"for p of shape {tuple(p.shape)}, threshold {threshold}, the values agree but the gradient with "
+                "respect to p does not: R = 1 - sum of the earlier p must stay a function of p (no .item(), no detach)"
+            )
+    return f"correct: weights, steps, remainders and their gradients match act_weights on {trials} random cases"
+
+
+def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50) -> str:
+    """Compare a student's ``fn(mask, convention)`` that returns the book's key mask (bool, True = real token)
+    from PyTorch's ``src_key_padding_mask`` ("padding") or an additive float mask ("additive"), chapter 5."""
+    import torch
+
+    _require_callable("fn", fn)
+    _require_count("trials", trials)
+    for trial in range(trials):
+        g = torch.Generator().manual_seed(trial)
+        batch, length = 1 + trial % 3, 1 + trial % 7
+        keep = torch.rand(batch, length, generator=g) < 0.7  # (B, T) True = real token
+        keep[:, 0] = True
+        masked_value = (float("-inf"), -10000.0, torch.finfo(torch.float32).min)[trial % 3]
+        cases = {
+            "padding": ~keep,  # nn.TransformerEncoder: True = padding
+            "additive": torch.where(keep, 0.0, masked_value),  # (B, T): 0 = keep, very negative = masked
+        }
+        for convention, mask in cases.items():
+            got = _call(fn, f"the {convention} mask {mask.tolist()}", mask.clone(), convention)
+            if not isinstance(got, torch.Tensor) or got.dtype != torch.bool or got.shape != keep.shape:
+                described = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+                raise AssertionError(
+                    f"for the {convention} mask {mask.tolist()} expected a bool tensor of shape {tuple(keep.shape)}, "
+                    f"got {described}"
+                )
+            if not torch.equal(got, keep):
+                hint = ("True marks padding there: invert it" if convention == "padding"
+                        else "0 means keep and a large negative number (or -inf) means masked: compare with 0")
+                raise AssertionError(
+                    f"for the {convention} mask {mask.tolist()} expected {keep.tolist()} (True = real token), "
+                    f"got {got.tolist()}; {hint}"
+                )
+    return f"correct: both conventions convert to the book's key mask on {trials} random masks"
+
+
+def _small_causal_lm(strategy: str, n_unique: int | None) -> Any:
+    import torch
+
+    from .models import SharedTransformer
+
+    config = TransformerConfig(d_model=16, n_heads=2, d_ff=32, n_layers=4, strategy=strategy, n_unique=n_unique,
+                               vocab_size=20, max_len=16, causal=True, lm_head=True)
+    torch.manual_seed(0)
+    return SharedTransformer(config).eval()
+
+
+def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4) -> str:
+    """Compare a student's ``fn(model, token, cache) -> logits (B, V)`` with ``decode_step``, chapter 6b."""
+    import torch
+
+    from .decoding import decode_step, prefill
+
+    _require_callable("fn", fn)
+    _require_count("steps", steps)
+    if steps > 8:
+        raise ValueError(f"steps must be at most 8 (the prompt of 4 and the steps fit max_len=16), got {steps!r}")
+    for strategy, n_unique in (("none", None), ("all", None), ("cycle-rev", 3)):
+        model = _small_causal_lm(strategy, n_unique)
+        ids = torch.randint(0, 20, (2, 4 + steps), generator=torch.Generator().manual_seed(1))
+        _, ours = prefill(model, ids[:, :4])
+        _, theirs = prefill(model, ids[:, :4])
+        for t in range(4, 4 + steps):
+            want, ours = decode_step(model, ids[:, t], ours)
+            where = f"strategy {strategy!r} (layers use blocks {[a for a, _ in ours.schedule]}), token at position {t}"
+            with torch.inference_mode():
+                got = _call(fn, where, model, ids[:, t], theirs)
+            got = got[0] if isinstance(got, tuple) else got
+            if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                described = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                raise AssertionError(f"{where}: expected logits of shape {tuple(want.shape)} (B, V), got {described}")
+            if theirs.length != t + 1:
+                raise AssertionError(
+                    f"{where}: the cache should hold {t + 1} positions after the step, it holds {theirs.length}; "
+                    "append the new K, V of every applied layer"
+                )
+            error = (got.float() - want).abs().max().item()
+            if error > 1e-4:
+                raise AssertionError(
+                    f"{where}: logits differ from decode_step's by up to {error:.3g}; embed the token at position "
+                    "cache.length (model.embeddings(ids, start=t)) and give each applied layer its own cache entry, "
+                    "even where layers share a block"
+                )
+    return f"correct: your step matches decode_step for {steps} tokens with unshared, shared and cycle-rev models"
+
+
+def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
+    """Check a student's ``fn(width, depth)``: a module that applies one ``nn.Linear(width, width)`` ``depth``
+    times with ReLU between, so that it holds one layer's parameters and sums the gradients of every use (ch. 2)."""
+    import torch
+    from torch import nn
+
+    from .measure import count_module_parameters
+
+    _require_callable("fn", fn)
+    for width, depth in ((3, 1), (4, 3), (8, 5)):
+        module = _call(fn, f"width={width}, depth={depth}", width, depth)
+        if not isinstance(module, nn.Module):
+            raise AssertionError(f"for width={width}, depth={depth} expected an nn.Module, got {type(module).__name__}")
+        expected, got = width * width + width, count_module_parameters(module)
+        if got != expected:
+            raise AssertionError(
+                f"for width={width}, depth={depth} expected {expected} parameters (one nn.Linear({width}, {width})), "
+                f"got {got}: parameters() lists a shared tensor once, so {got} means "
+                f"{got / expected:g} layers' worth; use one Linear object, not copies"
+            )
+        linear = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+        if linear is None:
+            raise AssertionError(f"for width={width}, depth={depth} your module holds no nn.Linear")
+        copies = [nn.Linear(width, width) for _ in range(depth)]
+        for copy in copies:
+            copy.load_state_dict(linear.state_dict())
+        x = torch.randn(5, width, generator=torch.Generator().manual_seed(depth))
+        reference = x
+        for i, copy in enumerate(copies):
+            reference = copy(reference if i == 0 else torch.relu(reference))  # (5, width)
+        module.zero_grad()
+        out = _call(module, f"an input of shape (5, {width})", x)
+        if not isinstance(out, torch.Tensor) or out.shape != reference.shape or not torch.allclose(out, reference):
+            raise AssertionError(
+                f"for width={width}, depth={depth} the output differs from applying the Linear {depth} times with "
+                "ReLU between (none after the last)"
+            )
+        out.sum().backward()
+        reference.sum().backward()
+        summed = sum(copy.weight.grad for copy in copies)
+        if linear.weight.grad is None or not torch.allclose(linear.weight.grad, summed, atol=1e-6):
+            raise AssertionError(
+                f"for width={width}, depth={depth} the weight's gradient is not the sum of its {depth} uses' "
+                "gradients: is the Linear detached or replaced in forward?"
+            )
+    return "correct: one Linear's parameters, the right output, and gradients summed over every use"
