@@ -288,3 +288,109 @@ def plot_steps_by_difficulty(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_lr_sweep(
+    sweep: Mapping[str, Mapping[float, float | None]], chosen: Mapping[str, float], title: str = "",
+    unit: str = "nats / byte",
+) -> Figure:
+    """Chapter 6: validation loss against learning rate, one line per strategy (one seed); the chosen rate ringed,
+    a diverged run drawn as x on the top edge."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    finite = [v for points in sweep.values() for v in points.values() if v is not None]
+    top = max(finite) if finite else 1.0
+    for i, (label, points) in enumerate(sweep.items()):
+        colour = f"C{i % 10}"
+        ok = [(lr, v) for lr, v in points.items() if v is not None]
+        if ok:
+            ax.plot(*zip(*ok, strict=True), "o-", color=colour, markersize=4, linewidth=1.2, label=label)
+        bad = [lr for lr, v in points.items() if v is None]
+        if bad:
+            ax.plot(bad, [top] * len(bad), "x", color=colour, markersize=8)
+        if label in chosen and points.get(chosen[label]) is not None:
+            ax.plot(chosen[label], points[chosen[label]], "o", markersize=10, markerfacecolor="none", color=colour)
+    ax.set_xscale("log", base=2)
+    rates = sorted({lr for points in sweep.values() for lr in points})
+    ax.set_xticks(rates, [f"{lr:g}" for lr in rates])
+    ax.minorticks_off()
+    ax.set_xlabel("peak learning rate (ring: chosen; x: diverged)")
+    ax.set_ylabel(f"validation loss ({unit})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9, frameon=False, ncol=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired_differences(
+    rows: Sequence[tuple[str, float, float, float, int]], baseline: str, title: str = "",
+    quantity: str = "validation loss", unit: str = "nats / byte",
+) -> Figure:
+    """Chapters 6 and 8: per model, the mean paired difference to ``baseline`` with its 95% interval; rows are
+    (label, mean, low, high, paired seeds). A bar that crosses the zero line is no evidence of a difference."""
+    fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(rows) + 1.5))
+    for y, (_, mean, low, high, _) in enumerate(rows):
+        colour = "#1f77b4" if low > 0 or high < 0 else "#7f7f7f"
+        ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=4)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)), [label for label, *_ in rows])
+    ax.invert_yaxis()
+    seeds = sorted({n for *_, n in rows})
+    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    ax.set_xlabel(f"{quantity} minus {baseline}'s ({unit})\nmean and 95% CI over {n} paired seeds; grey: spans 0")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(
+    by_steps: Mapping[str, Mapping[str, Sequence[float]]], by_flops: Mapping[str, Mapping[str, Sequence[float]]],
+    titles: tuple[str, str] = ("", ""), baselines: Mapping[str, float] | None = None, unit: str = "nats / byte",
+) -> Figure:
+    """Chapter 6: mean validation loss against training steps (left, ``by_steps``) and against training FLOPs
+    (right, ``by_flops``), one line per model; each curve holds "steps", "flops", "val" and "seeds" ([n]); dashed
+    lines mark the n-gram ``baselines``. An empty mapping leaves its panel with a note."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.0), sharey=True)
+    for ax, curves, x, title in zip(axes, (by_steps, by_flops), ("steps", "flops"), titles, strict=True):
+        for i, (label, c) in enumerate(curves.items()):
+            ax.plot(c[x], c["val"], "o-", color=f"C{i % 10}", markersize=2.5, linewidth=1.2, label=label)
+        if not curves:
+            ax.text(0.5, 0.5, "not recorded yet", transform=ax.transAxes, ha="center", fontsize=9)
+        for j, (name, value) in enumerate((baselines or {}).items()):
+            ax.axhline(value, color="#555555", linestyle=(0, (4, 2 + 2 * j)), linewidth=1)
+            ax.text(0.01, value, f" {name}", va="bottom", fontsize=9, color="#555555",
+                    transform=ax.get_yaxis_transform())
+        ax.grid(True, alpha=0.3)
+        seeds = sorted({c.get("seeds", [1])[0] for c in curves.values()})
+        n = "" if not seeds else f", mean of {seeds[0]}" if len(seeds) == 1 else f", mean of {seeds[0]}-{seeds[-1]}"
+        ax.set_title(f"{title}{n}{' seeds' if seeds else ''}", fontsize=10)
+        if curves:
+            ax.legend(fontsize=9, frameon=False)
+    if by_flops:
+        axes[1].set_xscale("log")
+    axes[0].set_xlabel("training step")
+    axes[1].set_xlabel("training FLOPs (3 x forward), log scale")
+    axes[0].set_ylabel(f"validation loss ({unit})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_train_val(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "",
+                   unit: str = "nats / byte") -> Figure:
+    """Chapter 6: training (dashed) and validation (solid) loss against steps, seed means, one colour per model;
+    the space between a model's two lines is its train-validation gap."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    for i, (label, c) in enumerate(curves.items()):
+        ax.plot(c["steps"], c["val"], "o-", color=f"C{i % 10}", markersize=2.5, linewidth=1.2, label=label)
+        ax.plot(c["steps"], c["train"], "--", color=f"C{i % 10}", linewidth=1.2)
+    seeds = sorted({c.get("seeds", [1])[0] for c in curves.values()})
+    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}" if seeds else "no"
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"loss ({unit})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9, frameon=False, title=f"solid: validation, dashed: training\nmean of {n} seeds",
+              title_fontsize=9)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -151,7 +151,6 @@ def test_random_groups_configs_include_groups_that_do_not_divide():
 
 ROOT = Path(__file__).resolve().parents[1]
 DIFFICULTIES = ("warm-up", "practice", "challenge")
-PENDING_MARKS = {"06_applications", "08_outlook"}  # being rewritten elsewhere; their rows already say the difficulty
 
 
 def _exercise_titles(path: Path) -> dict[str, str]:
@@ -165,15 +164,7 @@ def _instructor_difficulties() -> dict[str, str]:
     return dict(re.findall(r"^\|[^|]*\| \w+ \| \{ref\}`([\w-]+)` \| ([\w-]+) · [^|]+ \| \d+ \|$", page, re.M))
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(p.stem, marks=pytest.mark.xfail(reason="titles not marked yet", strict=False))
-        if p.stem in PENDING_MARKS
-        else p.stem
-        for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
-    ],
-)
+@pytest.mark.parametrize("name", [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
 def test_every_exercise_title_starts_with_the_difficulty_the_instructors_page_gives(name):
     page = _instructor_difficulties()
     for label, title in _exercise_titles(ROOT / "notebooks" / f"{name}.ipynb").items():

@@ -38,6 +38,18 @@ FIGURES = {
         [0, 1, 2], [2.0, 2.5, 3.0], [0.1, 0.1, 0.2], [[1, 2, 3], [2, 2, 4]], [[0, 1, 2], [1, 0, 2]], 8, title="t"
     ),
     "time_spread": lambda: plots.plot_time_spread({"g": {"a": [1.0, 1.1, 1.2], "b": [2.0, 2.1, 2.2]}}, "t"),
+    "lr_sweep": lambda: plots.plot_lr_sweep({"none": {1e-3: 2.0, 2e-3: 1.8, 4e-3: None}, "all": {1e-3: 2.1}},
+                                            {"none": 2e-3}, "t"),
+    "paired_differences": lambda: plots.plot_paired_differences(
+        [("all", 0.1, 0.05, 0.15, 5), ("cycle", 0.0, -0.02, 0.02, 5)], "none", "t"
+    ),
+    "loss_curves": lambda: plots.plot_loss_curves(
+        {"none": {"steps": [1, 2], "flops": [10, 20], "val": [3.0, 2.0], "seeds": [5]}}, {}, ("a", "b"),
+        {"trigram": 2.5},
+    ),
+    "train_val": lambda: plots.plot_train_val(
+        {"none": {"steps": [1, 2], "train": [3.0, 1.0], "val": [3.1, 2.0], "seeds": [5]}}, "t"
+    ),
 }
 
 
