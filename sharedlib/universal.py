@@ -258,28 +258,17 @@ def pointer_chain_batch(
 
 
 def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's rank correlation of two equally long tensors (ties get their average rank)."""
+    """Spearman's rank correlation of two equally long tensors (``scipy.stats.spearmanr``; chapter 5b)."""
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.numel() != y.numel():
         raise ValueError("x and y must be tensors with the same number of elements")
     if x.numel() < 2:
         raise ValueError(f"need at least 2 values, got {x.numel()}")
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = (rx.square().sum() * ry.square().sum()).sqrt()
-    if denominator == 0:
+    from scipy import stats
+
+    a, b = (t.detach().flatten().double().cpu().numpy() for t in (x, y))
+    if a.min() == a.max() or b.min() == b.max():
         raise ValueError("rank correlation is undefined when x or y is constant")
-    return float((rx * ry).sum() / denominator)
-
-
-def _average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..n of the flattened ``values``, tied values sharing the mean of their ranks (float64)."""
-    v = values.detach().flatten().double().cpu()
-    order = v.argsort(stable=True)
-    ranks = torch.empty_like(v)
-    ranks[order] = torch.arange(1, len(v) + 1, dtype=torch.float64)
-    _, group = torch.unique(v, return_inverse=True)
-    sums = torch.zeros(int(group.max()) + 1, dtype=torch.float64).index_add_(0, group, ranks)
-    return (sums / torch.bincount(group).double())[group]
+    return float(stats.spearmanr(a, b).statistic)  # ties get their average rank
 
 
 def _check_steps(name: str, value: object) -> int:
