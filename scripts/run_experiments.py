@@ -3,9 +3,12 @@
     .venv/bin/python scripts/run_experiments.py --profile cpu                  # the recorded evidence (2 cores)
     .venv/bin/python scripts/run_experiments.py --profile ci --output-dir /tmp/try --experiments equal-depth
     .venv/bin/python scripts/run_experiments.py --profile cpu --dry-run        # what would run, and how much
+    .venv/bin/python scripts/run_experiments.py --profile cpu --suite addition --workers 2   # chapter 5b
 
-Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.suite``). Re-running the same command after an
-interruption skips the finished runs; a file written by other sharedlib code is refused without --allow-mixed.
+Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.suite``), or with ``--suite addition`` the
+iterations-and-length experiment's ``addition.<profile>.json`` (``sharedlib.addition``). Re-running the same
+command after an interruption skips the finished runs; a file written by other sharedlib code is refused without
+--allow-mixed.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from pathlib import Path
 
 import torch
 
-from sharedlib import suite
+from sharedlib import addition, suite
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=tuple(suite.PROFILES))
+    parser.add_argument("--suite", choices=("experiments", "addition"), default="experiments",
+                        help="experiments: chapters 6 and 8 (default); addition: iterations and length, chapter 5b")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="addition only: runs trained at once, one thread each (default 1)")
     parser.add_argument("--experiments", nargs="+", choices=suite.EXPERIMENTS, default=None,
                         help="default: all (lr-sweep is added whenever another experiment needs it)")
     parser.add_argument("--output-dir", default="notebooks/results", type=Path)
@@ -34,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.suite == "addition" and args.experiments:
+        parser.error("--experiments applies to --suite experiments only")
     return args
 
 
@@ -55,13 +66,23 @@ def dry_run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.dry_run and args.suite == "addition":
+        p = addition.get_addition_profile(args.profile)
+        arms = p.arms()
+        print(f"profile {args.profile}: {len(arms)} arms, {len(arms) * (len(p.lrs) + p.seeds - 1)} runs of "
+              f"{p.steps} steps")
+        return 0
     if args.dry_run:
         dry_run(args)
         return 0
     torch.set_num_threads(args.threads)
     command = shlex.join([".venv/bin/python", "scripts/run_experiments.py", *(sys.argv[1:] if argv is None else argv)])
-    path = suite.run_experiments(args.profile, args.experiments, args.output_dir, command, args.allow_mixed,
-                                 log=lambda line: print(line, flush=True))
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    if args.suite == "addition":
+        path = addition.run_addition(args.profile, args.output_dir, command, args.allow_mixed, log, args.workers)
+    else:
+        path = suite.run_experiments(args.profile, args.experiments, args.output_dir, command, args.allow_mixed,
+                                     log=log)
     data = suite.load_results(path)
     print(f"{path}: {len(data['runs'])} runs, {data['provenance']['wall_seconds']:.0f} s in all")
     return 0

@@ -3,7 +3,7 @@
 Importing it has no side effects; every public name is listed in ``__all__``.
 """
 
-from .config import ACTIVATIONS, NORM_PLACEMENTS, TransformerConfig
+from .config import ACTIVATIONS, NORM_PLACEMENTS, POSITIONS, TransformerConfig
 from .convert import from_albert, from_torch_encoder, strategy_for_map
 from .counting import (
     SOURCE_STATED_COUNTS,
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "NORM_PLACEMENTS",
+    "POSITIONS",
     "SOURCE_STATED_COUNTS",
     "STRATEGIES",
     "NaiveSharedTransformer",

@@ -10,6 +10,7 @@ from .sharing import STRATEGIES, layer_to_block, validate_sharing
 
 NORM_PLACEMENTS: tuple[str, ...] = ("pre", "post", "none")
 ACTIVATIONS: tuple[str, ...] = ("gelu", "gelu_tanh", "relu")
+POSITIONS: tuple[str, ...] = ("learned", "rotary", "none")  # position schemes (chapter 5b, *Iterations and length*)
 INT_FIELDS: tuple[str, ...] = ("d_model", "n_heads", "d_ff", "n_layers", "inner_group_num", "vocab_size", "max_len")
 BOOL_FIELDS: tuple[str, ...] = ("embedding_norm", "causal", "lm_head")
 
@@ -43,7 +44,8 @@ class TransformerConfig:
     n_unique: int | None = None  # M: parameter sets for sequence / cycle / cycle-rev / groups
     inner_group_num: int = 1  # ALBERT: blocks run inside each group (strategy "groups" only)
     vocab_size: int = 30000  # V: token vocabulary
-    max_len: int = 512  # P: learned positions, the longest sequence accepted
+    max_len: int = 512  # P: the longest sequence accepted (and the rows of the learned position table)
+    position: str = "learned"  # "learned" table (BERT, GPT-2), "rotary" on Q and K (RoPE), "none" (causal only)
     n_token_types: int = 0  # segment embeddings (BERT and ALBERT use 2, GPT none)
     embedding_size: int | None = None  # E: factorised embedding V*E + E*H (ALBERT); None: no projection
     embedding_norm: bool = True  # LayerNorm on the summed embeddings (BERT, ALBERT)
@@ -66,7 +68,8 @@ class TransformerConfig:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False (a bool, not {type(value).__name__}), got {value!r}")
-        for name, allowed in (("strategy", STRATEGIES), ("norm", NORM_PLACEMENTS), ("activation", ACTIVATIONS)):
+        for name, allowed in (("strategy", STRATEGIES), ("norm", NORM_PLACEMENTS), ("activation", ACTIVATIONS),
+                              ("position", POSITIONS)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -80,6 +83,16 @@ class TransformerConfig:
             raise ValueError(
                 f"n_heads={self.n_heads} must divide d_model={self.d_model}; "
                 f"allowed n_heads: {divisors[:12]}{' ...' if len(divisors) > 12 else ''}"
+            )
+        if self.position == "rotary" and self.head_dim % 2:
+            raise ValueError(
+                f"position='rotary' rotates pairs of features: the head width d_model/n_heads must be even, got "
+                f"{self.d_model}/{self.n_heads} = {self.head_dim}"
+            )
+        if self.position == "none" and not self.causal:
+            raise ValueError(
+                "position='none' needs causal=True: without a causal mask attention is blind to order, so a model "
+                "with no position signal cannot tell 'ab' from 'ba'; use 'learned' or 'rotary'"
             )
         validate_sharing(self.strategy, self.n_layers, self.n_unique, self.inner_group_num)
 

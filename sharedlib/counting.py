@@ -57,10 +57,12 @@ def layer_parameters(d: Any, d_ff: Any, norms: int = 2) -> Any:
 
 
 def embedding_parameters(config: TransformerConfig) -> int:
-    """Token, position and segment tables (V+P+T)*E, their LayerNorm, and ALBERT's E -> H projection."""
+    """Token, position and segment tables (V+P+T)*E (P = 0 without learned positions), their LayerNorm, and
+    ALBERT's E -> H projection."""
     _check_config(config)
     E, H = config.embedding_dim, config.d_model
-    tables = (config.vocab_size + config.max_len + config.n_token_types) * E
+    positions = config.max_len if config.position == "learned" else 0  # rotary and none store no positions
+    tables = (config.vocab_size + positions + config.n_token_types) * E
     norm = layer_norm_parameters(E) if config.embedding_norm else 0
     projection = E * H + H if config.embedding_size is not None else 0
     return tables + norm + projection

@@ -88,7 +88,7 @@ def _run(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> torch.T
     t0, T = cache.length, ids.shape[1]
     if t0 + T > model.config.max_len:
         raise ValueError(
-            f"{t0} cached + {T} new positions exceed max_len={model.config.max_len} (the learned positions)"
+            f"{t0} cached + {T} new positions exceed max_len={model.config.max_len} (the longest input accepted)"
         )
     x = model.embeddings(ids, start=t0)  # (B, T, H) at positions t0..t0+T-1
     for (a, f), layer_cache in zip(cache.schedule, cache.layers, strict=True):

@@ -8,11 +8,35 @@ from torch import nn
 
 from .config import TransformerConfig
 
+ROPE_BASE = 10000.0  # theta of rotary embeddings (Su et al., 2021; Llama uses the same)
+
 _ACTIVATIONS = {
     "gelu": nn.GELU,
     "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
     "relu": nn.ReLU,
 }
+
+
+def rotary_angles(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (T, d) of RoPE's angles p / base^(2j/d); feature j and j + d/2 share frequency j (chapter 5b)."""
+    inverse_frequency = ROPE_BASE ** (
+        -torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim
+    )  # (d/2,)
+    angles = positions.float()[:, None] * inverse_frequency  # (T, d/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, d)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Rotate each pair (x_j, x_{j+d/2}) of queries or keys (B, h, T, d) by the angle of its position start + t.
+
+    A query at p and a key at q then score q_p . k_q = q . R(q - p) k: only the offset q - p is seen.
+    """
+    T, d = x.shape[-2], x.shape[-1]
+    cos, sin = rotary_angles(torch.arange(start, start + T, device=x.device), d)  # (T, d) each
+    half = d // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (B, h, T, d): (x1, x2) -> (-x2, x1)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)  # (B, h, T, d)
 
 
 class SelfAttention(nn.Module):
@@ -23,6 +47,7 @@ class SelfAttention(nn.Module):
         self.n_heads = config.n_heads
         self.causal = config.causal
         self.dropout = config.dropout
+        self.rotary = config.position == "rotary"  # rotate Q and K by their positions (no position table)
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W_Q, W_K, W_V stacked
         self.out = nn.Linear(config.d_model, config.d_model)  # W_O
 
@@ -35,6 +60,8 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape  # (B, T, C)
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
+        if self.rotary:
+            q, k = apply_rotary(q), apply_rotary(k)  # (B, h, T, C/h) at positions 0 .. T-1
         mask = None
         if key_mask is not None:  # (B, T) True where a key may be attended to
             mask = key_mask[:, None, None, :]  # (B, 1, 1, T)
@@ -61,6 +88,8 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
         t0 = cache.length
+        if self.rotary:
+            q, k = apply_rotary(q, t0), apply_rotary(k, t0)  # positions t0 .. t0+T-1; cached keys stay rotated
         k, v = cache.append(k, v)  # (B, h, t0+T, C/h): K and V of every position so far
         # Query t0+i may see keys 0..t0+i: a lower-triangular (T, t0+T) mask shifted right by t0. SDPA's own
         # is_causal aligns the triangle top-left, which is right only when t0 == 0; one new query sees everything.
@@ -144,13 +173,13 @@ class Residual(nn.Module):
 
 
 class Embeddings(nn.Module):
-    """Token, position and segment embeddings, optionally factorised as V*E + E*H (ALBERT)."""
+    """Token, (learned) position and segment embeddings, optionally factorised as V*E + E*H (ALBERT)."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         E = config.embedding_dim
         self.tokens = nn.Embedding(config.vocab_size, E)
-        self.positions = nn.Embedding(config.max_len, E)
+        self.positions = nn.Embedding(config.max_len, E) if config.position == "learned" else None
         self.token_types = nn.Embedding(config.n_token_types, E) if config.n_token_types else None
         self.norm = nn.LayerNorm(E, eps=config.layer_norm_eps) if config.embedding_norm else None
         self.drop = nn.Dropout(config.dropout)
@@ -161,8 +190,9 @@ class Embeddings(nn.Module):
     ) -> torch.Tensor:
         """Embedded tokens (B, T, H) at positions ``start .. start+T-1`` (a non-zero start: cached decoding, 6b)."""
         T = input_ids.shape[1]
-        positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
-        x = self.tokens(input_ids) + self.positions(positions)  # (B, T, E)
+        x = self.tokens(input_ids)  # (B, T, E)
+        if self.positions is not None:  # learned positions; rotary ones act inside attention, "none" has none
+            x = x + self.positions(torch.arange(start, start + T, device=input_ids.device))  # (B, T, E)
         if self.token_types is not None:
             types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
             x = x + self.token_types(types)  # (B, T, E)

@@ -553,11 +553,11 @@ RESULT_MODULES: tuple[str, ...] = (
 )
 
 
-def code_hash() -> str:
+def code_hash(modules: Sequence[str] = RESULT_MODULES) -> str:
     """A hash of the ``sharedlib`` modules a run executes: runs made by different code must not be mixed unnoticed."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    for name in RESULT_MODULES:
+    for name in modules:
         path = package / f"{name}.py"
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -25,10 +25,11 @@ def full_logits(model, ids):
         return model.logits(model(ids))  # (B, T, V), every position recomputed from scratch
 
 
+@pytest.mark.parametrize("position", ["learned", "rotary", "none"])
 @pytest.mark.parametrize("norm", ["pre", "post", "none"])
 @pytest.mark.parametrize(("strategy", "kwargs"), SHARINGS)
-def test_prefill_and_steps_match_full_forward(strategy, kwargs, norm):
-    model = lm(strategy, norm=norm, **kwargs)
+def test_prefill_and_steps_match_full_forward(strategy, kwargs, norm, position):
+    model = lm(strategy, norm=norm, position=position, **kwargs)
     ids = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(1))
     logits, cache = prefill(model, ids[:, :5])
     steps = [logits]
@@ -39,8 +40,9 @@ def test_prefill_and_steps_match_full_forward(strategy, kwargs, norm):
     assert (torch.cat(steps, dim=1) - full_logits(model, ids)).abs().max() < 1e-5
 
 
-def test_chunked_extension_uses_a_shifted_causal_mask():
-    model = lm("cycle-rev", n_unique=2)
+@pytest.mark.parametrize("position", ["learned", "rotary"])
+def test_chunked_extension_uses_a_shifted_causal_mask(position):
+    model = lm("cycle-rev", n_unique=2, position=position)
     ids = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(2))
     first, cache = prefill(model, ids[:, :4])
     second, cache = extend(model, ids[:, 4:], cache)  # 6 new queries, 4 cached keys

@@ -28,6 +28,7 @@ BAD_VALUES = {
     "embedding_norm": ({}, BOOL),
     "norm": ({}, CHOICE),
     "activation": ({}, CHOICE),
+    "position": ({}, CHOICE),
     "layer_norm_eps": ({}, [math.nan, math.inf, -math.inf, 0, -1e-5, "1e-5", None, True]),
     "dropout": ({}, [math.nan, math.inf, -0.1, 1.0, 1, "0.1", None, True]),
     "causal": ({}, BOOL),

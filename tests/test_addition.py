@@ -1,0 +1,88 @@
+"""The iterations-and-length task (chapter 5b): the data are right, runs are paired, the suite records and resumes."""
+
+import json
+
+import pytest
+import torch
+
+from sharedlib import addition as ad
+from sharedlib import suite
+
+
+def bits(value, n):
+    return [(value >> i) & 1 for i in range(n)]
+
+
+def test_sum_bits_match_integer_addition():
+    g = torch.Generator().manual_seed(0)
+    inputs, targets, _ = ad.addition_batch(50, 12, g)
+    a, b = inputs[:, :-1] // 2, inputs[:, :-1] % 2
+    for i in range(50):
+        x = sum(int(v) << k for k, v in enumerate(a[i]))
+        y = sum(int(v) << k for k, v in enumerate(b[i]))
+        assert targets[i].tolist() == bits(x + y, 13)
+    assert (inputs[:, -1] == 0).all()
+
+
+def test_carry_span_counts_the_positions_a_carry_must_cross():
+    def brute(a, b):
+        n, spans = len(a), []
+        for t in range(n + 1):  # distance back to the nearest deciding position (or the start)
+            k = t - 1
+            while k >= 0 and a[k] + b[k] == 1:
+                k -= 1
+            spans.append(t - k)
+        return max(spans)
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randint(0, 2, (2, 40, 9), generator=g)
+    assert ad.carry_span(a, b).tolist() == [brute(a[i].tolist(), b[i].tolist()) for i in range(40)]
+    ones, one = torch.tensor([bits(2**8 - 1, 8)]), torch.tensor([bits(1, 8)])  # 1111 1111 + 1: carry to bit 8
+    assert ad.carry_span(ones, one).item() == 8
+    assert ad.carry_span(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long)).item() == 1
+
+
+def test_every_arm_sees_the_same_batches_at_a_seed():
+    seen = {}
+    p = ad.get_addition_profile("ci")
+    for arm in p.arms():
+        torch.manual_seed(0)
+        *_, tokens = ad.train_arm(ad.replace_steps(p, 3), *arm, 3e-3, seed=0)  # tokens: the lengths drawn
+        seen[arm] = tokens
+    assert len(set(seen.values())) == 1
+
+
+def test_bad_arguments_raise():
+    p = ad.get_addition_profile("ci")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        ad.get_addition_profile("laptop")
+    with pytest.raises(ValueError, match="depth must be one of"):
+        ad.train_arm(p, "all", "rotary", "deep", 1e-3, 0)
+    with pytest.raises(ValueError, match="needs the looped strategy"):
+        ad.train_arm(p, "none", "rotary", "random", 1e-3, 0)
+    with pytest.raises(ValueError, match="n_bits and batch_size"):
+        ad.addition_batch(4, 0, torch.Generator())
+    with pytest.raises(ValueError, match="workers must be"):
+        ad.run_addition("ci", "/nonexistent", workers=0)
+
+
+def test_the_suite_records_validates_and_resumes(tmp_path):
+    p = ad.replace_steps(ad.get_addition_profile("ci"), 6)
+    path = ad.run_addition(p, tmp_path)
+    data = suite.load_results(path)  # the shape every recorded file of the book has
+    assert len(data["runs"]) == len(p.arms()) * (len(p.lrs) + p.seeds - 1)
+    looped = next(r for r in data["runs"] if r["strategy"] == "all")
+    assert {row["iterations"] for row in looped["accuracy"]} == set(p.test_iterations)
+    before = path.read_text()
+    ad.run_addition(p, tmp_path)  # nothing left to run: the runs are kept as they are
+    assert json.loads(path.read_text())["runs"] == json.loads(before)["runs"]
+
+
+def test_the_code_hash_covers_every_module_the_suite_imports():
+    import re
+    from pathlib import Path
+
+    package = Path(ad.__file__).parent
+    for name in ad.ADDITION_MODULES:
+        imported = set(re.findall(r"^\s*from \.(\w+) import", (package / f"{name}.py").read_text(), flags=re.M))
+        assert imported <= set(ad.ADDITION_MODULES), f"{name} imports {sorted(imported - set(ad.ADDITION_MODULES))}"
