@@ -189,10 +189,15 @@ def random_depths(n_layers: int) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------------- one run
-def train_arm(profile: AdditionProfile, strategy: str, position: str, depth: str, lr: float,
-              seed: int) -> tuple[AdditionModel, Any, int]:
+class _ReplayStopError(Exception):
+    """Raised by ``get_batch`` to end a replay after its first steps."""
+
+
+def train_arm(profile: AdditionProfile, strategy: str, position: str, depth: str, lr: float, seed: int,
+              stop_after: int | None = None) -> tuple[AdditionModel, Any, int, list[float]]:
     """Train one arm at ``seed`` (it fixes the init and, shared by every arm, the batches and their lengths);
-    return the model, its ``History`` and the training tokens it saw."""
+    return the model, its ``History`` (None when stopped after ``stop_after`` steps), the training tokens it saw
+    and its training losses."""
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {DEPTHS}, got {depth!r}")
     if depth == "random" and strategy != "all":
@@ -201,13 +206,15 @@ def train_arm(profile: AdditionProfile, strategy: str, position: str, depth: str
     model = AdditionModel(arm_config(profile, strategy, position))
     low, high = random_depths(profile.n_layers)
     depth_generator = torch.Generator().manual_seed(10_000 + seed)  # apart from the batches: they stay paired
-    seen = [0]  # training tokens
+    seen, losses = [0], []  # training tokens, training losses
 
     def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         n_bits = int(torch.randint(1, profile.train_bits + 1, (1,), generator=generator))
         inputs, targets, _ = addition_batch(profile.batch_size, n_bits, generator)
         steps = profile.n_layers
         if split == "train":
+            if stop_after is not None and len(losses) >= stop_after:
+                raise _ReplayStopError
             seen[0] += inputs.numel()
         if depth == "random" and split == "train":
             steps = int(torch.randint(low, high + 1, (1,), generator=depth_generator))
@@ -216,12 +223,35 @@ def train_arm(profile: AdditionProfile, strategy: str, position: str, depth: str
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets, steps = batch
         logits = m(inputs, int(steps) if strategy == "all" else None)  # (B, T, 2)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        if m.training:
+            losses.append(loss.item())
+        return loss
 
     config = TrainConfig(steps=profile.steps, lr=lr, warmup=profile.warmup, eval_every=profile.eval_every,
                          eval_batches=profile.eval_batches, seed=seed, device=profile.device)
-    history = train(model, loss_fn, get_batch, config)
-    return model, history, seen[0]
+    try:
+        history = train(model, loss_fn, get_batch, config)
+    except _ReplayStopError:
+        history = None
+    return model, history, seen[0], losses
+
+
+def replay(data: Mapping[str, Any], record: Mapping[str, Any], steps: int = 10) -> list[float]:
+    """The first ``steps`` training losses of a recorded run, re-computed from the file's profile settings and the
+    run's arm, rate and seed on the run's thread count: on CPU they equal the stored ``first_losses`` exactly."""
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in data["profile_settings"].items()}
+    profile = replace(AdditionProfile(**settings), device="cpu")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(record["first_losses"]):
+        raise ValueError(f"steps must be an integer in 1..{len(record['first_losses'])}, got {steps!r}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(record["threads"]))
+    try:
+        *_, losses = train_arm(profile, record["strategy"], record["position"], record["depth"], record["lr"],
+                               record["seed"], stop_after=steps)
+    finally:
+        torch.set_num_threads(threads)
+    return losses
 
 
 def execute(profile: AdditionProfile, strategy: str, position: str, depth: str, lr: float, seed: int,
@@ -243,7 +273,7 @@ forward_flops_per_token(config, profile.train_bits + 1).values()),
         "threads": torch.get_num_threads(), "device": str(resolve_device(profile.device)),
     }
     try:
-        model, history, tokens = train_arm(profile, strategy, position, depth, lr, seed)
+        model, history, tokens, _ = train_arm(profile, strategy, position, depth, lr, seed)
     except NonFiniteLossError as error:
         record.update(status="diverged", error=str(error)[:400], tokens=0, train_loss=None, val_loss=None, curve=[],
                       first_losses=[], accuracy=[], wall_seconds=time.perf_counter() - start)

@@ -47,7 +47,7 @@ def test_every_arm_sees_the_same_batches_at_a_seed():
     p = ad.get_addition_profile("ci")
     for arm in p.arms():
         torch.manual_seed(0)
-        *_, tokens = ad.train_arm(ad.replace_steps(p, 3), *arm, 3e-3, seed=0)  # tokens: the lengths drawn
+        _, _, tokens, _ = ad.train_arm(ad.replace_steps(p, 3), *arm, 3e-3, seed=0)  # tokens: the lengths drawn
         seen[arm] = tokens
     assert len(set(seen.values())) == 1
 
@@ -86,3 +86,31 @@ def test_the_code_hash_covers_every_module_the_suite_imports():
     for name in ad.ADDITION_MODULES:
         imported = set(re.findall(r"^\s*from \.(\w+) import", (package / f"{name}.py").read_text(), flags=re.M))
         assert imported <= set(ad.ADDITION_MODULES), f"{name} imports {sorted(imported - set(ad.ADDITION_MODULES))}"
+
+
+def test_replay_reproduces_a_run_and_notices_a_changed_one(tmp_path):
+    p = ad.replace_steps(ad.get_addition_profile("ci"), 6)
+    data = suite.load_results(ad.run_addition(p, tmp_path))
+    record = data["runs"][0]
+    assert ad.replay(data, record, 5) == record["first_losses"][:5]
+    other = {**record, "seed": record["seed"] + 1}
+    assert ad.replay(data, other, 5) != record["first_losses"][:5]
+    with pytest.raises(ValueError, match="steps must be"):
+        ad.replay(data, record, 0)
+
+
+def test_committed_results_validate_replay_and_learned():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "results" / f"{ad.RESULTS_NAME}.cpu.json"
+    if not path.exists():
+        pytest.skip(f"{path.name} is not recorded yet")
+    data = suite.load_results(path)
+    record = next(r for r in data["runs"] if r["status"] == "ok" and r["device"] == "cpu")
+    assert ad.replay(data, record, 5) == record["first_losses"][:5]
+    trained_bits = data["profile_settings"]["train_bits"]
+    depth = data["profile_settings"]["n_layers"]
+    for run in data["runs"]:  # every finished model adds numbers of the trained length
+        if run["status"] == "ok" and run["lr"] == ad.chosen_lr(data["runs"], run["label"]):
+            at_trained = [row for row in run["accuracy"] if row["bits"] == trained_bits and row["iterations"] == depth]
+            assert at_trained[0]["sequence_accuracy"] > 0.5, run["label"]
