@@ -1,10 +1,15 @@
-"""Binary addition, least significant bit first: trained on short numbers, tested on long ones (chapter 5b).
+"""Binary addition, least significant bit first: trained on short numbers, tested on long ones (chapter 6).
 
-Position t holds the pair (a_t, b_t) as the token 2 a_t + b_t and must output the sum bit s_t = a_t xor b_t xor
-c_t. The carry c_t is decided by the nearest position k < t where a_k + b_k != 1 (both ones: carry; both zeros:
-none); every position in between passes the carry on. A layer that looks one position to the left resolves one
-link of that chain, so the depth an input needs grows with its longest run of ``a + b = 1``: a looped model could
-meet longer inputs with more iterations, an unshared one cannot add layers. The recorded experiment tests it.
+After a start token, position t holds the pair (a_t, b_t) as the token 2 a_t + b_t and must output the sum
+bit s_t = a_t xor b_t xor c_t. The carry c_t is decided by the nearest position k < t where a_k + b_k != 1
+(both ones: carry; both zeros: none); every position in between passes the carry on. A layer that looks one
+position to the left resolves one link of that chain, so the depth an input needs grows with its longest run
+of ``a + b = 1``: a looped model could meet longer inputs with more iterations, an unshared one cannot add
+layers. The recorded experiment tests it.
+
+The start token matters: rotary and no position embeddings leave the values of attention position-free, so
+without it a run of equal tokens at the start (e.g. 3, 3) gives every position the state of the first, and the
+model cannot see the carry the first pair makes (``tests/test_addition.py`` shows it).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 
 from .config import POSITIONS, TransformerConfig
 from .counting import forward_flops_per_token
+from .data import IGNORE
 from .measure import count_module_parameters
 from .models import SharedTransformer
 from .runtime import resolve_device
@@ -28,7 +34,8 @@ from .train import NonFiniteLossError, TrainConfig, train
 
 RESULTS_NAME = "addition"  # notebooks/results/addition.<profile>.json
 EXPERIMENT = "iterations-length"
-INPUT_TOKENS = 4  # 2 a + b
+START = 4  # the start token, before the first pair
+INPUT_TOKENS = 5  # 2 a + b for the pairs, and START
 DEPTHS: tuple[str, ...] = ("fixed", "random")  # training depth of a looped model: always N, or drawn per step
 TEST_SEED = 1_000_003  # the test examples of n bits come from TEST_SEED + n: the same for every model and seed
 
@@ -59,14 +66,19 @@ def carry_span(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return longest
 
 
-def addition_batch(batch_size: int, n_bits: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Random n-bit a and b: inputs (B, n+1) of tokens 2a+b (a final 0 for the carry out), sum bits (B, n+1),
-    and the carry spans (B,)."""
+def addition_batch(batch_size: int, n_bits: int, generator: torch.Generator, start: bool = True
+                   ) -> tuple[torch.Tensor, ...]:
+    """Random n-bit a and b: inputs (B, n+2) of START, tokens 2a+b and a final 0 for the carry out; targets
+    (B, n+2) holding the sum bits (``IGNORE`` at START); the carry spans (B,). ``start=False`` drops START."""
     if n_bits < 1 or batch_size < 1:
         raise ValueError(f"n_bits and batch_size must be >= 1, got n_bits={n_bits}, batch_size={batch_size}")
     a, b = torch.randint(0, 2, (2, batch_size, n_bits), generator=generator)  # (B, n) each
     inputs = F.pad(2 * a + b, (0, 1))  # (B, n+1)
-    return inputs, sum_bits(a, b), carry_span(a, b)
+    targets = sum_bits(a, b)  # (B, n+1)
+    if start:
+        inputs = F.pad(inputs, (1, 0), value=START)  # (B, n+2)
+        targets = F.pad(targets, (1, 0), value=IGNORE)  # (B, n+2)
+    return inputs, targets, carry_span(a, b)
 
 
 # ----------------------------------------------------------------------------------------------------- the model
@@ -97,7 +109,8 @@ def accuracy(model: AdditionModel, n_bits: int, n_iterations: int | None, exampl
     right = []
     for start in range(0, examples, chunk):
         x = inputs[start : start + chunk].to(device)  # (b, n+1)
-        right.append(model(x, n_iterations).argmax(-1).cpu() == targets[start : start + chunk])  # (b, n+1)
+        y = targets[start : start + chunk]  # (b, n+2)
+        right.append((model(x, n_iterations).argmax(-1).cpu() == y)[:, y[0] != IGNORE])  # (b, n+1) scored bits
     correct = torch.cat(right)  # (examples, n+1)
     return {"sequence_accuracy": correct.all(dim=1).float().mean().item(),
             "bit_accuracy": correct.float().mean().item(), "mean_span": spans.float().mean().item(),
@@ -130,7 +143,7 @@ class AdditionProfile:
 
     @property
     def max_len(self) -> int:
-        return max(self.test_bits) + 1
+        return max(self.test_bits) + 2  # START, the bits, the carry out
 
     def arms(self) -> list[tuple[str, str, str]]:
         """(strategy, position, depth) of every compared model: unshared and looped per position scheme, and
@@ -223,7 +236,7 @@ def train_arm(profile: AdditionProfile, strategy: str, position: str, depth: str
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets, steps = batch
         logits = m(inputs, int(steps) if strategy == "all" else None)  # (B, T, 2)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         if m.training:
             losses.append(loss.item())
         return loss
@@ -267,8 +280,8 @@ def execute(profile: AdditionProfile, strategy: str, position: str, depth: str, 
         "train_config": {"steps": profile.steps, "lr": lr, "warmup": profile.warmup, "seed": seed,
                          "batch_size": profile.batch_size, "train_bits": profile.train_bits,
                          "random_depths": list(random_depths(profile.n_layers)) if depth == "random" else None},
-        "flops_per_token": 3 * sum(  # training (forward and backward) at the longest training input and N layers
-forward_flops_per_token(config, profile.train_bits + 1).values()),
+        # training FLOPs (forward and backward) per token at the longest training input and N layers
+        "flops_per_token": 3 * sum(forward_flops_per_token(config, profile.train_bits + 2).values()),
         "parameters": count_module_parameters(AdditionModel(config)), "loss_unit": "nats per bit",
         "threads": torch.get_num_threads(), "device": str(resolve_device(profile.device)),
     }

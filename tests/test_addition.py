@@ -16,12 +16,12 @@ def bits(value, n):
 def test_sum_bits_match_integer_addition():
     g = torch.Generator().manual_seed(0)
     inputs, targets, _ = ad.addition_batch(50, 12, g)
-    a, b = inputs[:, :-1] // 2, inputs[:, :-1] % 2
+    assert (inputs[:, 0] == ad.START).all() and (targets[:, 0] == -100).all() and (inputs[:, -1] == 0).all()
+    a, b = inputs[:, 1:-1] // 2, inputs[:, 1:-1] % 2
     for i in range(50):
         x = sum(int(v) << k for k, v in enumerate(a[i]))
         y = sum(int(v) << k for k, v in enumerate(b[i]))
-        assert targets[i].tolist() == bits(x + y, 13)
-    assert (inputs[:, -1] == 0).all()
+        assert targets[i, 1:].tolist() == bits(x + y, 13)
 
 
 def test_carry_span_counts_the_positions_a_carry_must_cross():
@@ -40,6 +40,21 @@ def test_carry_span_counts_the_positions_a_carry_must_cross():
     ones, one = torch.tensor([bits(2**8 - 1, 8)]), torch.tensor([bits(1, 8)])  # 1111 1111 + 1: carry to bit 8
     assert ad.carry_span(ones, one).item() == 8
     assert ad.carry_span(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long)).item() == 1
+
+
+@pytest.mark.parametrize("position", ["rotary", "none", "learned"])
+def test_without_a_start_token_equal_leading_tokens_are_indistinguishable(position):
+    """Rotary and no positions leave attention's values position-free: the states of [3] and [3, 3] coincide
+    at every depth unless a start token comes first. Learned positions tell them apart."""
+    torch.manual_seed(0)
+    p = ad.get_addition_profile("ci")
+    model = ad.AdditionModel(ad.arm_config(p, "none", position)).eval()
+    with torch.no_grad():
+        one, two = model.body(torch.tensor([[3]])), model.body(torch.tensor([[3, 3]]))
+        started_one = model.body(torch.tensor([[ad.START, 3]]))
+        started_two = model.body(torch.tensor([[ad.START, 3, 3]]))
+    assert torch.allclose(one[0, 0], two[0, 1], atol=1e-6) == (position != "learned")
+    assert not torch.allclose(started_one[0, 1], started_two[0, 2], atol=1e-4)
 
 
 def test_every_arm_sees_the_same_batches_at_a_seed():
