@@ -212,3 +212,27 @@ def plot_iterations_by_length(data: Mapping[str, Any]):
     fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.08 + 0.045 * (len(names) // 3), 1, 1))
     return fig
+
+
+def _tally(differences: Sequence[PairedDifference]) -> str:
+    better = sum(d.low > 0 for d in differences)
+    worse = sum(d.high < 0 for d in differences)
+    unclear = len(differences) - better - worse
+    return f"{better} more accurate, {worse} less accurate, {unclear} with no evidence of a difference"
+
+
+def headline(data: Mapping[str, Any]) -> str:
+    """One generated sentence for the conclusions: at the first length past training, looped against unshared
+    models, and twice the trained iterations against N (paired 95% intervals; spans of zero are not effects)."""
+    s = settings(data)
+    n = s["test_bits"][1] if len(s["test_bits"]) > 1 else s["test_bits"][0]
+    depth = trained_depth(data)
+    more = 2 * depth if 2 * depth in s["test_iterations"] else max(s["test_iterations"])
+    versus = [d for *_, d in looped_vs_unshared(data, n)]
+    deeper = [d for _, d in more_iterations(data, n, more)]
+    best_label, best = max(((sum(v.values()) / len(v), label) for label in labels(data)
+                            for v in [accuracy_by_seed(data, label, n)]), key=lambda t: t[0])[::-1]
+    return (f"On binary addition trained on up to {s['train_bits']} bits and tested on {n}, the looped models "
+            f"against the unshared model with the same position scheme: {_tally(versus)}; run {more} instead of "
+            f"{depth} times, the looped models are {_tally(deeper)} (95% CIs over {versus[0].n} paired seeds); the "
+            f"most accurate model there is {best_label}, with {best:.1f}% of additions exactly right")

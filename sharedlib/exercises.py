@@ -498,3 +498,88 @@ def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
                 "gradients: is the Linear detached or replaced in forward?"
             )
     return "correct: one Linear's parameters, the right output, and gradients summed over every use"
+
+
+def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30) -> str:
+    """Compare a student's ``fn(x, y)`` (linear CKA of (n, p) and (n, q) features) with ``similarity.linear_cka``
+    on random features with non-zero means, different widths and related pairs, chapter 5c."""
+    import torch
+
+    from .similarity import linear_cka
+
+    _require_callable("fn", fn)
+    _require_count("trials", trials)
+    for trial in range(trials):
+        g = torch.Generator().manual_seed(trial)
+        n, p, q = 20 + 7 * trial, 2 + trial % 5, 3 + trial % 4
+        x = torch.randn(n, p, generator=g, dtype=torch.float64) + 3 * torch.randn(p, generator=g, dtype=torch.float64)
+        mix = torch.randn(p, q, generator=g, dtype=torch.float64)
+        y = x @ mix + (trial % 3) * torch.randn(n, q, generator=g, dtype=torch.float64) + 5.0  # related, shifted
+        expected = linear_cka(x, y)
+        got = _call(fn, f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}", x.clone(), y.clone())
+        try:
+            got = float(got)
+        except (TypeError, ValueError) as error:
+            raise AssertionError(f"expected a number (a float or a 0-d tensor), got {type(got).__name__}") from error
+        if not math.isfinite(got) or abs(got - expected) > 1e-6:
+            xc, yc = x - x.mean(0), y - y.mean(0)
+            uncentred = (y.T @ x).square().sum() / ((x.T @ x).norm() * (y.T @ y).norm())
+            cross = (yc.T @ xc).norm()
+            if abs(got - uncentred.item()) < 1e-6:
+                hint = "you did not centre the features: subtract each column's mean over the examples first"
+            elif abs(got - (cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm()).sqrt()).item()) < 1e-6:
+                hint = "that is the square root of CKA: the numerator is ||Y^T X||_F squared, the denominator is not"
+            else:
+                hint = "CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred x and y"
+            raise AssertionError(
+                f"for x of shape {tuple(x.shape)} (column means up to {x.mean(0).abs().max().item():.2f}) and y of "
+                f"shape {tuple(y.shape)} expected CKA {expected:.6f}, got {got:.6f}; {hint}"
+            )
+    return f"correct: your linear CKA matches similarity.linear_cka on {trials} random pairs of features"
+
+
+def shared_weight_gradient(weight: Any, x: Any, n_uses: int) -> Any:
+    """The reference answer of chapter 5c's exercise: dL/dW for L = ||W^n x||^2 / 2, by autograd."""
+    import torch
+
+    w = weight.detach().clone().requires_grad_()
+    h = x.detach()
+    for _ in range(n_uses):
+        h = w @ h  # (d,)
+    (grad,) = torch.autograd.grad(0.5 * h.square().sum(), w)
+    return grad
+
+
+def check_shared_gradient(fn: Callable[[Any, Any, int], Any]) -> str:
+    """Check a student's ``fn(weight, x, n_uses)``: the gradient of L = ||W^n x||^2 / 2 with respect to the one
+    matrix W used n times, (d, d), compared with autograd (chapter 5c)."""
+    import torch
+
+    _require_callable("fn", fn)
+    for d, n_uses in ((3, 1), (4, 2), (5, 3), (6, 5)):
+        g = torch.Generator().manual_seed(10 * d + n_uses)
+        weight = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+        x = torch.randn(d, generator=g, dtype=torch.float64)
+        expected = shared_weight_gradient(weight, x, n_uses)
+        got = _call(fn, f"a ({d}, {d}) weight used n_uses={n_uses} times", weight.clone(), x.clone(), n_uses)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (d, d):
+            described = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise AssertionError(f"for d={d}, n_uses={n_uses} expected a ({d}, {d}) tensor, got {described}")
+        if torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-9):
+            continue
+        states = [x]
+        for _ in range(n_uses):
+            states.append(weight @ states[-1])  # h_0 .. h_n
+        upstream = states[-1]  # dL/dh_n
+        last_use = torch.outer(upstream, states[-2])  # the contribution of the last use alone
+        if n_uses > 1 and torch.allclose(got.double(), last_use, atol=1e-9):
+            hint = "that is the last use's contribution only: add the contributions of all n uses"
+        elif n_uses > 1 and torch.allclose(got.double(), n_uses * last_use, atol=1e-9):
+            hint = "n times the last use's contribution: each use sees a different input and upstream gradient"
+        else:
+            hint = "sum over uses k = 1 .. n of (W^T)^(n-k) h_n outer h_(k-1), with h_k = W^k x"
+        raise AssertionError(
+            f"for d={d}, n_uses={n_uses} the gradient differs from autograd's by up to "
+            f"{(got.double() - expected).abs().max().item():.3g}; {hint}"
+        )
+    return "correct: your gradient of a weight used n times matches autograd for n = 1, 2, 3 and 5"

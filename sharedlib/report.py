@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,15 @@ def file_profile(data: Mapping[str, Any]) -> Profile:
 def provenance_line(data: Mapping[str, Any]) -> str:
     """Which profile, command, commit, date and machine produced ``data``, and how much training it holds."""
     prov = data["provenance"]
-    commit = str(prov["commit"])
-    short = commit.split("+")[0][:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+    def short(commit: str) -> str:
+        return commit.split("+")[0][:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+    by_commit = Counter(str(r.get("commit", prov["commit"])) for r in data["runs"])
+    made_at = (f"commit `{short(next(iter(by_commit)))}`" if len(by_commit) == 1 else "commits " + ", ".join(
+        f"`{short(c)}` ({n} runs)" for c, n in by_commit.items()))
+    if len(prov.get("sharedlib_hashes", [])) == 1:
+        made_at += f", all by the same library code (hash `{prov['sharedlib_hashes'][0]}`)"
     machine = f" ({prov['machine']})" if prov.get("machine") else ""
     runs = data["runs"]
     trained = sum(1 for r in runs if not r.get("reused_from"))
@@ -89,7 +97,7 @@ def provenance_line(data: Mapping[str, Any]) -> str:
     took = "under a minute" if minutes < 1 else f"{minutes:.0f} minute{'s' if round(minutes) != 1 else ''}"
     reused = "all trained" if trained == len(runs) else f"{trained} trained, the rest copied from an identical run"
     return (
-        f"Profile `{data.get('profile', '?')}`: written by `{prov['command']}` at commit `{short}`, last on "
+        f"Profile `{data.get('profile', '?')}`: written by `{prov['command']}` at {made_at}; last on "
         f"{prov['date']}, on {prov['device']}{machine}, torch {prov['torch']}, Python {prov['python']}, "
         f"{prov['threads']} threads. It holds {len(runs)} run{'s' if len(runs) != 1 else ''} ({reused}) from "
         f"{took} of computing.{code}"

@@ -48,3 +48,11 @@ def test_summary_and_figure_render(data):
     assert lines and all(line.startswith("At ") for line in lines)
     fig = rep.plot_iterations_by_length(data)
     assert len(fig.axes) == len(data["profile_settings"]["test_bits"])
+
+
+def test_headline_counts_only_intervals_that_exclude_zero(data, monkeypatch):
+    text = rep.headline(data)
+    assert text.startswith("On binary addition trained on up to 6 bits and tested on 12")
+    spans = PairedDifference(3.0, -1.0, 7.0, 2, 0.95, "t", (1.0, 5.0), (0, 1))
+    monkeypatch.setattr(rep, "looped_vs_unshared", lambda d, n: [("a", "b", spans), ("c", "d", spans)])
+    assert "0 more accurate, 0 less accurate, 2 with no evidence of a difference;" in rep.headline(data)

@@ -196,3 +196,48 @@ def test_a_raising_student_function_is_reported_with_its_input():
         exercises.check_flops_per_token(lambda c, t: 1 / 0)
     with pytest.raises(AssertionError, match=r"raised NotImplementedError: .* for width=3, depth=1"):
         exercises.check_shared_stack(lambda w, d: (_ for _ in ()).throw(NotImplementedError("todo")))
+
+
+def test_linear_cka_checker():
+    from sharedlib.similarity import linear_cka
+
+    assert exercises.check_linear_cka(linear_cka).startswith("correct")
+
+    def uncentred(x, y):  # forgets to centre the columns
+        return ((y.T @ x).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm())).item()
+
+    with pytest.raises(AssertionError, match=r"expected CKA .* you did not centre the features"):
+        exercises.check_linear_cka(uncentred)
+
+    def square_root(x, y):  # the numerator not squared
+        return linear_cka(x, y) ** 0.5
+
+    with pytest.raises(AssertionError, match=r"square root of CKA"):
+        exercises.check_linear_cka(square_root)
+    with pytest.raises(AssertionError, match=r"expected a number"):
+        exercises.check_linear_cka(lambda x, y: "high")
+    with pytest.raises(ValueError, match="fn must be a function"):
+        exercises.check_linear_cka(0.5)
+    with pytest.raises(ValueError, match="trials must be a positive"):
+        exercises.check_linear_cka(linear_cka, trials=0)
+
+
+def test_shared_gradient_checker():
+    assert exercises.check_shared_gradient(exercises.shared_weight_gradient).startswith("correct")
+
+    def last_use_only(weight, x, n_uses):  # the contribution of the last use: forgets the sum
+        h = x
+        for _ in range(n_uses - 1):
+            h = weight @ h
+        return torch.outer(weight @ h, h)
+
+    with pytest.raises(AssertionError, match=r"n_uses=2 .* last use's contribution only"):
+        exercises.check_shared_gradient(last_use_only)
+    with pytest.raises(AssertionError, match=r"n times the last use's contribution"):
+        exercises.check_shared_gradient(lambda w, x, n: n * last_use_only(w, x, n))
+    with pytest.raises(AssertionError, match=r"expected a \(3, 3\) tensor, got \(3,\)"):
+        exercises.check_shared_gradient(lambda w, x, n: x)
+    with pytest.raises(AssertionError, match=r"raised RuntimeError: .* for a \(3, 3\) weight used n_uses=1 times"):
+        exercises.check_shared_gradient(lambda w, x, n: (_ for _ in ()).throw(RuntimeError("todo")))
+    with pytest.raises(ValueError, match="fn must be a function"):
+        exercises.check_shared_gradient(None)
