@@ -1,16 +1,22 @@
 # Two commands set everything up on a fresh machine:  make book  |  make test
-# Both create .venv (Python 3.10+), install requirements.txt and sharedlib, then build or test.
+# Both create .venv (Python 3.11), install requirements.lock (every package of the book's environment at an
+# exact version, with hashes) and sharedlib, then build or test. requirements.txt is the human-edited list of
+# direct needs; `make lock` resolves it into requirements.lock (see the README).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+PIP := pip==26.3
+PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install browser book test notebooks screenshots clean
+.PHONY: install browser book test notebooks screenshots clean lock test-oldest linkcheck lab
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "$(LOCK) is for Python 3.11: PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet $(PIP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -18,6 +24,9 @@ install: $(STAMP)
 
 book: $(STAMP)  ## build the HTML book from the committed notebook outputs into _build/html
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+linkcheck: $(STAMP)  ## every external link of the book (needs the network): report in _build/html/output.txt
+	$(BIN)/jupyter-book build . --builder linkcheck
 
 test: $(STAMP) browser  ## unit tests, nbval on every notebook, papermill smoke runs, strict book build, site checks
 	$(BIN)/python -m pytest
@@ -30,8 +39,38 @@ browser:  ## Debian's Chromium for the rendered-site tests, installed if missing
 screenshots: book  ## PNGs of the landing page and one chapter in out/screenshots, to review a change in look
 	$(BIN)/python scripts/site_browser.py --html _build/html --output-dir out/screenshots
 
+lab: $(STAMP)  ## read and run the chapters locally in JupyterLab (the locked environment, CPU torch)
+	$(BIN)/jupyter lab notebooks/
+
 notebooks: $(STAMP)  ## re-execute every notebook (CI profile) and rewrite the committed outputs
 	$(BIN)/python scripts/run_notebooks.py
+
+# pip-compile (pip-tools) in its own throwaway venv. It keeps the pins of what requirements.txt did not change;
+# `make lock ARGS=--upgrade` moves everything to the newest releases that fit. torch must resolve to its CPU
+# build: pip finds it on this project's machines; elsewhere set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+lock:  ## re-resolve requirements.txt into requirements.lock: every transitive package, exact versions, hashes
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet $(PIP) $(PIP_TOOLS)
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	  --strip-extras --no-emit-index-url --no-emit-find-links $(ARGS) --output-file $(LOCK) requirements.txt
+
+# sharedlib's unit tests that need nothing but sharedlib's own dependencies, pytest and hypothesis (not
+# test_albert_sizes: it asks transformers for Hugging Face's counts). tests/test_publishing.py checks that no file
+# listed imports anything else; add a new test file here when it qualifies.
+OLDEST := .venv-oldest
+OLDEST_TESTS := $(addprefix tests/test_,$(addsuffix .py,addition addition_report background_and_relaxed checkers \
+  convert counting data_and_train decoding diagrams distributed evidence experiments measure models plots \
+  recorded report sharing suite train_safety universal validation))
+
+test-oldest:  ## sharedlib against the oldest versions pyproject.toml claims (constraints/oldest.txt), in .venv-oldest
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet $(PIP)
+	$(OLDEST)/bin/python -m pip install --quiet -c constraints/oldest.txt -e . \
+	  $$(grep -hoE '^(pytest|hypothesis|setuptools|wheel)==[^ ]+' requirements.txt $(LOCK))
+	$(OLDEST)/bin/python -m pip check
+	$(OLDEST)/bin/python -m pip freeze --exclude-editable
+	$(OLDEST)/bin/python -m pytest -o addopts="-ra -p no:cacheprovider" -q $(OLDEST_TESTS)
 
 clean:
 	rm -rf _build

@@ -24,7 +24,8 @@ T_TABLE = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}
 @pytest.mark.parametrize("df,expected", sorted(T_TABLE.items()))
 def test_t_quantile_matches_printed_tables(df, expected):
     assert t_quantile(0.975, df) == pytest.approx(expected, abs=6e-4)
-    assert t_cdf(t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-12)
+    # the round trip through scipy's t.ppf and t.cdf: 2e-12 of round-off on scipy 1.10 (make test-oldest), 0 now
+    assert t_cdf(t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-10)
     assert t_quantile(0.025, df) == pytest.approx(-expected, abs=6e-4)
 
 
