@@ -3,7 +3,7 @@
     .venv/bin/python scripts/run_experiments.py --profile cpu                  # the recorded evidence (2 cores)
     .venv/bin/python scripts/run_experiments.py --profile ci --output-dir /tmp/try --experiments equal-depth
     .venv/bin/python scripts/run_experiments.py --profile cpu --dry-run        # what would run, and how much
-    .venv/bin/python scripts/run_experiments.py --profile cpu --suite addition --workers 2   # chapter 5b
+    .venv/bin/python scripts/run_experiments.py --profile cpu --suite addition --workers 2   # chapter 6
 
 Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.suite``), or with ``--suite addition`` the
 iterations-and-length experiment's ``addition.<profile>.json`` (``sharedlib.addition``). Re-running the same
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=tuple(suite.PROFILES))
     parser.add_argument("--suite", choices=("experiments", "addition"), default="experiments",
-                        help="experiments: chapters 6 and 8 (default); addition: iterations and length, chapter 5b")
+                        help="experiments: chapters 6 and 8 (default); addition: iterations and length, chapter 6")
     parser.add_argument("--workers", type=int, default=1,
                         help="addition only: runs trained at once, one thread each (default 1)")
     parser.add_argument("--experiments", nargs="+", choices=suite.EXPERIMENTS, default=None,

@@ -8,12 +8,15 @@ A notebook runs in memory; its output file is replaced (atomically) only when th
 run leaves the file as it was. After a failure the other notebooks still run; the exit status is 1.
 Writing into notebooks/ (the committed outputs) is allowed only with the ci profile and device auto, the
 settings nbval compares against, and also refreshes each notebook's Colab install cell from `_config.yml`
-and strips run-specific metadata, so the committed notebooks stay small and diffable.
+strips run-specific metadata and stores figures as palette PNGs, so the committed notebooks stay small and
+diffable.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import re
 import sys
@@ -41,6 +44,7 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 # The names sharedlib.runtime.resolve_device accepts (kept here so that the script starts without torch).
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 IN_PLACE = {"profile": "ci", "device": "auto"}  # the only settings allowed to rewrite the committed outputs
+PALETTE_COLOURS = 256  # committed figures: 8-bit palette PNGs, a quarter of the size, the same look
 
 
 def install_cell_source(config_file: Path = ROOT / "_config.yml") -> str:
@@ -96,6 +100,26 @@ def strip_run_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def palette_png(png: bytes, colours: int = PALETTE_COLOURS) -> bytes:
+    """``png`` re-encoded with a palette of ``colours`` (transparency kept); the original if that is not smaller."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    out = io.BytesIO()
+    image.convert("RGBA").quantize(colors=colours, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
+    return out.getvalue() if out.tell() < len(png) else png
+
+
+def compress_figures(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Re-encode every PNG output of ``nb`` (in memory) with ``palette_png``."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                data["image/png"] = base64.b64encode(palette_png(base64.b64decode(data["image/png"]))).decode()
+    return nb
+
+
 def is_notebooks_dir(directory: Path) -> bool:
     """Whether ``directory`` is ``notebooks/`` however it is spelled (relative, symlink, ``..``)."""
     if directory.resolve() == NOTEBOOKS.resolve():
@@ -140,6 +164,7 @@ def run_one(path: Path, output: Path, parameters: dict, in_place: bool) -> float
     executed = execute(nb, parameters)
     if in_place:
         strip_run_metadata(executed)
+        compress_figures(executed)
     else:
         executed.metadata.papermill.update(input_path=str(path), output_path=str(output))
     write_atomically(executed, output)

@@ -112,27 +112,55 @@ def more_iterations(data: Mapping[str, Any], bits: int, iterations: int) -> list
 
 def sentence(difference: PairedDifference, subject: str, baseline: str) -> str:
     """``evidence.conclusion`` worded for sequence accuracy in percentage points (higher is better)."""
+    digits = 1  # more where an interval that excludes zero would otherwise print a bound of 0.0
+    while difference.excludes_zero and round(min(abs(difference.low), abs(difference.high)), digits) == 0:
+        digits += 1
     text = conclusion(difference, subject, baseline, quantity="sequence accuracy", unit="percentage points",
-                      digits=1)
+                      digits=digits)
     return text.replace("has a lower sequence accuracy", "is less accurate").replace(
         "has a higher sequence accuracy", "is more accurate")
 
 
+def mean_accuracy(data: Mapping[str, Any], label: str, bits: int, iterations: int | None = None) -> float:
+    """Mean sequence accuracy (percent) over seeds of ``label`` at ``bits`` and ``iterations`` (default N)."""
+    values = accuracy_by_seed(data, label, bits, iterations)
+    return sum(values.values()) / len(values)
+
+
+def best_mean(data: Mapping[str, Any], bits: int) -> float:
+    """The highest mean sequence accuracy (percent) of any model at ``bits``, looped ones at any iterations."""
+    depth = trained_depth(data)
+    looped = set(iteration_curves(data, bits))
+    return max(mean_accuracy(data, label, bits, k) for label in labels(data)
+               for k in (settings(data)["test_iterations"] if label in looped else [depth]))
+
+
+def iteration_changes(data: Mapping[str, Any], bits: int, iterations: int) -> dict[str, float]:
+    """Per looped model: mean accuracy at ``iterations`` minus at N, in percentage points, at ``bits``."""
+    return {label: mean_accuracy(data, label, bits, iterations) - mean_accuracy(data, label, bits)
+            for label in iteration_curves(data, bits)}
+
+
 def summary(data: Mapping[str, Any]) -> list[str]:
-    """Generated bullet sentences: looped vs unshared at the training length and the longest test length, and
-    what test-time iterations beyond N change at the longest length."""
+    """Generated sentences: at every length past training where some model gets an addition right, looped
+    against unshared models at depth N, and 2N test-time iterations against N; one line for lengths where none
+    does."""
     s = settings(data)
-    short, longest = s["test_bits"][0], s["test_bits"][-1]
-    most = max(s["test_iterations"])
+    depth = trained_depth(data)
+    more = 2 * depth if 2 * depth in s["test_iterations"] else max(s["test_iterations"])
     lines = []
-    for n in (short, s["test_bits"][1] if len(s["test_bits"]) > 1 else short, longest):
+    for n in s["test_bits"][1:]:
+        best = best_mean(data, n)
+        if best < 1.0:
+            lines.append(f"At {n} bits no model gets more than {best:.1f}% of additions right on average, at any "
+                         "number of iterations: there is nothing left to compare.")
+            continue
         for label, base, diff in looped_vs_unshared(data, n):
             lines.append(f"At {n} bits, " + sentence(diff, label, base) + ".")
-    for n in (s["test_bits"][1] if len(s["test_bits"]) > 1 else short, longest):
-        for label, diff in more_iterations(data, n, most):
-            lines.append(f"At {n} bits, " + sentence(diff, f"{label} run {most} times", f"the same model at its "
-                                                     f"trained {trained_depth(data)}") + ".")
-    return list(dict.fromkeys(lines))
+        for label, diff in more_iterations(data, n, more):
+            lines.append(f"At {n} bits, " + sentence(diff, f"{label} run {more} times",
+                                                     f"the same model run {depth} times") + ".")
+    return lines
 
 
 def best_unshared_at(data: Mapping[str, Any], bits: int) -> tuple[str, float]:

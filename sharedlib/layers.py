@@ -47,26 +47,32 @@ class SelfAttention(nn.Module):
         self.n_heads = config.n_heads
         self.causal = config.causal
         self.dropout = config.dropout
-        self.rotary = config.position == "rotary"  # rotate Q and K by their positions (no position table)
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)  # W_Q, W_K, W_V stacked
+        # rotate Q and K by their positions (no position table)
+        self.rotary = config.position == "rotary"
+        # W_Q, W_K, W_V stacked
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)  # W_O
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, cache: LayerKV | None = None
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+        cache: LayerKV | None = None
     ) -> torch.Tensor:
-        """Attention output (B, T, C); with ``cache`` the keys of earlier positions come from it (chapter 6b)."""
+        """Attention output (B, T, C); with ``cache`` the keys of earlier positions come
+        from it (chapter 6b)."""
         if cache is not None:
             return self._cached(x, key_mask, cache)
         B, T, C = x.shape  # (B, T, C)
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+                   for t in (q, k, v))  # (B, h, T, C/h)
         if self.rotary:
-            q, k = apply_rotary(q), apply_rotary(k)  # (B, h, T, C/h) at positions 0 .. T-1
+            q, k = apply_rotary(q), apply_rotary(k)  # (B, h, T, C/h), positions 0..T-1
         mask = None
         if key_mask is not None:  # (B, T) True where a key may be attended to
             mask = key_mask[:, None, None, :]  # (B, 1, 1, T)
             if self.causal:
-                mask = mask & torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (B, 1, T, T)
+                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                mask = mask & causal  # (B, 1, T, T)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -78,26 +84,35 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.out(y)  # (B, T, C)
 
-    def _cached(self, x: torch.Tensor, key_mask: torch.Tensor | None, cache: LayerKV) -> torch.Tensor:
-        """Causal attention of T new positions to the cached ``t0`` earlier ones and to themselves (chapter 6b)."""
+    def _cached(self, x: torch.Tensor, key_mask: torch.Tensor | None,
+                cache: LayerKV) -> torch.Tensor:
+        """Causal attention of T new positions to the cached ``t0`` earlier ones and to
+        themselves (chapter 6b)."""
         if not self.causal:
-            raise ValueError("a K/V cache needs a causal model (TransformerConfig(causal=True))")
+            raise ValueError("a K/V cache needs a causal model "
+                             "(TransformerConfig(causal=True))")
         if key_mask is not None:
-            raise ValueError("key_mask and cache cannot be combined: cached decoding assumes unpadded sequences")
+            raise ValueError("key_mask and cache cannot be combined: cached decoding "
+                             "assumes unpadded sequences")
         B, T, C = x.shape  # (B, T, C) the new positions t0 .. t0+T-1
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+                   for t in (q, k, v))  # (B, h, T, C/h)
         t0 = cache.length
         if self.rotary:
-            q, k = apply_rotary(q, t0), apply_rotary(k, t0)  # positions t0 .. t0+T-1; cached keys stay rotated
+            # positions t0 .. t0+T-1; the cached keys stay rotated
+            q, k = apply_rotary(q, t0), apply_rotary(k, t0)
         k, v = cache.append(k, v)  # (B, h, t0+T, C/h): K and V of every position so far
-        # Query t0+i may see keys 0..t0+i: a lower-triangular (T, t0+T) mask shifted right by t0. SDPA's own
-        # is_causal aligns the triangle top-left, which is right only when t0 == 0; one new query sees everything.
+        # Query t0+i may see keys 0..t0+i: a lower-triangular (T, t0+T) mask shifted
+        # right by t0. SDPA's own is_causal aligns the triangle top-left, which is right
+        # only when t0 == 0; one new query sees everything.
         mask = None
         if T > 1 and t0 > 0:
-            mask = torch.ones(T, t0 + T, dtype=torch.bool, device=x.device).tril(diagonal=t0)  # (T, t0+T)
+            mask = torch.ones(T, t0 + T, dtype=torch.bool,
+                              device=x.device).tril(diagonal=t0)  # (T, t0+T)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=T > 1 and t0 == 0
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=T > 1 and t0 == 0
         )  # (B, h, T, C/h)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.out(y)  # (B, T, C)
@@ -162,7 +177,8 @@ class Residual(nn.Module):
         super().__init__()
         self.inner = inner
         self.placement = config.norm
-        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm != "none" else None
+        self.norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+                     if config.norm != "none" else None)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:

@@ -46,22 +46,28 @@ class SharedTransformer(nn.Module):
         return self.encode(self.embeddings(input_ids, token_type_ids), key_mask, n_iterations)
 
     def encode(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, n_iterations: int | None = None
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+        n_iterations: int | None = None
     ) -> torch.Tensor:
-        """Run the layer stack on batch-first hidden states (B, T, H); ``key_mask`` (B, T) is True at real tokens."""
+        """Run the layer stack on batch-first hidden states (B, T, H); ``key_mask``
+        (B, T) is True at real tokens."""
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError(f"hidden states must be (batch, sequence, {self.config.d_model}), got {tuple(x.shape)}")
-        if key_mask is not None and (key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]):
+            raise ValueError("hidden states must be (batch, sequence, "
+                             f"{self.config.d_model}), got {tuple(x.shape)}")
+        if key_mask is not None and (key_mask.dtype != torch.bool
+                                     or key_mask.shape != x.shape[:2]):
             raise ValueError(
-                f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} (True = real token), "
-                f"got {key_mask.dtype} {tuple(key_mask.shape)}"
+                f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} "
+                f"(True = real token), got {key_mask.dtype} {tuple(key_mask.shape)}"
             )
         for layer, (a, f) in enumerate(self._schedule(n_iterations)):
             x = self._layer(layer, a, f, x, key_mask)  # (B, T, H)
         return self.final_norm(x) if self.final_norm is not None else x
 
-    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Layer ``layer`` of the stack: attention block ``a`` then FFN block ``f`` (chapter 8 overrides it)."""
+    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor,
+               key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Layer ``layer`` of the stack: attention block ``a`` then FFN block ``f``
+        (chapter 8 overrides it)."""
         x = self.attention[a](x, key_mask=key_mask)  # (B, T, H)
         return self.ffn[f](x)  # (B, T, H)
 

@@ -123,10 +123,12 @@ def _flat_gradients(loss: torch.Tensor, modules: Sequence[nn.Module]) -> list[to
     return out
 
 
-def per_use_gradients(model: SharedTransformer, loss_fn: LossFn, batch: Batch) -> UseGradients:
-    """Gradients of ``loss_fn(model, batch)`` for every use of every shared sublayer, measured on an unrolled
-    copy with its own parameters per use, next to the shared model's own gradients (chapter 5c). ``.grad`` is
-    left untouched; with dropout the two forward passes draw different masks, so use ``model.eval()`` then."""
+def per_use_gradients(model: SharedTransformer, loss_fn: LossFn,
+                      batch: Batch) -> UseGradients:
+    """Gradients of ``loss_fn(model, batch)`` for every use of every shared sublayer,
+    measured on an unrolled copy with its own parameters per use, next to the shared
+    model's own gradients (chapter 5c). ``.grad`` is left untouched; with dropout the
+    two forward passes draw different masks, so use ``model.eval()`` then."""
     unrolled = unrolled_copy(model)
     loss = loss_fn(model, batch)
     n_attention, n_ffn = len(model.attention), len(model.ffn)
@@ -135,11 +137,14 @@ def per_use_gradients(model: SharedTransformer, loss_fn: LossFn, batch: Batch) -
     uses = _flat_gradients(unrolled_loss, [*unrolled.attention, *unrolled.ffn])
     depth = len(model.attention_map)
     per_use: dict[str, list[torch.Tensor]] = {}
-    for kind, mapping, offset in (("attention", model.attention_map, 0), ("ffn", model.ffn_map, depth)):
+    for kind, mapping, offset in (("attention", model.attention_map, 0),
+                                  ("ffn", model.ffn_map, depth)):
         for layer, block in enumerate(mapping):
             per_use.setdefault(f"{kind} {block}", []).append(uses[offset + layer])
-    names = [f"attention {b}" for b in range(n_attention)] + [f"ffn {b}" for b in range(n_ffn)]
-    return UseGradients(per_use, dict(zip(names, shared, strict=True)), loss.item(), unrolled_loss.item())
+    names = ([f"attention {b}" for b in range(n_attention)]
+             + [f"ffn {b}" for b in range(n_ffn)])
+    return UseGradients(per_use, dict(zip(names, shared, strict=True)), loss.item(),
+                        unrolled_loss.item())
 
 
 def gradient_coherence(gradients: Sequence[torch.Tensor]) -> tuple[float, float]:
@@ -157,9 +162,12 @@ def gradient_coherence(gradients: Sequence[torch.Tensor]) -> tuple[float, float]
 
 
 def trust_ratio(weight: torch.Tensor, update: torch.Tensor) -> float:
-    """LAMB's layer-wise trust ratio ``||w|| / ||u||`` (You et al., 2020); 1 where either norm is zero."""
-    dtype = torch.promote_types(weight.dtype, torch.float32)  # float64 stays float64, half precision is widened
-    w, u = weight.detach().to(dtype).norm().item(), update.detach().to(dtype).norm().item()
+    """LAMB's layer-wise trust ratio ``||w|| / ||u||`` (You et al., 2020); 1 where
+    either norm is zero."""
+    # float64 stays float64, half precision is widened
+    dtype = torch.promote_types(weight.dtype, torch.float32)
+    w = weight.detach().to(dtype).norm().item()
+    u = update.detach().to(dtype).norm().item()
     return w / u if w > 0 and u > 0 else 1.0
 
 
@@ -181,7 +189,8 @@ class Lamb(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self,
+             closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """One LAMB step on every parameter with a gradient."""
         loss = None
         if closure is not None:
@@ -203,7 +212,8 @@ class Lamb(torch.optim.Optimizer):
                 state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 m_hat = state["m"] / (1 - beta1**t)
                 v_hat = state["v"] / (1 - beta2**t)
-                update = m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
+                update = (m_hat / (v_hat.sqrt() + group["eps"])
+                          + group["weight_decay"] * p)
                 ratio = trust_ratio(p, update)
                 state["trust_ratio"] = ratio
                 p.add_(update, alpha=-group["lr"] * ratio)

@@ -41,9 +41,12 @@ def _deltas_for(block: nn.Module, rank: int) -> nn.ModuleDict:
     )
 
 
-def _run_with_deltas(block: nn.Module, deltas: nn.ModuleDict, x: torch.Tensor, **kwargs) -> torch.Tensor:
-    """Apply ``block`` to ``x`` with every weight matrix W replaced by W + its delta; other parameters as they are."""
-    weights = {name: w + deltas[name.replace(".", "__")]() for name, w in _linear_weights(block).items()}
+def _run_with_deltas(block: nn.Module, deltas: nn.ModuleDict, x: torch.Tensor,
+                     **kwargs) -> torch.Tensor:
+    """Apply ``block`` to ``x`` with every weight matrix W replaced by W + its delta;
+    other parameters as they are."""
+    weights = {name: w + deltas[name.replace(".", "__")]()
+               for name, w in _linear_weights(block).items()}
     return functional_call(block, weights, (x,), kwargs, strict=False)  # (B, T, H)
 
 
@@ -65,8 +68,10 @@ class RelaxedSharedTransformer(SharedTransformer):
         self.attention_deltas = nn.ModuleList(_deltas_for(self.attention[0], rank) for _ in range(depth))
         self.ffn_deltas = nn.ModuleList(_deltas_for(self.ffn[0], rank) for _ in range(depth))
 
-    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = _run_with_deltas(self.attention[a], self.attention_deltas[layer], x, key_mask=key_mask)  # (B, T, H)
+    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor,
+               key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = _run_with_deltas(self.attention[a], self.attention_deltas[layer], x,
+                             key_mask=key_mask)  # (B, T, H)
         return _run_with_deltas(self.ffn[f], self.ffn_deltas[layer], x)  # (B, T, H)
 
     def _schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:

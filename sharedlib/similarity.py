@@ -22,22 +22,26 @@ def _as_matrix(name: str, value: object) -> torch.Tensor:
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA (Kornblith et al., 2019) of features x (n, p) and y (n, q) of the same n examples, in [0, 1].
+    """Linear CKA (Kornblith et al., 2019) of features x (n, p) and y (n, q) of the same
+    n examples, in [0, 1].
 
-    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` after centering every column; the feature-space form of
-    HSIC with linear kernels, so it costs O(n p q) and never builds an (n, n) Gram matrix.
+    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` after centering every column; the
+    feature-space form of HSIC with linear kernels, so it costs O(n p q) and never
+    builds an (n, n) Gram matrix.
     """
     x, y = _as_matrix("x", x), _as_matrix("y", y)
     if x.shape[0] != y.shape[0] or x.shape[0] < 2:
         raise ValueError(
-            f"x and y must have the same number (>= 2) of rows (examples), got {x.shape[0]} and {y.shape[0]}"
+            "x and y must have the same number (>= 2) of rows (examples), "
+            f"got {x.shape[0]} and {y.shape[0]}"
         )
     x = x - x.mean(dim=0)  # (n, p) centred columns
     y = y - y.mean(dim=0)  # (n, q)
     cross = (y.T @ x).square().sum()  # ||Y^T X||_F^2
     norms = (x.T @ x).square().sum().sqrt() * (y.T @ y).square().sum().sqrt()
     if norms == 0:
-        raise ValueError("x or y is constant over the examples: CKA is undefined for a zero-variance input")
+        raise ValueError("x or y is constant over the examples: CKA is undefined for "
+                         "a zero-variance input")
     return (cross / norms).item()
 
 

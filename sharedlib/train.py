@@ -142,7 +142,8 @@ def train(
         if config.grad_clip:
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         else:
-            grad_norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            grad_norm = nn.utils.get_total_norm(grads)
         _require_finite("gradient norm", grad_norm.item(), step + 1, path, last_saved)
         history.lr.append(optimizer.param_groups[0]["lr"])
         optimizer.step()

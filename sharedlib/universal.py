@@ -24,25 +24,36 @@ from .models import SharedTransformer, _init_weights
 TIMESTEP_SIGNALS: tuple[str, ...] = ("sinusoidal", "none")
 
 
-def timestep_signal(step: int, d_model: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """The sinusoidal signal of step ``step`` (1, 2, ...), shape (d_model,); the same vector at every position."""
-    rate = 10000.0 ** (-torch.arange(0, d_model, 2, device=device) / d_model)  # (ceil(H/2),) 1 / 10000^(2j/H)
+def timestep_signal(step: int, d_model: int,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """The sinusoidal signal of step ``step`` (1, 2, ...), shape (d_model,); the same
+    vector at every position."""
+    # (ceil(H/2),) 1 / 10000^(2j/H)
+    rate = 10000.0 ** (-torch.arange(0, d_model, 2, device=device) / d_model)
     angle = step * rate  # t / 10000^(2j/H)
-    return torch.stack([angle.sin(), angle.cos()], dim=1).flatten()[:d_model]  # (H,) P_t[2j]=sin, P_t[2j+1]=cos
+    # (H,) P_t[2j] = sin, P_t[2j+1] = cos
+    return torch.stack([angle.sin(), angle.cos()], dim=1).flatten()[:d_model]
 
 
 def halting_step(
-    p: torch.Tensor, cumulative: torch.Tensor, running: torch.Tensor, threshold: float, last: bool
+    p: torch.Tensor, cumulative: torch.Tensor, running: torch.Tensor, threshold: float,
+    last: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step n of ACT's halting rule for every position: returns (weight w_n, new cumulative, halts now).
+    """One step n of ACT's halting rule for every position: returns (weight w_n, new
+    cumulative, halts now).
 
-    ``p`` (B, T) are the halting probabilities p_n, ``cumulative`` (B, T) holds the sum of p_k for k < n, and
-    ``running`` (B, T) is True where the position has not halted before step n.
+    ``p`` (B, T) are the halting probabilities p_n, ``cumulative`` (B, T) holds the sum
+    of p_k for k < n, and ``running`` (B, T) is True where the position has not halted
+    before step n.
     """
-    halt = running & ((cumulative + p >= threshold) | last)  # N = n: sum_{k<=n} p_k reaches 1 - eps, or n = max
-    remainder = 1.0 - cumulative  # R = 1 - sum_{k<N} p_k, differentiable: dR/dp_k = -1 for every k < N
-    weight = torch.where(halt, remainder, torch.where(running, p, torch.zeros_like(p)))  # w_n: p_n, R at N, 0 after
-    return weight, cumulative + weight, halt  # the cumulative weight is exactly 1 once a position has halted
+    # N = n: sum_{k<=n} p_k reaches 1 - eps, or n = max
+    halt = running & ((cumulative + p >= threshold) | last)
+    # R = 1 - sum_{k<N} p_k, differentiable: dR/dp_k = -1 for every k < N
+    remainder = 1.0 - cumulative
+    # w_n: p_n, R at N, 0 after
+    weight = torch.where(halt, remainder, torch.where(running, p, torch.zeros_like(p)))
+    # the cumulative weight is exactly 1 once a position has halted
+    return weight, cumulative + weight, halt
 
 
 def act_weights(p: torch.Tensor, threshold: float = 0.99) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -144,39 +155,53 @@ class UniversalTransformer(nn.Module):
         max_steps: int | None = None,
         return_states: bool = False,
     ) -> tuple[torch.Tensor, Halting]:
-        """Apply the shared block to embedded inputs (B, T, H) until every position halts or ``max_steps``."""
-        M = self.max_steps if max_steps is None else _check_steps("max_steps", max_steps)
+        """Apply the shared block to embedded inputs (B, T, H) until every position
+        halts or ``max_steps``."""
+        M = (self.max_steps if max_steps is None
+             else _check_steps("max_steps", max_steps))
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError(f"x must be (batch, sequence, {self.config.d_model}) hidden states, got {tuple(x.shape)}")
-        if key_mask is not None and (key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]):
-            raise ValueError(f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} (True = real token)")
+            raise ValueError(f"x must be (batch, sequence, {self.config.d_model}) "
+                             f"hidden states, got {tuple(x.shape)}")
+        if key_mask is not None and (key_mask.dtype != torch.bool
+                                     or key_mask.shape != x.shape[:2]):
+            raise ValueError("key_mask must be a bool tensor of shape "
+                             f"{tuple(x.shape[:2])} (True = real token)")
         B, T = x.shape[:2]
         state = x  # h^0: the embedded input
         output = torch.zeros_like(x)  # y = sum_n w_n h^n, accumulated step by step
         cumulative = x.new_zeros(B, T)  # sum_{k<n} p_k
-        running = torch.ones(B, T, dtype=torch.bool, device=x.device)  # not halted before step n
+        # not halted before step n
+        running = torch.ones(B, T, dtype=torch.bool, device=x.device)
         steps = torch.zeros(B, T, dtype=torch.long, device=x.device)  # N(t)
         remainders = x.new_zeros(B, T)  # R(t)
         weights, probabilities, states = [], [], []
         for n in range(1, M + 1):
             new = self.step(state, n, key_mask)  # (B, T, H) h^n = block(h^{n-1} + P_n)
-            state = torch.where(running[..., None], new, state)  # a halted position's state is copied unchanged
-            steps = steps + running.long()  # N(t) += 1 for positions that took this step
+            # a halted position's state is copied unchanged
+            state = torch.where(running[..., None], new, state)
+            steps = steps + running.long()  # N(t) += 1 where the position took the step
             if self.act:
-                p = torch.sigmoid(self.halting(self._normed(state))).squeeze(-1)  # (B, T) p_n = sigma(w . h^n + b)
+                # (B, T) p_n = sigma(w . h^n + b)
+                p = torch.sigmoid(self.halting(self._normed(state))).squeeze(-1)
             else:
-                p = torch.zeros_like(cumulative)  # no halting: every position runs all M steps, w_M = R = 1
-            weight, new_cumulative, halt = halting_step(p, cumulative, running, self.threshold, last=n == M)
-            remainders = torch.where(halt, weight, remainders)  # R(t) = 1 - sum_{k<N} p_k, the halting weight
+                # no halting: every position runs all M steps, w_M = R = 1
+                p = torch.zeros_like(cumulative)
+            weight, new_cumulative, halt = halting_step(p, cumulative, running,
+                                                        self.threshold, last=n == M)
+            # R(t) = 1 - sum_{k<N} p_k, the halting weight
+            remainders = torch.where(halt, weight, remainders)
             output = output + weight[..., None] * state  # (B, T, H) y += w_n h^n
             weights.append(weight)
             probabilities.append(torch.where(running, p, torch.zeros_like(p)))
             states.append(state)
             cumulative, running = new_cumulative, running & ~halt
-            if not running.any():  # every position has halted: the batch stops paying for steps
+            # every position has halted: the batch stops paying for steps
+            if not running.any():
                 break
-        real = key_mask if key_mask is not None else torch.ones_like(running)  # (B, T) positions that count
-        ponder = ((steps + remainders) * real).sum() / real.sum()  # rho = mean_t N(t) + R(t)
+        # (B, T) positions that count
+        real = key_mask if key_mask is not None else torch.ones_like(running)
+        # rho = mean_t N(t) + R(t)
+        ponder = ((steps + remainders) * real).sum() / real.sum()
         record = Halting(
             steps=steps,
             weights=torch.stack(weights),
@@ -187,11 +212,14 @@ class UniversalTransformer(nn.Module):
         )
         return self._normed(output), record
 
-    def step(self, state: torch.Tensor, n: int, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Step ``n`` of the recurrence: add the timestep signal P_n, then the shared attention and FFN block."""
+    def step(self, state: torch.Tensor, n: int,
+             key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Step ``n`` of the recurrence: add the timestep signal P_n, then the shared
+        attention and FFN block."""
         if self.timestep == "sinusoidal":
-            state = state + timestep_signal(n, state.shape[-1], state.device).to(state.dtype)  # (B, T, H) + (H,)
-        state = self.base.attention[0](state, key_mask=key_mask)  # (B, T, H) the one attention block
+            signal = timestep_signal(n, state.shape[-1], state.device)  # (H,)
+            state = state + signal.to(state.dtype)  # (B, T, H) + (H,)
+        state = self.base.attention[0](state, key_mask=key_mask)  # (B, T, H) attention
         return self.base.ffn[0](state)  # (B, T, H) the one FFN block
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

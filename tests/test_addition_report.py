@@ -41,6 +41,8 @@ def test_sentences_never_report_an_interval_that_spans_zero_as_an_effect():
     assert rep.sentence(better, "A", "B").startswith("A is more accurate than B, by 3.0 percentage points")
     worse = PairedDifference(-3.0, -5.0, -1.0, 5, 0.95, "t", (-3.0,) * 5, tuple(range(5)))
     assert rep.sentence(worse, "A", "B").startswith("A is less accurate than B")
+    barely = PairedDifference(20.4, 0.004, 40.8, 5, 0.95, "t", (20.4,) * 5, tuple(range(5)))
+    assert "95% CI 0.004 to 40.800" in rep.sentence(barely, "A", "B")  # not "0.0 to 40.8"
 
 
 def test_summary_and_figure_render(data):

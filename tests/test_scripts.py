@@ -284,3 +284,28 @@ def test_unclosed_fence_in_one_notebook_writes_nothing(repo, tmp_path):
     with pytest.raises(ValueError, match=r"c_open\.ipynb.*ex-open"):
         students.main(["--output-dir", str(out)])
     assert not out.exists()
+
+
+def test_committed_figures_are_palette_pngs_that_look_the_same():
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    for k in range(6):
+        ax.plot(np.linspace(0, 1, 50), np.random.default_rng(k).random(50), label=f"seed {k}")
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    png = buffer.getvalue()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()", outputs=[nbformat.v4.new_output(
+        "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"})])])
+    run_notebooks.compress_figures(nb)
+    small = base64.b64decode(nb.cells[0].outputs[0]["data"]["image/png"])
+    assert len(small) < len(png) / 2
+    before, after = (np.asarray(Image.open(io.BytesIO(b)).convert("RGBA"), dtype=float) for b in (png, small))
+    assert before.shape == after.shape and np.abs(before - after).mean() < 2.0  # of 255 per channel

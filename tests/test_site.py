@@ -76,3 +76,50 @@ def test_screenshots_command_writes_pngs(browser, tmp_path):
     paths = take_screenshots(page, base, tmp_path)
     assert [p.name for p in paths] == ["landing.png", "chapter-4.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)
+
+
+AXE_PAGES = ("book/intro", "notebooks/04_counting_parameters", "notebooks/06_applications", "book/references")
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's WCAG 2 A/AA violations on the loaded page, one line per rule with its first offender."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa"]},
+                                       "resultTypes": ["violations"]})
+    return [f"{v['id']} ({v['impact']}, {len(v['nodes'])} nodes): {v['nodes'][0]['target']}"
+            for v in results.response["violations"]]
+
+
+@needs_browser
+def test_axe_finds_no_accessibility_violations(browser):
+    page, base, _ = browser
+    for file in AXE_PAGES:
+        page.goto(f"{base}{file}.html", wait_until="load")
+        if page.evaluate("() => 'MathJax' in window"):
+            wait_for_math(page)  # axe checks the typeset formulas, as a reader sees them
+        assert axe_violations(page) == [], file
+
+
+@needs_browser
+def test_axe_sees_a_missing_alt_text_and_low_contrast(browser):
+    page, _, _ = browser
+    page.set_content('<html lang="en"><head><title>t</title></head><body><main><h1>t</h1>'
+                     '<img src="data:image/png;base64,iVBORw0KGgo=">'
+                     '<p style="color:#bbb;background:#fff">faint</p></main></body></html>')
+    found = {line.split(" ")[0] for line in axe_violations(page)}
+    assert {"image-alt", "color-contrast"} <= found
+
+
+@needs_browser
+def test_code_blocks_fit_the_page_without_scrolling(browser):
+    """At the theme's full page width (88rem, reached by a 1440-pixel window) no code block scrolls sideways."""
+    page, base, _ = browser
+    page.set_viewport_size({"width": 1440, "height": 900})
+    for file in toc_files():
+        page.goto(f"{base}{file}.html", wait_until="load")
+        wide = page.evaluate("""() => Array.from(document.querySelectorAll('main div.highlight pre'))
+            .filter(pre => pre.offsetParent !== null && pre.scrollWidth > pre.clientWidth + 1)
+            .map(pre => pre.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b).slice(0, 60))""")
+        assert wide == [], f"{file}: code that scrolls sideways: {wide}"
+    page.set_viewport_size({"width": 1280, "height": 900})
