@@ -10,7 +10,7 @@ LOCK := requirements.lock
 PIP := pip==26.3
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install browser book test notebooks screenshots clean lock test-oldest linkcheck lab
+.PHONY: install browser book test notebooks screenshots clean lock test-oldest linkcheck lab translations
 
 $(STAMP): $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "$(LOCK) is for Python 3.11: PYTHON=python3.11")'
@@ -22,8 +22,13 @@ $(STAMP): $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
-book: $(STAMP)  ## build the HTML book from the committed notebook outputs into _build/html
+book: $(STAMP)  ## build the HTML book (English in _build/html, Chinese in _build/html/zh) from the committed notebooks
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python scripts/translations.py build
+
+translations: $(STAMP)  ## after changing English prose: refresh locale/zh_CN/LC_MESSAGES/*.po, then report what needs translating
+	$(BIN)/python scripts/translations.py update
+	$(BIN)/python scripts/translations.py status
 
 linkcheck: $(STAMP)  ## every external link of the book (needs the network): report in _build/html/output.txt
 	$(BIN)/jupyter-book build . --builder linkcheck
@@ -32,9 +37,12 @@ test: $(STAMP) browser  ## unit tests, nbval on every notebook, papermill smoke 
 	$(BIN)/python -m pytest
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:  ## Debian's Chromium for the rendered-site tests, installed if missing (or set CHROMIUM=/path/to/chrome)
+browser:  ## Debian's Chromium and a CJK font for the rendered-site tests, installed if missing (or set CHROMIUM=/path/to/chrome)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$CHROMIUM" ] || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@fc-list :lang=zh 2>/dev/null | grep -q . || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-wqy-microhei >/dev/null; } || \
+	  echo "no CJK font installed: the Chinese pages' screenshots will show boxes (the tests do not depend on it)"
 
 screenshots: book  ## PNGs of the landing page and one chapter in out/screenshots, to review a change in look
 	$(BIN)/python scripts/site_browser.py --html _build/html --output-dir out/screenshots

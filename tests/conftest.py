@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 @pytest.fixture(scope="session")
 def html(tmp_path_factory):
-    """The book built strictly (-W, nitpicky) from the committed notebooks, once per test session."""
+    """The book built strictly (-W, nitpicky) from the committed notebooks, once per test session: the English
+    edition in html/, the Chinese one in html/zh/."""
     out = tmp_path_factory.mktemp("book")
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     result = subprocess.run(
@@ -23,4 +24,8 @@ def html(tmp_path_factory):
         text=True,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return out / "_build" / "html"
+    html = out / "_build" / "html"
+    import translations  # scripts/: the Chinese edition, built as strictly into html/zh
+
+    translations.build(html)
+    return html

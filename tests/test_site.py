@@ -5,6 +5,7 @@ knowingly; they never skip on their own.
 """
 
 import os
+import re
 
 import pytest
 from check_links import broken_internal_links
@@ -123,3 +124,21 @@ def test_code_blocks_fit_the_page_without_scrolling(browser):
             .map(pre => pre.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b).slice(0, 60))""")
         assert wide == [], f"{file}: code that scrolls sideways: {wide}"
     page.set_viewport_size({"width": 1280, "height": 900})
+
+
+@needs_browser
+def test_the_chinese_edition_renders_and_its_language_link_switches(browser):
+    page, base, errors = browser
+    page.goto(f"{base}zh/index.html", wait_until="load")  # the landing page redirects to book/intro
+    page.wait_for_url("**/zh/book/intro.html")
+    assert re.search(r"[\u4e00-\u9fff]", page.locator("main h1").first.text_content())
+    chapter = "notebooks/04_counting_parameters.html"
+    page.goto(f"{base}zh/{chapter}", wait_until="load")
+    assert wait_for_math(page) > 5 and page.locator("mjx-merror").count() == 0
+    assert page.locator("main .cell_output img").count() >= 1
+    page.locator("nav.language-switch a").click()
+    page.wait_for_url(f"{base}{chapter}")
+    assert not re.search(r"[\u4e00-\u9fff]", page.locator("main h1").first.text_content())
+    page.locator("nav.language-switch a").click()
+    page.wait_for_url(f"{base}zh/{chapter}")
+    assert errors == []

@@ -1,0 +1,127 @@
+"""The Chinese edition: complete catalogues for the current English sources, markup kept, glossary followed,
+and the same numbers on every page as the English edition (its strict build and links: conftest's ``html``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import translations as tr
+import yaml
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import read_po, write_po
+from test_book import toc_files
+
+GLOSSARY = yaml.safe_load((tr.LOCALE / tr.LANGUAGE / "glossary.yml").read_text())
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _messages():
+    for po in sorted(tr.CATALOGUES.rglob("*.po")):
+        with po.open("rb") as file:
+            for message in read_po(file, locale=tr.LANGUAGE):
+                if message.id and message.string and not message.fuzzy:
+                    yield po.relative_to(tr.CATALOGUES).as_posix(), message.id, message.string
+
+
+@pytest.fixture(scope="module")
+def refreshed(tmp_path_factory):
+    """The committed catalogues, refreshed from the current sources (``translations.py update``) in a copy."""
+    tmp = tmp_path_factory.mktemp("i18n")
+    catalogues = tmp / "catalogues"
+    shutil.copytree(tr.CATALOGUES, catalogues)
+    tr.update(tr.extract(tmp / "templates"), catalogues)
+    return tr.status(catalogues)
+
+
+def test_every_message_of_the_current_sources_is_translated(refreshed):
+    assert {s.catalogue: s.untranslated[:3] for s in refreshed if s.untranslated} == {}
+
+
+def test_no_translation_is_fuzzy(refreshed):
+    assert {s.catalogue: s.fuzzy[:3] for s in refreshed if s.fuzzy} == {}
+
+
+def test_translations_keep_roles_citations_and_link_targets(refreshed):
+    assert {s.catalogue: s.markup[:3] for s in refreshed if s.markup} == {}
+
+
+def test_every_page_has_a_catalogue(refreshed):
+    assert sorted(s.catalogue for s in refreshed) == sorted(f"{page}.po" for page in toc_files())
+
+
+def _prose(text: str) -> str:
+    return re.sub(r"\$[^$]*\$|`[^`]*`|\]\([^)]*\)|https?://\S+", " ", tr.ROLE.sub(" ", text))
+
+
+def test_the_glossary_is_followed():
+    broken = []
+    for catalogue, msgid, msgstr in _messages():
+        for english, chinese in GLOSSARY.items():
+            if re.search(rf"(?<![\w-]){re.escape(english)}", _prose(msgid), re.IGNORECASE) and chinese not in msgstr:
+                broken.append(f"{catalogue}: {english!r} -> {chinese!r} missing in {msgstr[:50]!r}")
+    assert broken == []
+
+
+def test_status_sees_untranslated_fuzzy_and_changed_markup(tmp_path):
+    catalogue = Catalog(locale=tr.LANGUAGE)
+    catalogue.add("A translated sentence with {glue:text}`loss:.3f` nats.", "一句带 {glue:text}`loss:.3f` 奈特的话。")
+    catalogue.add("Nobody translated this sentence.", "")
+    catalogue.add("A sentence whose English changed.", "旧译文。", flags=["fuzzy"])
+    catalogue.add("Costs {glue:text}`cost:,` FLOPs, see [the cost chapter](06b_cost.ipynb#flops).",
+                  "花费 {glue:text}`cost:.1f` FLOPs，见[成本一章](06b_cost.ipynb#memory)。")
+    catalogue.add("As {cite:t}`lan2020albert` found.", "正如 {cite:t}`devlin2019bert` 所发现的。")
+    catalogue.add("See {ref}`below <outlook-recorded>`.", "见{ref}`下文 <outlook-recorded>`。")
+    catalogue.add("6. Applications", "6. 应用")  # parses as a numbered list: Sphinx would keep the English
+    catalogue.add("7. Tools", "7\\. 工具")
+    catalogue.add("12,345", "")  # no words: nothing to translate
+    (tmp_path / "page.po").write_bytes(b"")
+    with (tmp_path / "page.po").open("wb") as file:
+        write_po(file, catalogue)
+    [status] = tr.status(tmp_path)
+    assert status.untranslated == ["Nobody translated this sentence."]
+    assert status.fuzzy == ["A sentence whose English changed."]
+    assert [m.split(" ")[0] for m in status.markup] == ["Costs", "As", "6."]
+    assert status.translated == 6
+
+
+def test_a_changed_english_sentence_becomes_fuzzy_and_a_new_one_untranslated(tmp_path):
+    old, new = Catalog(locale=tr.LANGUAGE), Catalog()
+    old.add("Sharing cuts the parameter count by a factor of N.", "共享把参数量减少为原来的 N 分之一。")
+    new.add("Sharing cuts the parameter count by a factor of about N.")
+    new.add("A brand new paragraph.")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "catalogues").mkdir()
+    for path, catalogue in ((tmp_path / "catalogues" / "page.po", old), (tmp_path / "templates" / "page.pot", new)):
+        with path.open("wb") as file:
+            write_po(file, catalogue)
+    tr.update(tmp_path / "templates", tmp_path / "catalogues")
+    [status] = tr.status(tmp_path / "catalogues")
+    assert status.fuzzy == ["Sharing cuts the parameter count by a factor of about N."]
+    assert status.untranslated == ["A brand new paragraph."]
+
+
+def _pasted(page: Path) -> Counter:
+    return Counter(re.findall(r'<span class="pasted-text">(.*?)</span>', page.read_text()))
+
+
+def test_the_chinese_pages_are_chinese_and_show_the_same_numbers(html):
+    for page in toc_files():
+        english, chinese = html / f"{page}.html", html / tr.SUBDIR / f"{page}.html"
+        title = re.search(r"<h1>(.*?)<", chinese.read_text(), re.S)
+        assert title and CJK.search(title.group(1)), f"{page}: the title is not translated"
+        assert _pasted(chinese) == _pasted(english), f"{page}: glued values differ between the editions"
+        captions = re.findall(r'caption-text">([^<]*)<', chinese.read_text())
+        assert captions and all(CJK.search(c) for c in captions), f"{page}: sidebar captions {captions}"
+
+
+def test_every_page_links_to_the_other_edition(html):
+    for page in toc_files():
+        for site, other in ((html, html / tr.SUBDIR), (html / tr.SUBDIR, html)):
+            text = (site / f"{page}.html").read_text()
+            link = re.search(r'<nav class="language-switch"[^>]*><a href="([^"]+)"', text)
+            assert link, f"{site}/{page}: no language link"
+            assert ((site / page).parent / link.group(1)).resolve() == (other / f"{page}.html").resolve()
