@@ -18,12 +18,22 @@ a source or raw text, so Sphinx never offers it for translation; the title is gi
 and the catalogue builder gets it as a paragraph of its own (sphinx-exercise rebuilds titles after reading).
 A solution's title repeats its exercise's title from a copy taken before translation; the copy is renewed
 once the page is translated.
+
+4. Glued text. A ``{glue:text}`` value that is a sentence (generated from the recorded numbers) is pasted as
+a value, not parsed as a message, so it would stay English. The catalogue builder gets each pasted text with
+words as a message of the page that shows it, and a translated build replaces the text by its translation.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
+
 from docutils import nodes
+from sphinx.locale import init as init_locale
 from sphinx.transforms import SphinxTransform
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.i18n import docname_to_domain
 
 TRANSLATED = "<translated>"  # how publish_msgstr marks the source of a translated message
 KEY = "translated_glue_renderer"  # in env.temp_data, which Sphinx clears after every page
@@ -107,7 +117,41 @@ class RenewExerciseCopies(SphinxTransform):
                 entry["node"] = node.deepcopy()
 
 
+WORDS = re.compile(r"[A-Za-z]{3,}")
+
+
+class TranslatePastedText(SphinxPostTransform):
+    """Offer pasted glue text as messages (catalogue builder) or replace it by its translation."""
+
+    default_priority = 50  # after MyST-NB pastes the values of other pages (5)
+
+    def run(self, **kwargs) -> None:
+        pasted = [node for node in self.document.findall(nodes.inline)
+                  if "pasted-text" in node["classes"] and WORDS.search(node.astext())]
+        if not pasted:
+            return
+        if self.app.builder.name == "gettext":
+            for node in pasted:  # built after reading, so each message needs its own uid to be catalogued
+                copy = nodes.paragraph(node.astext(), node.astext())
+                copy.source, copy.line, copy.uid = self.document.get("source"), node.line or 1, uuid.uuid4().hex
+                self.document += copy
+            return
+        if not self.config.language or self.config.language == "en":
+            return
+        dirs = [str(self.app.srcdir / directory) for directory in self.config.locale_dirs]
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        catalog, has_catalog = init_locale(dirs, self.config.language, domain)
+        if not has_catalog:
+            return
+        for node in pasted:
+            translated = catalog.gettext(node.astext())
+            if translated != node.astext():
+                node.children = []
+                node += nodes.Text(translated)
+
+
 def setup(app):
+    app.add_post_transform(TranslatePastedText)
     app.add_transform(TranslatableExerciseTitles)
     app.add_transform(RenewExerciseCopies)
     from sphinx.transforms import i18n
