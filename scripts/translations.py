@@ -70,7 +70,8 @@ def extract(output: Path) -> Path:
 
 
 def update(templates: Path, catalogues: Path = CATALOGUES) -> list[Path]:
-    """Merge every template into its catalogue (created if new): new messages untranslated, changed ones fuzzy."""
+    """Merge every template into its catalogue (created if new): new messages untranslated, changed ones fuzzy,
+    messages without words (numbers, symbols) copied as they are."""
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import read_po, write_po
 
@@ -86,6 +87,11 @@ def update(templates: Path, catalogues: Path = CATALOGUES) -> list[Path]:
         else:
             catalogue = Catalog(locale=LANGUAGE, domain=relative.with_suffix("").as_posix())
         catalogue.update(template, update_creation_date=False)
+        catalogue.fuzzy = False  # the header: a catalogue is not a draft as a whole
+        for message in catalogue:  # numbers, symbols and bare markup read the same in Chinese
+            if message.id and not needs_translation(message.id) and (not message.string or message.fuzzy):
+                message.string = message.id
+                message.flags.discard("fuzzy")
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         with os.fdopen(handle, "wb") as file:

@@ -93,6 +93,7 @@ def test_a_changed_english_sentence_becomes_fuzzy_and_a_new_one_untranslated(tmp
     old.add("Sharing cuts the parameter count by a factor of N.", "共享把参数量减少为原来的 N 分之一。")
     new.add("Sharing cuts the parameter count by a factor of about N.")
     new.add("A brand new paragraph.")
+    new.add("220,672 (-0.033)")  # no words: copied, so gettext's own tools count it as translated
     (tmp_path / "templates").mkdir()
     (tmp_path / "catalogues").mkdir()
     for path, catalogue in ((tmp_path / "catalogues" / "page.po", old), (tmp_path / "templates" / "page.pot", new)):
@@ -102,6 +103,9 @@ def test_a_changed_english_sentence_becomes_fuzzy_and_a_new_one_untranslated(tmp
     [status] = tr.status(tmp_path / "catalogues")
     assert status.fuzzy == ["Sharing cuts the parameter count by a factor of about N."]
     assert status.untranslated == ["A brand new paragraph."]
+    with (tmp_path / "catalogues" / "page.po").open("rb") as file:
+        merged = read_po(file)
+    assert merged.get("220,672 (-0.033)").string == "220,672 (-0.033)" and not merged.fuzzy
 
 
 def _pasted(page: Path) -> tuple[Counter, list[str]]:
