@@ -78,7 +78,6 @@ def test_status_sees_untranslated_fuzzy_and_changed_markup(tmp_path):
     catalogue.add("6. Applications", "6. 应用")  # parses as a numbered list: Sphinx would keep the English
     catalogue.add("7. Tools", "7\\. 工具")
     catalogue.add("12,345", "")  # no words: nothing to translate
-    (tmp_path / "page.po").write_bytes(b"")
     with (tmp_path / "page.po").open("wb") as file:
         write_po(file, catalogue)
     [status] = tr.status(tmp_path)
