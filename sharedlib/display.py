@@ -19,6 +19,15 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Mar
     return Markdown("\n".join(lines))
 
 
+def show(content: str | Markdown | None) -> None:
+    """Display Markdown text or a ``markdown_table``; nothing for ``None`` (e.g. a table with no rows yet)."""
+    if content is None:
+        return
+    from IPython.display import display
+
+    display(Markdown(content) if isinstance(content, str) else content)
+
+
 def glue(name: str, value: Any) -> None:
     """Glue ``value`` for the book's prose (``{glue:text}`` roles); a no-op where myst-nb is absent (Colab)."""
     try:

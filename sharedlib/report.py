@@ -16,7 +16,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from IPython.display import Markdown
 
 from .evidence import PairedDifference, conclusion, mean_interval, paired_difference
 from .recorded import load_recorded
@@ -333,6 +336,15 @@ def compare(data: Mapping[str, Any], experiment: str, baseline: str, labels: Ite
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     labels = [baseline, *[x for x in labels if x != baseline]]
     return compare_pairs(data, experiment, [(label, baseline) for label in labels], metric, level)
+
+
+def comparison_table(comparisons: Sequence[Comparison]) -> Markdown | None:
+    """The comparisons as a Markdown table (chapters 6 and 8), or ``None`` while none of their models has run."""
+    from .display import markdown_table
+
+    if not any(c.seeds for c in comparisons):
+        return None
+    return markdown_table(COMPARISON_HEADERS, comparison_rows(comparisons))
 
 
 def comparison_rows(comparisons: Iterable[Comparison], digits: int = 3) -> list[tuple]:

@@ -98,6 +98,7 @@ def test_a_partial_file_renders_not_recorded_yet():
     assert all(c.effect in ("not recorded", "baseline") for c in comparisons)
     assert all(report.NOT_RECORDED in row[4] for row in report.comparison_rows(comparisons))
     assert report.effect_summary(comparisons, "Equal depth") == f"Equal depth: {report.NOT_RECORDED}"
+    assert report.comparison_table(comparisons) is None  # nothing to tabulate yet
     assert report.NOT_RECORDED in report.bullets(comparisons)
     headers, rows = report.sweep_table(data)
     assert headers == ["strategy", "lr 0.003", "lr 0.006", "chosen"]
@@ -109,6 +110,20 @@ def test_a_partial_file_renders_not_recorded_yet():
     assert edge == ["At the largest rate of the grid (0.006): none. A wider grid might find a better rate, so this "
                     "strategy may be under-tuned."]
     assert report.mean_curves(data, "equal-depth") == {}
+
+
+def test_the_comparison_table_has_a_row_per_model_and_show_skips_none(monkeypatch):
+    from sharedlib import display
+
+    comparisons = report.compare(equal_depth([0.1, 0.12, 0.11, 0.1, 0.1]), "equal-depth", "none")
+    table = report.comparison_table(comparisons).data.splitlines()
+    assert table[0] == "| " + " | ".join(report.COMPARISON_HEADERS) + " |"
+    assert [line.split(" | ")[0].strip("| ") for line in table[2:]] == [c.label for c in comparisons]
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    display.show(None)
+    display.show("**x**")
+    assert [item.data for item in shown] == ["**x**"]
 
 
 def test_fewer_seeds_than_planned_are_counted_and_one_seed_gives_no_conclusion():
