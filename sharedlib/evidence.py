@@ -204,3 +204,18 @@ def summarize_experiment(
             "conclusion": None if diff is None else conclusion(diff, label, baseline, METRIC_NAMES.get(metric, metric)),
         })
     return rows
+
+
+def variance_explained(values: Any, groups: Any) -> float:
+    """Share of the variance of ``values`` that the group means explain (eta squared: between-group sum of squares
+    over the total), for two equally long arrays; chapter 5b asks how much position or difficulty explains."""
+    v = np.asarray(values, dtype=float).ravel()
+    g = np.asarray(groups).ravel()
+    if v.size != g.size or v.size < 2:
+        raise ValueError(f"values and groups must have the same length, at least 2, got {v.size} and {g.size}")
+    total = ((v - v.mean()) ** 2).sum()
+    if total == 0:
+        raise ValueError("variance_explained is undefined when every value is equal")
+    _, inverse = np.unique(g, return_inverse=True)
+    means = np.bincount(inverse, weights=v) / np.bincount(inverse)  # (groups,) the mean of each group
+    return float(((means[inverse] - v.mean()) ** 2).sum() / total)

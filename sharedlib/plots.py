@@ -266,16 +266,19 @@ def plot_steps_by_difficulty(
     max_steps: int,
     xlabel: str = "hops to the root",
     title: str = "",
+    quantity: str = "steps taken",
+    limit_label: str = "max_steps",
 ) -> Figure:
-    """Chapter 5b: mean ACT steps per difficulty (error bars given by the caller) and a grid of example sequences
-    coloured by the steps each position took, each cell labelled with its difficulty."""
+    """Chapter 5b: mean ACT steps (or MoR recursions: ``quantity``) per difficulty (error bars given by the caller)
+    and a grid of example sequences coloured by the steps each position took, each cell labelled with its
+    difficulty."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.5]})
     left.errorbar(difficulty, mean_steps, yerr=error, marker="o", capsize=3)
     left.set_xlabel(xlabel)
-    left.set_ylabel("steps taken (mean)")
+    left.set_ylabel(f"{quantity} (mean)")
     left.set_ylim(0.5, max_steps + 0.5)
     left.axhline(max_steps, color="#8c8c8c", linestyle="--", linewidth=1)
-    left.text(min(difficulty), max_steps - 0.15, "max_steps", va="top", fontsize=9, color="#555555")
+    left.text(min(difficulty), max_steps - 0.15, limit_label, va="top", fontsize=9, color="#555555")
     image = right.imshow(example_steps, cmap="viridis", vmin=1, vmax=max_steps, aspect="auto")
     for row, labels in enumerate(example_difficulty):
         for column, value in enumerate(labels):
@@ -284,7 +287,7 @@ def plot_steps_by_difficulty(
     right.set_xlabel("position (cell text: hops to the root)")
     right.set_ylabel("example")
     right.set_yticks(range(len(example_steps)))
-    fig.colorbar(image, ax=right, label="steps taken")
+    fig.colorbar(image, ax=right, label=quantity)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -15,6 +15,7 @@ from sharedlib.evidence import (
     summarize_experiment,
     t_cdf,
     t_quantile,
+    variance_explained,
 )
 
 # Two-sided 95% critical values of Student's t from printed tables (independent of the code under test).
@@ -132,3 +133,26 @@ def test_more_context_helps_on_the_built_in_corpus():
     assert b["unigram"] == pytest.approx(3.246, abs=0.005)
     assert b["bigram"] == pytest.approx(2.391, abs=0.005)
     assert b["trigram"] == pytest.approx(1.783, abs=0.005)
+
+
+def test_variance_explained_by_hand_and_against_a_regression_on_group_indicators():
+    # groups a: (1, 3) mean 2, b: (5, 7) mean 6; grand mean 4; between 4 * 4 = 16, total 9 + 1 + 1 + 9 = 20
+    assert variance_explained([1, 3, 5, 7], ["a", "a", "b", "b"]) == pytest.approx(0.8)
+    rng = random.Random(0)
+    groups = [rng.randrange(5) for _ in range(200)]
+    values = [g * 0.5 + rng.gauss(0, 1) for g in groups]
+    # R^2 of least squares on one indicator per group is the same quantity, computed another way
+    import numpy as np
+
+    X = np.eye(5)[groups]
+    y = np.array(values)
+    fitted = X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    r2 = 1 - ((y - fitted) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert variance_explained(values, groups) == pytest.approx(r2, abs=1e-12)
+    # groups unrelated to the values explain little; one group per value explains everything
+    assert variance_explained(values, [rng.randrange(2) for _ in range(200)]) < 0.05
+    assert variance_explained(values, range(200)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same length"):
+        variance_explained([1, 2], [1])
+    with pytest.raises(ValueError, match="every value is equal"):
+        variance_explained([3, 3], [0, 1])
