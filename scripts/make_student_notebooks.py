@@ -43,7 +43,7 @@ class _Stripper:
 
 def stub_cell(label: str) -> nbformat.NotebookNode:
     """The cell a student fills in for exercise ``label``."""
-    source = f"# Exercise {label}: write your answer here, then run the checker the exercise names.\n"
+    source = f"# Exercise {label}: write your answer here (and run its checker, if the exercise names one).\n"
     source += f'raise NotImplementedError("exercise {label}")'
     return nbformat.v4.new_code_cell(source, metadata={"tags": ["exercise", "raises-exception"]})
 

@@ -96,8 +96,8 @@ def check_count_function(fn: Callable[[TransformerConfig], int], strategy: str, 
 def check_layer_map(fn: Callable[[int, int], list[int]], strategy: str, max_layers: int | None = None) -> str:
     """Compare a student's ``fn(n_layers, n_unique) -> list[int]`` with ``layer_to_block`` for all small N, M.
 
-    ``max_layers`` defaults to 12, and to 24 for "groups": Hugging Face's float formula first parts from the
-    integer ``i * G // N`` at N=18, G=14, so a checker that stops earlier could not tell them apart.
+    ``max_layers`` defaults to 12, and to 24 for "groups", where Hugging Face's float formula and its integer
+    versions part only at larger N (chapter 7's exercise finds where).
     """
     _require_callable("fn", fn)
     _require_choice("strategy", strategy, NEEDS_N_UNIQUE)
@@ -124,13 +124,23 @@ def check_embedding_saving(value: int, vocab_size: int = 30000, d_model: int = 7
     """Check the parameters saved by factorising the token table V*H into V*E + E*H + H."""
     for name, size in (("vocab_size", vocab_size), ("d_model", d_model), ("embedding_size", embedding_size)):
         _require_count(name, size)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"value must be an integer number of parameters, got {value!r}")
     untied = vocab_size * d_model  # the token table of an unfactorised model
     factorised = vocab_size * embedding_size + embedding_size * d_model + d_model  # table + projection
     expected = untied - factorised
     if value != expected:
+        V, H, E = vocab_size, d_model, embedding_size
+        known = {  # common slips, recognised by the value they produce
+            untied - V * E: "you left out the E -> H projection that maps the small table up to H",
+            untied - V * E - E * H: "the E -> H projection is an nn.Linear: count its bias too",
+            untied - factorised + H - E: "the projection's bias has H entries, not E",
+            factorised: "that is the size of the factorised tables; the question asks what they save",
+        }
+        hint = known.get(value, "too large" if value > expected else "too small")
         raise AssertionError(
-            f"for V={vocab_size}, H={d_model}, E={embedding_size} the token tables shrink by {expected:,}, "
-            f"got {value!r} (count V*H against V*E + E*H + H; leave position embeddings out)"
+            f"for V={V}, H={H}, E={E} your saving {value!r} is not right: {hint} "
+            "(count only the token tables; position embeddings are not factorised)"
         )
     return f"correct: factorising saves {expected:,} parameters ({expected / (vocab_size * d_model):.1%} of V*H)"
 
@@ -144,8 +154,8 @@ def check_tensor_layout(answer: tuple[str, str, str]) -> str:
     for axis, (size, want, got) in enumerate(zip((10, 32, 512), expected, names, strict=True)):
         if got != want:
             raise AssertionError(
-                f"axis {axis} (size {size}) is {want!r}, you said {got!r}: without batch_first=True, "
-                "nn.MultiheadAttention reads (sequence, batch, features)"
+                f"axis {axis} (size {size}) is not {got!r}: look up what nn.MultiheadAttention expects when "
+                "batch_first is left at its default"
             )
     return "correct: 10 positions, a batch of 32, 512 features per token"
 
@@ -164,9 +174,16 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
     expected = doubling_time_months(models)
     if not abs(value - expected) <= tolerance_months:
         frontier = sorted({m.year for m in models})
+        if abs(value - doubling_time_months(PUBLISHED_MODELS)) <= tolerance_months:
+            hint = "that is the trend over every year in the list; keep only the models from `since` on"
+        elif abs(12 * value - expected) <= tolerance_months:
+            hint = "that is in years; the question asks for months"
+        else:
+            slower = "too slow (too many months)" if value > expected else "too fast (too few months)"
+            hint = f"{slower}; fit one point per year, log2 of that year's largest model, then take 12 / slope"
         raise AssertionError(
-            f"from {since} on (years {frontier}) the largest model doubles every {expected:.1f} months, got {value!r}; "
-            "fit a line to log2(largest parameters of each year) against the year, then take 12 / slope"
+            f"from {since} on (years {frontier}) your doubling time of {value!r} months is off by more than "
+            f"{tolerance_months} months: {hint}"
         )
     return f"correct: {expected:.1f} months per doubling since {since}"
 
@@ -252,10 +269,11 @@ def check_training_step_flops(value: float, config: TransformerConfig, batch_siz
         elif _close(value, 2 * forward, 1e-3):
             hint = "the backward pass costs twice the forward: one matmul for the input gradient, one for the weight's"
         else:
-            hint = "count 3 x forward FLOPs per token x tokens per step; depth counts, sharing does not"
+            size = "too large" if value > expected else "too small"
+            hint = f"{size}; count every applied layer for every token of the batch (depth counts, sharing does not)"
         raise AssertionError(
             f"for B={batch_size}, T={seq_len}, depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} "
-            f"expected {expected:.4g} FLOPs per step, got {value!r}: {hint}"
+            f"your {value!r} FLOPs per step is not right: {hint}"
         )
     return f"correct: {expected:.4g} FLOPs per training step (3 x {forward:.4g} forward)"
 
@@ -277,12 +295,18 @@ def check_break_even_rank(value: int, config: TransformerConfig) -> str:
     while relaxed_parameters(config, rank) < unshared:
         rank += 1
     if value != rank:
-        below, at = relaxed_parameters(config, rank - 1) if rank > 1 else None, relaxed_parameters(config, rank)
-        where = f"at r={rank - 1} it has {below:,}, " if below is not None else ""
+        shape = f"for depth {config.depth}, H={config.d_model}, d_ff={config.d_ff}"
+        if value < 1:
+            raise AssertionError(f"{shape} a rank is at least 1, got {value!r}")
+        at = relaxed_parameters(config, value)
+        if value < rank:
+            raise AssertionError(
+                f"{shape} at r={value} the relaxed model has {at:,} parameters, still fewer than the unshared "
+                f"model's {unshared:,}: r is too small (each weight matrix (out, in) gets r*(out + in) per layer)"
+            )
         raise AssertionError(
-            f"for depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} the unshared model has {unshared:,} "
-            f"parameters; the relaxed one reaches it at r={rank} ({where}at r={rank} {at:,}), got {value!r}: "
-            "solve count(all) + depth*r*(8H + 2*d_ff) >= count(none) and round r up"
+            f"{shape} r={value} is not the smallest: r={value - 1} already gives "
+            f"{relaxed_parameters(config, value - 1):,} >= {unshared:,} parameters; round up, not further"
         )
     return f"correct: from rank {rank} on, the relaxed model is no smaller than the unshared one ({unshared:,})"
 
@@ -486,7 +510,7 @@ def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
         out = _call(module, f"an input of shape (5, {width})", x)
         if not isinstance(out, torch.Tensor) or out.shape != reference.shape or not torch.allclose(out, reference):
             raise AssertionError(
-                f"for width={width}, depth={depth} the output differs from applying the Linear {depth} times with "
+                f"for width={width}, depth={depth}: the output differs from applying the Linear {depth} times with "
                 "ReLU between (none after the last)"
             )
         out.sum().backward()
@@ -494,7 +518,7 @@ def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
         summed = sum(copy.weight.grad for copy in copies)
         if linear.weight.grad is None or not torch.allclose(linear.weight.grad, summed, atol=1e-6):
             raise AssertionError(
-                f"for width={width}, depth={depth} the weight's gradient is not the sum of its {depth} uses' "
+                f"for width={width}, depth={depth}: the weight's gradient is not the sum of its {depth} uses' "
                 "gradients: is the Linear detached or replaced in forward?"
             )
     return "correct: one Linear's parameters, the right output, and gradients summed over every use"

@@ -41,8 +41,13 @@ def test_training_step_flops_checker():
     assert exercises.check_training_step_flops(float(3 * forward), BASE, 8, 512).startswith("correct")
     with pytest.raises(AssertionError, match=r"B=8, T=512, depth 12, .* forward pass alone"):
         exercises.check_training_step_flops(forward, BASE, 8, 512)
-    with pytest.raises(AssertionError, match=r"sharing does not"):
+    with pytest.raises(AssertionError, match=r"backward pass costs twice"):
+        exercises.check_training_step_flops(2 * forward, BASE, 8, 512)
+    with pytest.raises(AssertionError, match=r"too small; .*sharing does not") as error:
         exercises.check_training_step_flops(3 * forward / 12, BASE, 8, 512)  # one block's worth
+    assert f"{3 * forward:.4g}" not in str(error.value)  # the value is not given away
+    with pytest.raises(AssertionError, match=r"too large"):
+        exercises.check_training_step_flops(30 * forward, BASE, 8, 512)
 
 
 def test_training_step_is_three_forwards_when_measured():
@@ -60,10 +65,16 @@ def test_break_even_rank_checker():
     unshared = sl.count_parameters(replace(BASE, strategy="none"))
     rank = math.ceil((unshared - sl.count_parameters(BASE)) / delta_parameters(BASE, 1))  # closed form
     assert exercises.check_break_even_rank(rank, BASE).startswith("correct")
-    with pytest.raises(AssertionError, match=rf"reaches it at r={rank} \(at r={rank - 1} .* got {rank - 1}: solve"):
+    with pytest.raises(AssertionError, match=rf"at r={rank - 1} .* still fewer than .*{unshared:,}: r is too small"):
         exercises.check_break_even_rank(rank - 1, BASE)
-    with pytest.raises(AssertionError, match=rf"r={rank} .* got {rank + 1}"):
+    with pytest.raises(AssertionError, match=rf"r={rank + 1} is not the smallest: r={rank} already gives"):
         exercises.check_break_even_rank(rank + 1, BASE)
+    with pytest.raises(AssertionError, match="a rank is at least 1"):
+        exercises.check_break_even_rank(0, BASE)
+    for wrong in (rank - 1, rank + 1, 1):  # the feedback never states the answer
+        with pytest.raises(AssertionError) as error:
+            exercises.check_break_even_rank(wrong, BASE)
+        assert f"r={rank}" not in str(error.value) or wrong == rank + 1
 
 
 def test_activation_memory_checker():
@@ -161,9 +172,9 @@ def test_shared_stack_checker():
                 x = nn.functional.linear(x if i == 0 else torch.relu(x), weight, self.linear.bias)
             return x
 
-    with pytest.raises(AssertionError, match=r"width=4, depth=3 the weight's gradient is not the sum of its 3 uses"):
+    with pytest.raises(AssertionError, match=r"width=4, depth=3: the weight's gradient is not the sum of its 3 uses"):
         exercises.check_shared_stack(Detached)
-    with pytest.raises(AssertionError, match=r"width=4, depth=3 the output differs"):
+    with pytest.raises(AssertionError, match=r"width=4, depth=3: the output differs"):
         exercises.check_shared_stack(lambda w, d: nn.Sequential(nn.Linear(w, w)))
 
 

@@ -28,9 +28,17 @@ def test_map_checker():
 
 
 def test_embedding_checker():
-    assert "correct" in exercises.check_embedding_saving(30000 * 768 - (30000 * 128 + 128 * 768 + 768))
-    with pytest.raises(AssertionError, match="V=30000"):
-        exercises.check_embedding_saving(30000 * 768 - 30000 * 128)
+    V, H, E = 30000, 768, 128
+    saving = V * H - (V * E + E * H + H)
+    assert "correct" in exercises.check_embedding_saving(saving)
+    for wrong, hint in ((V * H - V * E, "left out the E -> H projection"), (saving + H, "count its bias too"),
+                        (saving - E + H, "bias has H entries, not E"), (V * E + E * H + H, "asks what they save"),
+                        (saving + 7, "too large"), (saving - 7, "too small")):
+        with pytest.raises(AssertionError, match="V=30000") as error:
+            exercises.check_embedding_saving(wrong)
+        assert hint in str(error.value) and f"{saving:,}" not in str(error.value)
+    with pytest.raises(ValueError, match="value must be an integer"):
+        exercises.check_embedding_saving(float(saving))
 
 
 def test_explorer_updates_and_reports_invalid_combinations():
@@ -57,8 +65,10 @@ def test_layer_map_explorer():
 
 def test_tensor_layout_checker():
     assert "correct" in exercises.check_tensor_layout(("sequence", "batch", "features"))
-    with pytest.raises(AssertionError, match="axis 0"):
+    with pytest.raises(AssertionError, match=r"axis 0 .* is not 'batch'"):
         exercises.check_tensor_layout(("batch", "sequence", "features"))
+    with pytest.raises(AssertionError, match=r"axis 1 .* is not 'features'"):
+        exercises.check_tensor_layout(("sequence", "features", "batch"))
 
 
 def test_layer_map_figure_draws_every_strategy():
@@ -68,12 +78,14 @@ def test_layer_map_figure_draws_every_strategy():
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "groups"
 
 
-def test_doubling_time_checker_names_the_years_and_the_expected_value():
+def test_doubling_time_checker_names_the_years_and_diagnoses_without_the_answer():
     expected = doubling_time_months(tuple(m for m in PUBLISHED_MODELS if m.year >= 2019))
     assert exercises.check_doubling_time(expected + 0.3, since=2019).startswith("correct")
-    with pytest.raises(AssertionError, match=rf"years \[2019, 2020.*doubles every {expected:.1f} months, got 3"):
-        exercises.check_doubling_time(3, since=2019)
-
+    for wrong, hint in ((3, "too fast"), (expected + 20, "too slow"), (expected / 12, "in years"),
+                        (doubling_time_months(PUBLISHED_MODELS), "every year in the list")):
+        with pytest.raises(AssertionError, match=r"years \[2019, 2020") as error:
+            exercises.check_doubling_time(wrong, since=2019)
+        assert hint in str(error.value) and f"{expected:.1f}" not in str(error.value)
 
 def test_delta_count_checker_accepts_the_closed_form_and_names_the_shape_on_failure():
     assert exercises.check_delta_count(delta_parameters).startswith("correct")
