@@ -123,14 +123,16 @@ def forward_flops_per_token(config: TransformerConfig, seq_len: int) -> dict[str
 def activation_values_per_token(config: TransformerConfig) -> int:
     """Values the encoder layers keep for backward, per token, with a fused attention kernel (chapter 4).
 
-    Per layer: attention keeps its LayerNorm input, output and two statistics, Q|K|V (3H), the head-merged
-    output (H) and one log-sum-exp per head; the FFN keeps its LayerNorm input, output and statistics and
-    both d_ff-wide tensors. The chapter measures this; other kernels keep a little more.
+    Per layer: each sublayer's LayerNorm keeps its input and two statistics and the first linear layer its
+    input (without LayerNorms only the latter); attention adds Q|K|V (3H), the head-merged output (H) and one
+    log-sum-exp per head; the FFN adds its d_ff-wide tensors, both with GELU, ReLU's output alone.
+    The chapter measures this; other kernels keep a little more.
     """
     _check_config(config)
     H = config.d_model
-    attention = 2 * H + 2 + 3 * H + H + config.n_heads
-    ffn = 2 * H + 2 + 2 * config.d_ff
+    sublayer_input = H if config.norm == "none" else 2 * H + 2  # (LayerNorm input + stats +) linear input
+    attention = sublayer_input + 3 * H + H + config.n_heads
+    ffn = sublayer_input + (config.d_ff if config.activation == "relu" else 2 * config.d_ff)
     return config.depth * (attention + ffn)
 
 

@@ -1,19 +1,24 @@
-"""Data-parallel training of shared and unshared models, and the bytes each all-reduces (chapter 6b).
+"""Data-parallel training of shared and unshared models, and the bytes each communicates (chapter 6b).
 
-Run under torchrun, e.g. 2 CPU processes with gloo:
+Run under torchrun, e.g. 2 CPU processes with gloo (``--fsdp`` for fully sharded data parallel):
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 -m sharedlib.distributed --layers 6
+
+prints ``{"world_size": 2, "by_depth": {"6": {"none": {...}, "all": {...}}}}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import TransformerConfig
@@ -50,8 +55,63 @@ def allreduce_bytes_per_step(module: nn.Module, tokens: torch.Tensor, steps: int
     return sent["bytes"] // steps
 
 
-def compare_strategies(d_model: int, layers: int, batch: int, seq_len: int, steps: int) -> dict[str, dict[str, int]]:
-    """All-reduce bytes per step and unique parameters of the unshared and the fully shared model."""
+# the collectives FSDP2 calls (torch >= 2.10), and the argument that holds the full, unsharded tensor
+FSDP_COLLECTIVES = {"all_gather_single": "output", "reduce_scatter_single": "input"}
+
+
+@contextlib.contextmanager
+def counting_collectives() -> Iterator[dict[str, int]]:
+    """Count the bytes of the full tensors FSDP all-gathers and reduce-scatters while the block runs."""
+    missing = [name for name in FSDP_COLLECTIVES if not hasattr(dist, name)]
+    if missing:
+        raise RuntimeError(f"torch.distributed has no {missing}: this torch's FSDP calls other collectives")
+    counts = dict.fromkeys(FSDP_COLLECTIVES, 0)
+    originals = {name: getattr(dist, name) for name in FSDP_COLLECTIVES}
+
+    def counted(name: str, full: str):
+        def collective(*args, **kwargs):
+            tensor = kwargs[full] if full in kwargs else args[0 if full == "output" else 1]
+            counts[name] += tensor.numel() * tensor.element_size()
+            return originals[name](*args, **kwargs)
+
+        return collective
+
+    try:
+        for name, full in FSDP_COLLECTIVES.items():
+            setattr(dist, name, counted(name, full))
+        yield counts
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
+
+
+def fsdp_bytes_per_step(
+    module: NextTokenLoss, tokens: torch.Tensor, reshard_after_forward: bool, steps: int = 2
+) -> dict[str, int]:
+    """Shard every attention and FFN block, then the whole model, with ``fully_shard``; train ``steps`` steps
+    and return the bytes all-gathered and reduce-scattered per step."""
+    for block in [*module.model.attention, *module.model.ffn]:  # the unique blocks, each sharded once
+        fully_shard(block, reshard_after_forward=reshard_after_forward)
+    fully_shard(module, reshard_after_forward=reshard_after_forward)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    with counting_collectives() as counts:
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            module(tokens).backward()
+            optimizer.step()
+    if not all(counts.values()):
+        raise RuntimeError(f"no FSDP collective was counted ({counts}): torch's FSDP calls other functions")
+    return {
+        "all_gather_bytes_per_step": counts["all_gather_single"] // steps,
+        "reduce_scatter_bytes_per_step": counts["reduce_scatter_single"] // steps,
+    }
+
+
+def compare_strategies(
+    d_model: int, layers: int, batch: int, seq_len: int, steps: int, fsdp: bool = False
+) -> dict[str, dict[str, int]]:
+    """Unique parameters and bytes communicated per step of the unshared and the fully shared model: all-reduced
+    under DDP, or all-gathered and reduce-scattered under FSDP with and without resharding after forward."""
     results = {}
     for strategy in ("none", "all"):
         config = TransformerConfig(
@@ -65,31 +125,37 @@ def compare_strategies(d_model: int, layers: int, batch: int, seq_len: int, step
             causal=True,
             lm_head=True,
         )
-        torch.manual_seed(0)  # the same initial weights on every rank
-        module = NextTokenLoss(SharedTransformer(config))
         shard = torch.Generator().manual_seed(dist.get_rank())  # different data on every rank
         tokens = torch.randint(0, 256, (batch, seq_len + 1), generator=shard)
-        results[strategy] = {
-            "parameters": count_parameters(config),
-            "allreduce_bytes_per_step": allreduce_bytes_per_step(module, tokens, steps),
-        }
+        results[strategy] = {"parameters": count_parameters(config)}
+        for reshard in (True, False) if fsdp else (None,):
+            torch.manual_seed(0)  # the same initial weights on every rank
+            module = NextTokenLoss(SharedTransformer(config))
+            if reshard is None:
+                results[strategy]["allreduce_bytes_per_step"] = allreduce_bytes_per_step(module, tokens, steps)
+            else:
+                traffic = fsdp_bytes_per_step(module, tokens, reshard, steps)
+                results[strategy].update({f"reshard_after_forward={reshard}: {k}": v for k, v in traffic.items()})
     return results
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="All-reduce bytes of shared vs unshared models under DDP")
+    parser = argparse.ArgumentParser(description="Bytes communicated by shared vs unshared models under DDP or FSDP")
     parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--layers", type=int, nargs="+", default=[6], help="one or more depths")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--fsdp", action="store_true", help="fully_shard instead of DDP")
     args = parser.parse_args(argv)
     dist.init_process_group("gloo")
     try:
-        results = compare_strategies(args.d_model, args.layers, args.batch, args.seq_len, args.steps)
+        results = {
+            str(layers): compare_strategies(args.d_model, layers, args.batch, args.seq_len, args.steps, args.fsdp)
+            for layers in args.layers
+        }
         if dist.get_rank() == 0:
-            results["world_size"] = dist.get_world_size()
-            print(json.dumps(results))
+            print(json.dumps({"world_size": dist.get_world_size(), "by_depth": results}))
     finally:
         dist.destroy_process_group()
 

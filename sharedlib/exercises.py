@@ -268,9 +268,11 @@ def check_training_step_flops(value: float, config: TransformerConfig, batch_siz
             hint = "that is the forward pass alone; the backward pass costs two more (gradients of inputs and weights)"
         elif _close(value, 2 * forward, 1e-3):
             hint = "the backward pass costs twice the forward: one matmul for the input gradient, one for the weight's"
+        elif value < expected:
+            hint = "too small; count every applied layer for every token of the batch (depth counts, sharing does not)"
         else:
-            size = "too large" if value > expected else "too small"
-            hint = f"{size}; count every applied layer for every token of the batch (depth counts, sharing does not)"
+            hint = ("too large; is the config you pass the one you counted for (lm_head, embedding_size)? "
+                    "Each matrix multiplication counts once forward and twice backward")
         raise AssertionError(
             f"for B={batch_size}, T={seq_len}, depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} "
             f"your {value!r} FLOPs per step is not right: {hint}"
@@ -332,8 +334,11 @@ def check_activation_memory(fn: Callable[[TransformerConfig], int], trials: int 
                         f"{config.depth} here")
             elif config.strategy == "groups" and got == per_layer * config.n_layers:
                 hint = "each ALBERT group holds inner_group_num layers: depth is n_layers * inner_group_num"
+            elif config.norm == "none" or config.activation == "relu":
+                hint = (f"norm={config.norm!r}, activation={config.activation!r}: a model without LayerNorms keeps "
+                        "no LayerNorm values, and ReLU's backward needs only its output")
             else:
-                hint = "per layer: attention 6H + 2 + n_heads, FFN 2H + 2 + 2*d_ff"
+                hint = "per applied layer, list what each LayerNorm, linear layer, attention kernel and FFN keep"
             raise AssertionError(
                 f"for {config} (depth {config.depth}) expected {expected:,} values per token ({per_layer:,} per "
                 f"applied layer), got {got!r}; {hint}"
@@ -469,9 +474,10 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4) -> str:
             error = (got.float() - want).abs().max().item()
             if error > 1e-4:
                 raise AssertionError(
-                    f"{where}: logits differ from decode_step's by up to {error:.3g}; embed the token at position "
-                    "cache.length (model.embeddings(ids, start=t)) and give each applied layer its own cache entry, "
-                    "even where layers share a block"
+                    f"{where}: logits differ from decode_step's by up to {error:.3g}; check the three steps: embed "
+                    "the token at position cache.length (read before the layers append), give each applied layer its "
+                    "own cache entry even where layers share a block, and finish as the forward pass does (the final "
+                    "LayerNorm of a pre-norm model, then model.logits)"
                 )
     return f"correct: your step matches decode_step for {steps} tokens with unshared, shared and cycle-rev models"
 

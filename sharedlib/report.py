@@ -27,7 +27,7 @@ from .suite import (
     ALL_STRATEGIES,
     EXPERIMENTS,
     RESULTS_NAME,
-    STUB_EXPERIMENTS,
+    SEPARATE_EXPERIMENTS,
     Profile,
     chosen_lrs,
     flops_curve,
@@ -134,8 +134,9 @@ def progress(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             state = f"partial: {len(mine)} of {planned} runs; the rest is {NOT_RECORDED}"
         out.append({"experiment": name, "finished": ok, "diverged": len(mine) - ok, "planned": planned,
                     "state": state})
-    for name, why in STUB_EXPERIMENTS.items():
-        out.append({"experiment": name, "finished": 0, "diverged": 0, "planned": 0, "state": f"not built yet: {why}"})
+    for name, where in SEPARATE_EXPERIMENTS.items():
+        out.append({"experiment": name, "finished": 0, "diverged": 0, "planned": 0,
+                    "state": f"not part of this suite: {where}"})
     return out
 
 
@@ -469,7 +470,8 @@ def takase_kiyono_sentences(data: Mapping[str, Any]) -> list[str]:
         return [f"The equal-parameter experiment is {NOT_RECORDED}, so neither finding is tested here yet"]
     better = [c.label for c in same_params if c.effect == "lower"]
     first = (f"Takase & Kiyono report that M blocks applied N > M times beat the vanilla M-layer model. Here "
-             f"{len(better)} of {len(same_params)} shared orders have a lower validation loss than it with a 95% "
+             f"{len(better)} of {len(same_params)} shared orders {'has' if len(better) == 1 else 'have'} a lower "
+             "validation loss than it with a 95% "
              f"interval that excludes zero" + (f" ({', '.join(better)})" if better else ""))
     p = file_profile(data)
     n = 2 * p.n_unique

@@ -46,7 +46,7 @@ def test_training_step_flops_checker():
     with pytest.raises(AssertionError, match=r"too small; .*sharing does not") as error:
         exercises.check_training_step_flops(3 * forward / 12, BASE, 8, 512)  # one block's worth
     assert f"{3 * forward:.4g}" not in str(error.value)  # the value is not given away
-    with pytest.raises(AssertionError, match=r"too large"):
+    with pytest.raises(AssertionError, match=r"too large; is the config you pass the one you counted for"):
         exercises.check_training_step_flops(30 * forward, BASE, 8, 512)
 
 
@@ -87,8 +87,14 @@ def test_activation_memory_checker():
 
     with pytest.raises(AssertionError, match=r"\(depth \d+\) expected [\d,]+ values .*you counted \d+ unique blocks"):
         exercises.check_activation_memory(per_unique_block)
-    with pytest.raises(AssertionError, match=r"per layer: attention 6H \+ 2 \+ n_heads"):
+    with pytest.raises(AssertionError, match=r"per applied layer, list what each LayerNorm"):
         exercises.check_activation_memory(lambda c: c.depth * (8 * c.d_model + 2 * c.d_ff))  # forgets the stats
+
+    def ignores_norm_and_activation(c):  # the GELU, LayerNorm inventory for every config
+        return sl.activation_values_per_token(replace(c, norm="pre", activation="gelu"))
+
+    with pytest.raises(AssertionError, match=r"without LayerNorms keeps no LayerNorm values.*ReLU"):
+        exercises.check_activation_memory(ignores_norm_and_activation)
 
 
 def test_halting_rule_checker():
@@ -145,6 +151,16 @@ def test_kv_cache_step_checker():
 
     with pytest.raises(AssertionError, match=r"should hold 5 positions after the step, it holds 4"):
         exercises.check_kv_cache_step(does_not_append)
+
+    def forgets_final_norm(model, token, cache):  # the layers right, the pre-norm model's last LayerNorm left out
+        final, model.final_norm = model.final_norm, None
+        try:
+            return decode_step(model, token, cache)[0]
+        finally:
+            model.final_norm = final
+
+    with pytest.raises(AssertionError, match=r"logits differ .*final LayerNorm of a pre-norm model"):
+        exercises.check_kv_cache_step(forgets_final_norm)
 
 
 class SharedStack(nn.Module):

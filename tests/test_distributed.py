@@ -24,8 +24,37 @@ def test_allreduce_bytes_scale_with_unique_parameters():
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["world_size"] == 2
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed["world_size"] == 2
+    report = printed["by_depth"]["4"]
     for strategy in ("none", "all"):
         assert report[strategy]["allreduce_bytes_per_step"] == 4 * report[strategy]["parameters"]  # float32 grads
     assert report["none"]["parameters"] > 2 * report["all"]["parameters"]
+
+
+def test_fsdp_gathers_every_applied_layer_and_reduce_scatters_unique_parameters():
+    """Under fully_shard the shared block is gathered at each use: only the gradients' traffic shrinks."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "sharedlib.distributed", "--d-model", "32", "--layers", "2", "4", "--seq-len", "8", "--fsdp"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    by_depth = json.loads(result.stdout.strip().splitlines()[-1])["by_depth"]
+    assert sorted(by_depth) == ["2", "4"]
+    for report in by_depth.values():
+        applied = report["none"]["parameters"]  # the unshared model holds every applied layer once
+        for strategy in ("none", "all"):
+            got = report[strategy]
+            for reshard, gathers in ((True, 2), (False, 1)):  # forward and backward, or forward only
+                assert got[f"reshard_after_forward={reshard}: all_gather_bytes_per_step"] == gathers * 4 * applied
+                assert got[f"reshard_after_forward={reshard}: reduce_scatter_bytes_per_step"] == 4 * got["parameters"]
+
+
+def test_counting_collectives_refuses_a_torch_without_fsdp2_collectives(monkeypatch):
+    import pytest
+    import torch.distributed as dist
+
+    from sharedlib.distributed import counting_collectives
+
+    monkeypatch.delattr(dist, "all_gather_single")
+    with pytest.raises(RuntimeError, match="all_gather_single"), counting_collectives():
+        pass
