@@ -268,3 +268,16 @@ def test_shared_gradient_checker():
         exercises.check_shared_gradient(lambda w, x, n: (_ for _ in ()).throw(RuntimeError("todo")))
     with pytest.raises(ValueError, match="fn must be a function"):
         exercises.check_shared_gradient(None)
+
+
+def test_halting_rule_checker_tells_greater_equal_from_greater():
+    def strictly_greater(p, threshold):  # halts only once the sum exceeds the threshold
+        return act_weights(p, threshold + 1e-12)
+
+    with pytest.raises(AssertionError, match=r"threshold 0.5, for probabilities \[0.25, 0.25, .*>= threshold"):
+        exercises.check_halting_rule(strictly_greater)
+
+
+def test_tensor_layout_refuses_unknown_axis_names():
+    with pytest.raises(ValueError, match=r"answer must use the axis names .* got \['seq'\]"):
+        exercises.check_tensor_layout(("seq", "batch", "features"))

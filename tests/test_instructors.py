@@ -46,3 +46,24 @@ def test_every_chapter_has_three_to_six_exercises_listed_for_instructors(path):
 def test_the_instructors_page_lists_no_exercise_that_does_not_exist():
     labels = {label for path in NOTEBOOKS for label in notebook_exercises(path)}
     assert set(instructor_rows()) == labels
+
+
+def test_the_solving_trial_on_the_page_matches_its_record():
+    """The numbers the instructors' page gives for the cold-solving trial come from its committed record."""
+    import json
+    import re
+    import statistics
+
+    record = json.loads((ROOT / "book" / "_data" / "exercise_trials.json").read_text())
+    rows = record["exercises"]
+    page = " ".join((ROOT / "book" / "instructors.md").read_text().split())
+    labels = {row["label"] for row in rows}
+    listed = set(re.findall(r"\{ref\}`(ex-[\w-]+)` \|", page))
+    assert labels == listed, "the trial record and the page's table list different exercises"
+    solved = sum(row["solved"] is True for row in rows)
+    minutes = statistics.median(row["minutes"] for row in rows)
+    calls = sum(row["checker_calls"] for row in rows)
+    found = sum(bool(row["found"]) for row in rows)
+    assert f"It solved {solved} of the {len(rows)} exercises" in page
+    assert f"a median of {minutes:.1f} minutes per exercise and {calls} checker calls in all" in page
+    assert f"In {found} of the {len(rows)} exercises something would have stopped or misled" in page
