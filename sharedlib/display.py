@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,3 +38,18 @@ def glue(name: str, value: Any) -> None:
     except ImportError:
         return
     myst_glue(name, value, display=False)
+
+
+def show_source(*names: str) -> None:
+    """Display the source of ``sharedlib`` objects named "module.Qual.name": what a chapter page shows with
+    ``literalinclude``, for readers of the notebook in Jupyter or Colab, where that directive does not render."""
+    from IPython.display import display
+
+    for name in names:
+        module_name, _, qualname = name.partition(".")
+        if not qualname:
+            raise ValueError(f"names must look like 'module.Object' or 'module.Class.method', got {name!r}")
+        obj: Any = importlib.import_module(f"sharedlib.{module_name}")
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        display(Markdown(f"`sharedlib/{module_name}.py`\n\n```python\n{textwrap.dedent(inspect.getsource(obj))}```"))

@@ -184,3 +184,16 @@ def test_every_exercise_title_starts_with_the_difficulty_the_instructors_page_gi
         assert difficulty in DIFFICULTIES, f"{label}: {title!r} does not start with Warm-up, Practice or Challenge"
         assert page.get(label) == difficulty, f"{label}: the title says {difficulty}, the page {page.get(label)}"
 
+
+
+def test_show_source_displays_library_code_and_refuses_a_bare_module(monkeypatch):
+    import IPython.display
+
+    from sharedlib.display import show_source
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    show_source("universal.halting_step")
+    assert "def halting_step(" in shown[0].data and "sharedlib/universal.py" in shown[0].data
+    with pytest.raises(ValueError, match=r"names must look like 'module\.Object'"):
+        show_source("universal")
