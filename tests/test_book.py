@@ -58,30 +58,3 @@ def test_code_chapter_includes_the_library_source(html):
     text = re.sub(r"<[^>]+>", "", (html / "notebooks" / "05_the_code.html").read_text())
     assert "scaled_dot_product_attention" in text and "def encode" in text and "def _layer" in text
 
-
-def test_every_literalinclude_is_shown_in_jupyter_too():
-    """A notebook read in Jupyter or Colab does not render ``literalinclude``: the next cell shows the same
-    objects with ``show_source``, hidden on the book's page (``remove-cell``)."""
-    import nbformat
-
-    include = re.compile(r"```\{literalinclude\} \.\./sharedlib/(\w+)\.py\n((?::\S+:.*\n)*)")
-    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
-        cells = nbformat.read(path, as_version=4).cells
-        for i, cell in enumerate(cells):
-            if cell.cell_type != "markdown":
-                continue
-            wanted = []
-            for module, options in include.findall(cell.source):
-                obj = re.search(r":pyobject: (\S+)", options)
-                wanted.append(f"{module}.{obj.group(1)}" if obj else module)
-            if not wanted:
-                continue
-            after = cells[i + 1] if i + 1 < len(cells) else None
-            assert after is not None and after.cell_type == "code" and "show_source(" in after.source, (
-                f"{path.name}: cell {i} includes library code; the next cell must call show_source"
-            )
-            assert "remove-cell" in after.metadata.get("tags", []), f"{path.name}: cell {i + 1} must be remove-cell"
-            shown = re.findall(r'"([\w.]+)"', after.source)
-            assert len(shown) == len(wanted) and all(
-                s == w or s.startswith(w + ".") for s, w in zip(shown, wanted, strict=True)
-            ), f"{path.name}: cell {i + 1} shows {shown}, the page includes {wanted}"

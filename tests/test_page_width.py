@@ -130,3 +130,29 @@ def test_the_width_check_sees_long_lines_and_hidden_cells(tmp_path):
     nb.cells.append(nbformat.v4.new_code_cell("t" * MAX_WIDTH))
     assert [line.split(":")[0] for line in too_wide(notebook_code_lines(nb, tmp_path))] == [
         "94 chars", "103 chars", "89 chars", "89 chars"]
+
+
+def test_every_literalinclude_is_shown_in_jupyter_too():
+    """A notebook read in Jupyter or Colab does not render ``literalinclude``: the next cell shows the same
+    objects with ``show_source``, hidden on the book's page (``remove-cell``)."""
+    include = re.compile(r"```\{literalinclude\} \.\./sharedlib/(\w+)\.py\n((?::\S+:.*\n)*)")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        for i, cell in enumerate(cells):
+            if cell.cell_type != "markdown":
+                continue
+            wanted = []
+            for module, options in include.findall(cell.source):
+                obj = re.search(r":pyobject: (\S+)", options)
+                wanted.append(f"{module}.{obj.group(1)}" if obj else module)
+            if not wanted:
+                continue
+            after = cells[i + 1] if i + 1 < len(cells) else None
+            assert after is not None and after.cell_type == "code" and "show_source(" in after.source, (
+                f"{path.name}: cell {i} includes library code; the next cell must call show_source"
+            )
+            assert "remove-cell" in after.metadata.get("tags", []), f"{path.name}: cell {i + 1} must be remove-cell"
+            shown = re.findall(r'"([\w.]+)"', after.source)
+            assert len(shown) == len(wanted) and all(
+                s == w or s.startswith(w + ".") for s, w in zip(shown, wanted, strict=True)
+            ), f"{path.name}: cell {i + 1} shows {shown}, the page includes {wanted}"
