@@ -173,7 +173,8 @@ def _exercise_titles(path: Path) -> dict[str, str]:
 
 def _instructor_difficulties() -> dict[str, str]:
     page = (ROOT / "book" / "instructors.md").read_text()
-    return dict(re.findall(r"^\|[^|]*\| \w+ \| \{ref\}`([\w-]+)` \| ([\w-]+) · [^|]+ \| \d+ \|$", page, re.M))
+    row = r"^\|[^|]*\| \w+ \| \{ref\}`([\w-]+)` \| ([\w-]+) · [^|]+ \| \d+ \| [\d.]+ · \d+ \|$"
+    return dict(re.findall(row, page, re.M))
 
 
 @pytest.mark.parametrize("name", [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
@@ -183,7 +184,6 @@ def test_every_exercise_title_starts_with_the_difficulty_the_instructors_page_gi
         difficulty = title.split(":")[0].lower()
         assert difficulty in DIFFICULTIES, f"{label}: {title!r} does not start with Warm-up, Practice or Challenge"
         assert page.get(label) == difficulty, f"{label}: the title says {difficulty}, the page {page.get(label)}"
-
 
 
 def test_show_source_displays_library_code_and_refuses_a_bare_module(monkeypatch):
