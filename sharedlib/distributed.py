@@ -61,7 +61,7 @@ FSDP_COLLECTIVES = {"all_gather_single": "output", "reduce_scatter_single": "inp
 
 @contextlib.contextmanager
 def counting_collectives() -> Iterator[dict[str, int]]:
-    """Count the bytes of the full tensors FSDP all-gathers and reduce-scatters while the block runs."""
+    """Count the bytes of the full tensors FSDP all-gathers and reduce-scatters inside the ``with`` block."""
     missing = [name for name in FSDP_COLLECTIVES if not hasattr(dist, name)]
     if missing:
         raise RuntimeError(f"torch.distributed has no {missing}: this torch's FSDP calls other collectives")
@@ -107,6 +107,12 @@ def fsdp_bytes_per_step(
     }
 
 
+def model_config(d_model: int, layers: int, seq_len: int, strategy: str) -> TransformerConfig:
+    """The small causal language model whose traffic this module measures (4 heads, d_ff = 4H, 256 tokens)."""
+    return TransformerConfig(d_model=d_model, n_heads=4, d_ff=4 * d_model, n_layers=layers, strategy=strategy,
+                             vocab_size=256, max_len=seq_len, causal=True, lm_head=True)
+
+
 def compare_strategies(
     d_model: int, layers: int, batch: int, seq_len: int, steps: int, fsdp: bool = False
 ) -> dict[str, dict[str, int]]:
@@ -114,17 +120,7 @@ def compare_strategies(
     under DDP, or all-gathered and reduce-scattered under FSDP with and without resharding after forward."""
     results = {}
     for strategy in ("none", "all"):
-        config = TransformerConfig(
-            d_model=d_model,
-            n_heads=4,
-            d_ff=4 * d_model,
-            n_layers=layers,
-            strategy=strategy,
-            vocab_size=256,
-            max_len=seq_len,
-            causal=True,
-            lm_head=True,
-        )
+        config = model_config(d_model, layers, seq_len, strategy)
         shard = torch.Generator().manual_seed(dist.get_rank())  # different data on every rank
         tokens = torch.randint(0, 256, (batch, seq_len + 1), generator=shard)
         results[strategy] = {"parameters": count_parameters(config)}

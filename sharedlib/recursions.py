@@ -15,23 +15,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import TransformerConfig
-from .data import IGNORE
 from .models import SharedTransformer, _init_weights
+from .universal import _check_steps, scored_cross_entropy
 
 
 def default_capacities(recursions: int) -> tuple[float, ...]:
     """Capacities 1, (R-1)/R, ..., 1/R: every token takes one recursion, 1/R of them take all R (chapter 5b)."""
-    R = _check_positive_int("recursions", recursions)
+    R = _check_steps("recursions", recursions)
     return tuple((R - r) / R for r in range(R))
 
 
 def tokens_per_recursion(capacities: Sequence[float], length: int) -> list[int]:
     """k_r = max(1, floor(capacity_r * length)), the tokens per sequence that take recursion r (as MoR's code)."""
-    _check_positive_int("length", length)
+    _check_steps("length", length)
     return [max(1, int(c * length)) for c in _check_capacities(capacities)]
 
 
@@ -126,14 +125,7 @@ def routed_loss(model: MixtureOfRecursions, batch: tuple[torch.Tensor, ...]) -> 
     """Cross-entropy of the scored targets (not ``IGNORE``) of a ``MixtureOfRecursions``."""
     inputs, targets = batch[0], batch[1]
     hidden, _ = model(inputs)  # (B, T, H)
-    logits = model.logits(hidden)  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return scored_cross_entropy(model.logits(hidden), targets)
 
 
 def _check_capacities(capacities: object) -> tuple[float, ...]:

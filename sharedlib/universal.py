@@ -231,13 +231,17 @@ class UniversalTransformer(nn.Module):
         return self.base.final_norm(x) if self.base.final_norm is not None else x
 
 
+def scored_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, T, V) over the targets (B, T) that are scored (not ``IGNORE``)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+
+
 def act_loss(model: UniversalTransformer, batch: tuple[torch.Tensor, ...], ponder_weight: float) -> torch.Tensor:
     """Cross-entropy of the scored targets (not ``IGNORE``) plus ``ponder_weight`` (tau) times the ponder cost."""
     _check_nonnegative("ponder_weight", ponder_weight)
     inputs, targets = batch[0], batch[1]
     hidden, record = model(inputs)  # (B, T, H)
-    logits = model.logits(hidden)  # (B, T, V)
-    task = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+    task = scored_cross_entropy(model.logits(hidden), targets)
     return task + ponder_weight * record.ponder_cost  # L = L_task + tau * rho
 
 
