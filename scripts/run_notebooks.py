@@ -155,6 +155,46 @@ def write_atomically(nb: nbformat.NotebookNode, target: Path) -> None:
         raise
 
 
+# What nbval never compares (its defaults, kept here so that --compare applies the same rules to a GPU run).
+NOT_COMPARED = {"image/png", "image/jpeg", "application/vnd.jupyter.widget-view+json"}
+IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
+
+
+def comparable_outputs(cell: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """A code cell's outputs as (kind, text) pairs, streams joined, as nbval compares them."""
+    pairs: list[tuple[str, str]] = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            if pairs and pairs[-1][0] == output.name:
+                pairs[-1] = (output.name, pairs[-1][1] + output.text)
+            else:
+                pairs.append((output.name, output.text))
+        for kind, value in output.get("data", {}).items():
+            if kind not in NOT_COMPARED:
+                pairs.append((kind, value if isinstance(value, str) else str(value)))
+    return pairs
+
+
+def compare_with_committed(executed: nbformat.NotebookNode, committed: nbformat.NotebookNode) -> list[str]:
+    """Differences beyond the outputs' precision (``output_precision``), cell by cell; live-training cells skipped."""
+    from output_precision import first_difference
+
+    cells = [(a, b) for a, b in zip(executed.cells, committed.cells, strict=True) if b.cell_type == "code"]
+    problems = []
+    for number, (new, old) in enumerate(cells):
+        if IGNORE_TAGS & set(old.metadata.get("tags", [])) or INSTALL_TAG in old.metadata.get("tags", []):
+            continue
+        ours, theirs = comparable_outputs(new), comparable_outputs(old)
+        if [k for k, _ in ours] != [k for k, _ in theirs]:
+            problems.append(f"cell {number}: outputs {[k for k, _ in ours]} vs committed {[k for k, _ in theirs]}")
+            continue
+        for (kind, text), (_, reference) in zip(ours, theirs, strict=True):
+            difference = first_difference(reference, text)
+            if difference:
+                problems.append(f"cell {number} ({kind}): {difference}")
+    return problems
+
+
 def run_one(path: Path, output: Path, parameters: dict, in_place: bool) -> float:
     """Execute ``path`` and write it to ``output`` only if every cell ran; returns the wall time in seconds."""
     start = time.perf_counter()
@@ -177,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="ci", help="ci, smoke or full (see notebooks/profiles.yml)")
     parser.add_argument("--device", default="auto", help="auto, cpu, mps, cuda or cuda:N")
     parser.add_argument("--output-dir", type=Path, default=NOTEBOOKS, help="where executed notebooks go")
+    parser.add_argument("--compare", action="store_true",
+                        help="compare each executed notebook with the committed one at the outputs' precision, as "
+                             "nbval does (ci profile only; e.g. --device cuda on a GPU runner)")
     args = parser.parse_args(argv)
     profiles = load_profiles()
     if args.profile not in profiles:
@@ -196,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
             f"outputs that nbval does not expect; notebooks/ is rewritten only with --profile ci --device auto. "
             f"Use --output-dir DIR for other settings."
         )
+    if args.compare and (args.profile != IN_PLACE["profile"] or in_place):
+        parser.error(f"--compare needs --profile {IN_PLACE['profile']} (the committed outputs' sizes) and an "
+                     f"--output-dir other than notebooks/, got --profile {args.profile}")
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    failed = []
+    failed, mismatched = [], []
     for path in paths:
         output = args.output_dir / path.name
         settings = f"{args.profile}, device={args.device}"
@@ -208,10 +254,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.stem}: FAILED ({settings}); {output} left unchanged\n{error}", file=sys.stderr)
             continue
         print(f"{path.stem}: {seconds:.1f} s ({settings}) -> {output}", file=sys.stderr)
+        if args.compare:
+            problems = compare_with_committed(nbformat.read(output, as_version=4), nbformat.read(path, as_version=4))
+            for problem in problems:
+                print(f"{path.stem}: {problem}", file=sys.stderr)
+            if problems:
+                mismatched.append(path.stem)
+    if mismatched:
+        print(f"outputs beyond their precision: {', '.join(mismatched)}", file=sys.stderr)
     if failed:
         print(f"failed: {', '.join(failed)} (their output files were not touched)", file=sys.stderr)
         return 1
-    return 0
+    return 1 if mismatched else 0
 
 
 if __name__ == "__main__":

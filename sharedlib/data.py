@@ -1,5 +1,6 @@
 """Data that needs no download (chapter 6, *Applications*): algorithmic tasks made on the fly, and real
-English text that ships with every CPython (the language reference topics in ``pydoc_data``).
+English text that ships with ``sharedlib``: the language-reference topics of CPython 3.11.7 (``pydoc_data.topics``),
+frozen as package data so that every Python, every machine and the recorded runs see the same bytes.
 
 Every batch is a causal language-modelling pair ``(inputs, targets)`` of shape (B, T); targets are
 ``IGNORE`` where no prediction is scored.
@@ -7,7 +8,10 @@ Every batch is a causal language-modelling pair ``(inputs, targets)`` of shape (
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -16,6 +20,12 @@ IGNORE = -100  # targets with this value are not scored (torch's cross_entropy d
 TASKS: tuple[str, ...] = ("copy", "reverse", "sort", "addition")
 PAD, BOS, SEP = 0, 1, 2  # special tokens of the algorithmic tasks; symbols start at FIRST_SYMBOL
 FIRST_SYMBOL = 3
+# The built-in corpus: CPython 3.11.7's pydoc_data.topics, values joined by blank lines in key order (PSF licence).
+# Recorded runs name it by SOURCE; its bytes are pinned by checksum, so a changed file is refused, not trained on.
+BUILTIN_CORPUS = "texts/python_reference.txt.gz"
+BUILTIN_CORPUS_SOURCE = "pydoc_data.topics (CPython)"
+BUILTIN_CORPUS_BYTES = 466_273
+BUILTIN_CORPUS_SHA256 = "71f2ff5d99bdc1f9c48c5c2353ad138201c5ca1c377e0226857ef8fa89b8bcee"
 
 
 def algorithmic_vocab_size(n_symbols: int) -> int:
@@ -84,16 +94,26 @@ class TextCorpus:
         return windows[:, :-1], windows[:, 1:]
 
 
+def builtin_corpus_bytes() -> bytes:
+    """The shipped corpus, checked against its pinned length and SHA-256 (``ValueError`` if it was altered)."""
+    raw = gzip.decompress(resources.files("sharedlib").joinpath(BUILTIN_CORPUS).read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if len(raw) != BUILTIN_CORPUS_BYTES or digest != BUILTIN_CORPUS_SHA256:
+        raise ValueError(
+            f"sharedlib/{BUILTIN_CORPUS} is not the pinned corpus: {len(raw)} bytes, sha256 {digest}; "
+            f"expected {BUILTIN_CORPUS_BYTES} bytes, sha256 {BUILTIN_CORPUS_SHA256} (reinstall sharedlib)"
+        )
+    return raw
+
+
 def load_text_corpus(path: str | Path | None = None, val_fraction: float = 0.1) -> TextCorpus:
-    """Python's own language-reference text (``pydoc_data.topics``, in every CPython), or a UTF-8 file at ``path``."""
+    """The shipped language-reference text (the same bytes on every Python), or a UTF-8 file at ``path``."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     if path is None:
-        from pydoc_data.topics import topics
-
-        text, source = "\n\n".join(topics[key] for key in sorted(topics)), "pydoc_data.topics (CPython)"
+        raw, source = builtin_corpus_bytes(), BUILTIN_CORPUS_SOURCE
     else:
-        text, source = Path(path).read_text(encoding="utf-8"), str(path)
-    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+        raw, source = Path(path).read_text(encoding="utf-8").encode("utf-8"), str(path)
+    data = torch.tensor(list(raw), dtype=torch.long)  # (N,) one token per byte
     cut = int(len(data) * (1 - val_fraction))
     return TextCorpus(train=data[:cut], val=data[cut:], source=source)

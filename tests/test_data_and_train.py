@@ -1,5 +1,11 @@
 """Offline data and the model-agnostic trainer (chapter 6)."""
 
+import hashlib
+import json
+import sys
+import types
+from pathlib import Path
+
 import pytest
 import torch
 from copy_task import copy_batch, copy_config
@@ -51,6 +57,36 @@ def test_builtin_corpus_is_real_text_and_split_deterministically():
     assert "the" in text.split()
     x, y = corpus.batch("train", 3, 32, torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (3, 32) and torch.equal(x[:, 1:], y[:, :-1])
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "notebooks" / "results" / "experiments.cpu.json"
+
+
+def test_builtin_corpus_is_pinned_and_matches_the_recorded_runs():
+    raw = data.builtin_corpus_bytes()
+    assert len(raw) == 466_273 and hashlib.sha256(raw).hexdigest().startswith("71f2ff5d99bdc1f9")
+    corpus = data.load_text_corpus(val_fraction=0.15)
+    assert (len(corpus.train), len(corpus.val)) == (396_332, 69_941)
+    runs = json.loads(RECORDED.read_text())["runs"]
+    text_runs = [r for r in runs if r["data"] == corpus.source]
+    assert text_runs and {r["split"]["val_split_tokens"] for r in text_runs} == {len(corpus.val)}
+
+
+def test_builtin_corpus_does_not_come_from_the_running_python(monkeypatch):
+    """Each CPython ships other pydoc topics (3.13: 511,947 bytes); swapping them must not change the corpus."""
+    before = data.load_text_corpus(val_fraction=0.15)
+    fake = types.ModuleType("pydoc_data.topics")
+    fake.topics = {"a": "another Python's reference text " * 1000}
+    monkeypatch.setitem(sys.modules, "pydoc_data.topics", fake)
+    after = data.load_text_corpus(val_fraction=0.15)
+    assert torch.equal(before.train, after.train) and torch.equal(before.val, after.val)
+
+
+def test_an_altered_corpus_file_is_refused(monkeypatch):
+    real = data.builtin_corpus_bytes()
+    monkeypatch.setattr(data.gzip, "decompress", lambda _: real[:-1] + b"!")
+    with pytest.raises(ValueError, match="not the pinned corpus"):
+        data.load_text_corpus()
 
 
 def test_corpus_from_a_local_file(tmp_path):

@@ -45,7 +45,7 @@ def test_unknown_names_and_profiles_give_clear_errors():
         recorded_path("../decoding")
 
 
-def test_wheel_carries_the_results_and_loads_them_without_a_checkout(tmp_path):
+def test_wheel_carries_the_results_and_the_corpus_and_loads_them_without_a_checkout(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     for part in ("pyproject.toml", "README.md"):
@@ -60,7 +60,8 @@ def test_wheel_carries_the_results_and_loads_them_without_a_checkout(tmp_path):
         packed = {Path(n).name for n in archive.namelist() if n.startswith("sharedlib/recorded_results/")}
         archive.extractall(tmp_path / "site")
     assert set(RECORDED) <= packed
-    code = LOAD_ALL.format(names=names()) + "; import sharedlib.recorded as r; print(r.recorded_path('decoding'))"
+    code = (LOAD_ALL.format(names=names()) + "; import sharedlib.data as d; d.load_text_corpus()"
+            "; import sharedlib.recorded as r; print(r.recorded_path('decoding'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert "recorded_results" in out.stdout.splitlines()[-1]  # package data, not the checkout
