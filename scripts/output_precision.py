@@ -46,11 +46,11 @@ def first_difference(reference: str, actual: str, rel: float = RELATIVE_TOLERANC
     ref_text, new_text = NUMBER.split(reference), NUMBER.split(actual)
     ref_numbers, new_numbers = NUMBER.findall(reference), NUMBER.findall(actual)
     if ref_text != new_text or len(ref_numbers) != len(new_numbers):
-        for i, (r, n) in enumerate(zip(ref_text, new_text)):
+        for i, (r, n) in enumerate(zip(ref_text, new_text, strict=False)):
             if r != n:
                 return f"text differs after {i} numbers: {r[:60]!r} vs {n[:60]!r}"
         return f"text differs: {len(ref_numbers)} numbers vs {len(new_numbers)}"
-    for i, (r, n) in enumerate(zip(ref_numbers, new_numbers)):
+    for i, (r, n) in enumerate(zip(ref_numbers, new_numbers, strict=True)):
         if r != n and not numbers_match(r, n, rel):
             return f"number {i + 1} differs beyond its precision: {r} vs {n} (relative tolerance {rel:g})"
     return None

@@ -49,7 +49,7 @@ PALETTE_COLOURS = 256  # committed figures: 8-bit palette PNGs, a quarter of the
 
 def install_cell_source(config_file: Path = ROOT / "_config.yml") -> str:
     """The Colab install cell, built from the repository URL and branch configured in ``_config.yml``."""
-    repository = yaml.safe_load(config_file.read_text())["repository"]
+    repository = yaml.safe_load(config_file.read_text(encoding="utf-8"))["repository"]
     return INSTALL_TEMPLATE.format(url=repository["url"].rstrip("/") + ".git", branch=repository["branch"])
 
 
@@ -67,7 +67,7 @@ def notebook_paths(names: list[str] | None = None) -> list[Path]:
 
 def load_profiles() -> dict:
     """``notebooks/profiles.yml``: per profile, per notebook, the parameters that override the defaults."""
-    return yaml.safe_load((NOTEBOOKS / "profiles.yml").read_text())
+    return yaml.safe_load((NOTEBOOKS / "profiles.yml").read_text(encoding="utf-8"))
 
 
 def profile_parameters(profile: str, notebook: str, device: str) -> dict:
@@ -146,7 +146,7 @@ def write_atomically(nb: nbformat.NotebookNode, target: Path) -> None:
     mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:  # LF on Windows too
             nbformat.write(nb, file)
         os.chmod(temporary, mode)
         os.replace(temporary, target)

@@ -1,5 +1,6 @@
 """The GitHub Actions workflows: valid against GitHub's workflow schema, and built from the README's commands."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,21 @@ def test_pages_job_builds_the_book_and_deploys_it_from_main(needle):
     workflow = load("pages.yml")
     assert workflow[True]["push"]["branches"] == ["main"]
     assert needle in steps(workflow)
+
+
+def test_platforms_job_runs_the_unit_tests_and_every_notebook_on_macos_and_windows_without_the_lock():
+    workflow = load("platforms.yml")
+    job = workflow["jobs"]["platforms"]
+    assert {"macos-latest", "windows-latest"} <= {entry["os"] for entry in job["strategy"]["matrix"]["include"]}
+    assert job["runs-on"] == "${{ matrix.os }}" and {"push", "pull_request"} <= set(workflow[True])
+    commands = steps(workflow)
+    install = next(command for command in commands if "pip install" in command)
+    assert '-e ".[parity]"' in install and not re.search(r"requirements\.lock|-[rc] |--require-hashes", install)
+    assert any("run_notebooks.py --profile ci --device cpu --output-dir" in command for command in commands)
+    (unit,) = [command for command in commands if "python -m pytest" in command]
+    # the step reads its test list from the Makefile (no make on Windows): the same list as make test-oldest's
+    code = re.search(r"<<'EOF'\n(.*?)\nEOF\n", unit, re.S)
+    listed = subprocess.run([sys.executable, "-c", code.group(1)], cwd=ROOT, capture_output=True, text=True, check=True)
+    make = ["make", "-s", "--no-print-directory", "--eval", "print-oldest: ; @echo $(OLDEST_TESTS)", "print-oldest"]
+    oldest = subprocess.run(make, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert listed.stdout.split() == oldest and len(oldest) >= 10
