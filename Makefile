@@ -10,7 +10,7 @@ LOCK := requirements.lock
 PIP := pip==26.3
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install browser book test notebooks screenshots clean lock test-oldest linkcheck lab translations
+.PHONY: install browser book test test-perturbed notebooks screenshots clean lock test-oldest linkcheck lab translations test-colab
 
 $(STAMP): $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "$(LOCK) is for Python 3.11: PYTHON=python3.11")'
@@ -33,8 +33,23 @@ translations: $(STAMP)  ## after changing English prose: refresh locale/zh_CN/LC
 linkcheck: $(STAMP)  ## every external link of the book (needs the network): report in _build/html/output.txt
 	$(BIN)/jupyter-book build . --builder linkcheck
 
-test: $(STAMP) browser  ## unit tests, nbval on every notebook, papermill smoke runs, strict book build, site checks
-	$(BIN)/python -m pytest
+# The portability pass: nbval on every notebook again under another CPU arithmetic path, as another x86 machine
+# computes: ATen without its SIMD kernels, oneDNN limited to SSE4.1, MKL's AVX2 code path. Each of the three
+# changes the bits (tests/test_portability.py shows that they do). Outputs are compared at their precision
+# (scripts/output_precision.py). It runs beside the usual suite, on the second core, and both must pass.
+PERTURBED := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=AVX2
+PERTURBED_LOG := _build/portability-pass.log
+
+test: $(STAMP) browser  ## unit tests, nbval on every notebook (twice: usual and perturbed arithmetic), papermill smoke runs, strict book build, site checks
+	@mkdir -p _build
+	@$(PERTURBED) $(BIN)/python -m pytest notebooks > $(PERTURBED_LOG) 2>&1 & portability=$$!; \
+	$(BIN)/python -m pytest; usual=$$?; \
+	wait $$portability; perturbed=$$?; \
+	echo "== portability pass, $(PERTURBED) (log: $(PERTURBED_LOG)) =="; tail -n 30 $(PERTURBED_LOG); \
+	[ $$usual -eq 0 ] && [ $$perturbed -eq 0 ]
+
+test-perturbed: $(STAMP)  ## only the portability pass: nbval on every notebook under the perturbed arithmetic path
+	$(PERTURBED) $(BIN)/python -m pytest notebooks
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:  ## Debian's Chromium and a CJK font for the rendered-site tests, installed if missing (or set CHROMIUM=/path/to/chrome)
@@ -79,6 +94,14 @@ test-oldest:  ## sharedlib against the oldest versions pyproject.toml claims (co
 	$(OLDEST)/bin/python -m pip check
 	$(OLDEST)/bin/python -m pip freeze --exclude-editable
 	$(OLDEST)/bin/python -m pytest -o addopts="-ra -p no:cacheprovider" -q $(OLDEST_TESTS)
+
+# Every chapter alone in an empty folder, as Colab runs it: Python 3.13 and Colab's published package versions
+# (constraints/colab.txt, from googlecolab/backend-info) in .venv-colab; each chapter's install cell installs sharedlib
+# from this checkout and must not change any package Colab has. CHAPTERS picks some, e.g. CHAPTERS="06b_cost 01".
+COLAB_PYTHON ?= python3.13
+
+test-colab:  ## every chapter as on Colab: Python 3.13 and Colab's versions (constraints/colab.txt) in .venv-colab
+	$(COLAB_PYTHON) scripts/colab_check.py $(CHAPTERS)
 
 clean:
 	rm -rf _build

@@ -5,7 +5,9 @@
 Two sizes (fp32 weights): d_model=128, 6 layers (unshared ~4.7 MB, fits the L3 cache) and d_model=768, 12 layers
 (~340 MB unshared vs ~28 MB shared), each at batch 1 and batch 64. One timed call = ``--new-tokens`` decode steps
 after a prefill of ``--prompt`` tokens (the cache is cropped back to the prompt before each call); the two models
-take turns (``time_interleaved``). Writes ``notebooks/results/decoding.<profile>.json`` (chapter 6b) atomically.
+take turns (``time_interleaved``). Writes ``notebooks/results/decoding.<profile>.json`` (chapter 6b) atomically,
+or ``--output``; a recorded file that the new settings would shrink (fewer runs or repeats) is refused, before any
+work, unless ``--force``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 import sharedlib as sl
 from sharedlib.bench import paired_ratio_interval, time_interleaved
 from sharedlib.decoding import decode_step, prefill
-from sharedlib.recorded import provenance, write_recorded
+from sharedlib.recorded import check_output, provenance, recorded_file, replacement_problem, write_recorded
 
 SIZES = {"small": (128, 6), "large": (768, 12)}  # d_model, layers
 VOCAB = 256  # bytes: keeps the (shared, unsplit) embedding table small next to the layer weights
@@ -72,7 +75,7 @@ def measure(d_model: int, n_layers: int, batch: int, args: argparse.Namespace) -
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
@@ -83,10 +86,21 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--profile", default="cpu", choices=["cpu"], help="CPU only: the script never uses a GPU")
     parser.add_argument("--name", default="decoding", help="written to notebooks/results/<name>.<profile>.json")
-    args = parser.parse_args()
+    parser.add_argument("--output", type=Path, default=None, help="write here instead (default: see --name)")
+    parser.add_argument("--force", action="store_true", help="replace a recorded file even if it holds more")
+    args = parser.parse_args(argv)
     for name in ("threads", "repeats", "prompt", "new_tokens"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    try:  # before any work: a benchmark that cannot be written is not started
+        output = check_output(args.output or recorded_file(args.name, args.profile))
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    planned = [{"size": size, "batch": batch, "prompt": args.prompt, "new_tokens": args.new_tokens,
+                "repeats": args.repeats} for size in args.sizes for batch in args.batches]
+    problem = None if args.force else replacement_problem(output, planned)
+    if problem:
+        parser.error(problem)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     runs = []
@@ -94,10 +108,11 @@ def main() -> None:
         for size in args.sizes:
             for batch in args.batches:
                 runs.append({"size": size, **measure(*SIZES[size], batch, args)})
-    command = shlex.join([".venv/bin/python", "scripts/benchmark_decoding.py", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "scripts/benchmark_decoding.py", *(sys.argv[1:] if argv is None
+                                                                                  else argv)])
     device = f"cpu, {torch.get_num_threads()} threads"
     data = {"provenance": provenance(command, device, time.perf_counter() - start), "runs": runs}
-    write_recorded(args.name, args.profile, data)
+    print(write_recorded(args.name, args.profile, data, force=args.force, path=output))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python scripts/make_student_notebooks.py --output-dir out/student
 
-Solutions are the sphinx-exercise directives, in backtick or colon fences: a ``{solution-start}`` /
+Solutions are the sphinx-exercise directives, in backtick, tilde or colon fences, at the top level or inside
+blockquotes and list items (where MyST renders them too): a ``{solution-start}`` /
 ``{solution-end}`` pair (which may span cells; everything between goes, code cells too), a ``{solution}``
 block, and code cells tagged ``solution``. Each removed solution becomes a code cell that raises
 ``NotImplementedError``, tagged ``raises-exception`` so that the notebook still runs top to bottom (papermill
@@ -24,8 +25,11 @@ from run_notebooks import write_atomically  # scripts/ is on the path when run o
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-# A fence opening or closing line (CommonMark: at most three spaces of indent, three or more ` or :).
-FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|:{3,})(?P<info>.*)$")
+# What may precede a fence inside containers: blockquote markers, list markers and indentation, nested.
+CONTAINER = r"(?:[ \t]*(?:>|[-+*][ \t]|\d{1,9}[.)][ \t]))*[ \t]*"
+# A fence opening or closing line: three or more ` ~ or :, at the top level or inside a blockquote or list item
+# (any indent: a fence that is really an indented code block is treated as a fence, so never kept by mistake).
+FENCE = re.compile(rf"^{CONTAINER}(?P<fence>`{{3,}}|~{{3,}}|:{{3,}})(?P<info>.*)$")
 DIRECTIVE = re.compile(r"\{(?P<name>[\w:-]+)\}\s*(?P<argument>.*)$")
 GATE_STOPPERS = {"solution-start", "solution", "exercise", "exercise-start"}  # cannot sit inside a solution
 
@@ -50,7 +54,7 @@ def stub_cell(label: str) -> nbformat.NotebookNode:
 
 def _closing_line(lines: list[str], start: int, fence: str) -> int | None:
     """Index of the line that closes the fence opened at ``lines[start]`` (same character, at least as long)."""
-    closing = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+    closing = re.compile(rf"^{CONTAINER}{re.escape(fence[0])}{{{len(fence)},}}\s*$")
     return next((j for j in range(start + 1, len(lines)) if closing.match(lines[j])), None)
 
 

@@ -8,7 +8,8 @@
 Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.suite``), or with ``--suite addition`` the
 iterations-and-length experiment's ``addition.<profile>.json`` (``sharedlib.addition``). Re-running the same
 command after an interruption skips the finished runs; a file written by other sharedlib code is refused without
---allow-mixed.
+--allow-mixed. Two commands may write one file at once: each append re-reads it under a lock and keeps the other's
+runs (and skips those the other finished). An output that cannot be written is refused before any work.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from sharedlib import addition, suite
+from sharedlib.recorded import check_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.suite == "addition" and args.experiments:
         parser.error("--experiments applies to --suite experiments only")
+    name = addition.RESULTS_NAME if args.suite == "addition" else suite.RESULTS_NAME
+    try:  # before any work: hours of training must not end in a file that cannot be written
+        if not args.dry_run:
+            check_output(args.output_dir / f"{name}.{args.profile}.json")
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     return args
 
 

@@ -252,7 +252,8 @@ def train_arm(profile: AdditionProfile, strategy: str, position: str, depth: str
 
 def replay(data: Mapping[str, Any], record: Mapping[str, Any], steps: int = 10) -> list[float]:
     """The first ``steps`` training losses of a recorded run, re-computed from the file's profile settings and the
-    run's arm, rate and seed on the run's thread count: on CPU they equal the stored ``first_losses`` exactly."""
+    run's arm, rate and seed on the run's thread count: on the recording's kind of CPU they equal the stored
+    ``first_losses`` exactly, elsewhere to within ``suite.REPLAY_RTOL`` (compare with ``suite.replay_matches``)."""
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in data["profile_settings"].items()}
     profile = replace(AdditionProfile(**settings), device="cpu")
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(record["first_losses"]):
@@ -330,7 +331,7 @@ def run_addition(profile: str | AdditionProfile, output_dir: str | Path = "noteb
     from multiprocessing import get_context
 
     from .recorded import provenance
-    from .suite import _device_name, code_hash, load_results, run_key, write_results
+    from .suite import _device_name, code_hash, load_results, merge_results, run_key
 
     p = get_addition_profile(profile)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -351,14 +352,18 @@ def run_addition(profile: str | AdditionProfile, output_dir: str | Path = "noteb
     commit = provenance(command, "", 0.0)["commit"]
     done = {run_key(r) for r in data["runs"]}
 
+    def stamp(target: dict[str, Any]) -> None:  # ``target``: the runs merged with the file's, its provenance
+        seconds = max(before + time.perf_counter() - started, float(target["provenance"].get("wall_seconds", 0.0)))
+        hashes = sorted({r["sharedlib_hash"] for r in target["runs"]})
+        target["provenance"] = {**provenance(command, _device_name(p.device), seconds),
+                                "sharedlib_hash": hashes[0] if len(hashes) == 1 else "mixed",
+                                "sharedlib_hashes": hashes}
+
     def add(record: dict[str, Any]) -> None:
         record.update(commit=commit, sharedlib_hash=code)
         data["runs"].append(record)
-        done.add(run_key(record))
-        hashes = sorted({r["sharedlib_hash"] for r in data["runs"]})
-        data["provenance"] = {**provenance(command, _device_name(p.device), before + time.perf_counter() - started),
-                              "sharedlib_hash": hashes[0] if len(hashes) == 1 else "mixed", "sharedlib_hashes": hashes}
-        write_results(path, data)
+        data.update(merge_results(path, data, stamp))  # with the runs another command wrote meanwhile
+        done.update(run_key(r) for r in data["runs"])
         longest = max(p.test_bits)
         best = max((row["sequence_accuracy"] for row in record["accuracy"] if row["bits"] == longest), default=None)
         log(f"{record['label']} / seed {record['seed']} / lr {record['lr']:g}: val {record['val_loss']}, best "
@@ -368,7 +373,8 @@ def run_addition(profile: str | AdditionProfile, output_dir: str | Path = "noteb
         jobs = [job for job in jobs if (EXPERIMENT, label(*job[1:4]), job[5], float(job[4])) not in done]
         if workers == 1:
             for job in jobs:
-                add({**execute(*job), **({"sweep": True} if sweep else {})})
+                if (EXPERIMENT, label(*job[1:4]), job[5], float(job[4])) not in done:  # another command's meanwhile?
+                    add({**execute(*job), **({"sweep": True} if sweep else {})})
             return
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             for future in as_completed([pool.submit(_execute_in_worker, job) for job in jobs]):

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import TransformerConfig
 from .models import SharedTransformer
-from .sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
+from .sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
 
 _HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
 
@@ -31,7 +31,11 @@ def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
 
 
 def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_len: int = 512) -> SharedTransformer:
-    """A ``SharedTransformer`` whose ``encode`` equals ``encoder`` (layers given as the same object are shared).
+    """A ``SharedTransformer`` whose ``encode`` equals ``encoder``; what the layers hold as the same object is shared.
+
+    A layer repeated maps to a whole-block strategy; a ``self_attn`` with ``norm1`` (or ``linear1``, ``linear2``
+    and ``norm2``) given to every layer of otherwise distinct layers maps to strategy "attention" (or "ffn"); any
+    other sharing raises ``ValueError`` rather than becoming independent copies.
 
     Its embeddings are new (``nn.TransformerEncoder`` has none). ``encode`` takes hidden states batch first,
     (B, T, H), whatever the encoder's ``batch_first``: the weights do not depend on it, but a sequence-first
@@ -49,12 +53,8 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
                     f"layer {index} differs from layer 0 in {name}: {value!r} != {first[name]!r}; sharedlib builds "
                     "every layer from one configuration"
                 )
-    unique: list[nn.Module] = []
-    for layer in layers:
-        if not any(layer is u for u in unique):
-            unique.append(layer)
-    blocks = [next(i for i, u in enumerate(unique) if u is layer) for layer in layers]
-    strategy, n_unique = strategy_for_map(blocks)
+    attention_map, ffn_map = _torch_sublayer_maps(layers)
+    strategy, n_unique = _torch_strategy(attention_map, ffn_map)
     norm = "pre" if first["norm_first"] else "post"
     if (encoder.norm is not None) != (norm == "pre"):
         raise ValueError("supported: post-norm layers with norm=None, or norm_first layers with a final LayerNorm")
@@ -77,12 +77,69 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
         dropout=first["dropout"],
     )
     model = SharedTransformer(config)
+    if (model.attention_map, model.ffn_map) != (attention_map, ffn_map):  # cannot happen: _torch_strategy checked
+        raise RuntimeError(f"strategy {strategy!r} maps the layers otherwise than the encoder shares them")
     with torch.no_grad():
-        for index, layer in enumerate(unique):
-            _copy_torch_layer(layer, model, index)
+        for index, (a, f) in enumerate(zip(attention_map, ffn_map, strict=True)):
+            if a not in attention_map[:index]:  # the first layer that uses attention block a
+                _copy_torch_attention(layers[index], model.attention[a])
+            if f not in ffn_map[:index]:
+                _copy_torch_ffn(layers[index], model.ffn[f])
         if model.final_norm is not None:
             _copy(model.final_norm, encoder.norm)
     return model
+
+
+_TORCH_SUBLAYERS: dict[str, tuple[str, ...]] = {  # the parameters of each sublayer of nn.TransformerEncoderLayer
+    "attention": ("self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+                  "self_attn.out_proj.bias", "norm1.weight", "norm1.bias"),
+    "ffn": ("linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias", "norm2.weight", "norm2.bias"),
+}
+
+
+def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]:
+    """The layer -> block maps (first-use order) of the attention and FFN sublayers, from which parameter tensors
+    the layers hold in common: a repeated layer, or a sub-module (``self_attn``, ``linear1``, ...) given to several
+    layers. ``ValueError`` where part of a sublayer is shared and part not, or one tensor serves two roles."""
+    roles: dict[int, str] = {}
+    maps: dict[str, list[int]] = {}
+    for sublayer, names in _TORCH_SUBLAYERS.items():
+        for name in names:
+            tensors = [layer.get_parameter(name) for layer in layers]
+            for index, tensor in enumerate(tensors):
+                role = roles.setdefault(id(tensor), name)
+                if role != name:
+                    raise ValueError(
+                        f"layer {index}'s {name} is the same tensor as a {role}; sharedlib ties parameters only "
+                        "between layers, in the same place"
+                    )
+            firsts = [next(j for j in range(i + 1) if tensors[j] is tensors[i]) for i in range(len(tensors))]
+            blocks = [sorted(set(firsts)).index(first) for first in firsts]
+            previous = maps.setdefault(sublayer, blocks)
+            if blocks != previous:
+                first = _TORCH_SUBLAYERS[sublayer][0]
+                raise ValueError(
+                    f"the layers share {name} as {blocks} but {first} as {previous}: sharedlib shares a whole "
+                    f"{sublayer} sublayer (projections and its LayerNorm) or none of it"
+                )
+    return maps["attention"], maps["ffn"]
+
+
+def _torch_strategy(attention_map: list[int], ffn_map: list[int]) -> tuple[str, int | None]:
+    """The strategy (and n_unique) whose attention and FFN maps are these; ``ValueError`` naming them if none."""
+    n_layers = len(attention_map)
+    if attention_map == ffn_map:
+        return strategy_for_map(attention_map)
+    one, own = [0] * n_layers, list(range(n_layers))
+    if attention_map == one and ffn_map == own:
+        return "attention", None
+    if ffn_map == one and attention_map == own:
+        return "ffn", None
+    raise ValueError(
+        f"the layers share attention sublayers as {attention_map} and FFN sublayers as {ffn_map}; supported: the "
+        "same map for both (whole layers, strategies " + ", ".join(s for s in STRATEGIES if s not in SUBLAYERS) + "), "
+        "or one sublayer shared by every layer and the other by none (strategies 'attention', 'ffn')"
+    )
 
 
 def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
@@ -90,6 +147,8 @@ def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
     if not isinstance(layer, nn.TransformerEncoderLayer):
         raise ValueError(f"layer {index} must be an nn.TransformerEncoderLayer, got {type(layer).__name__}")
     attention = layer.self_attn
+    if attention.in_proj_weight is None:
+        raise ValueError(f"layer {index}'s self_attn has separate q/k/v weights (kdim or vdim != d_model); unsupported")
     if attention.in_proj_bias is None or layer.linear1.bias is None:
         raise ValueError(f"layer {index} was built with bias=False; sharedlib's layers always have biases")
     eps = _layer_norm_eps(layer.norm1, f"layer {index} norm1")
@@ -120,10 +179,23 @@ def _layer_norm_eps(norm: nn.Module, where: str) -> float:
 
 
 def from_albert(albert: Any) -> SharedTransformer:
-    """A ``SharedTransformer`` equal to a Hugging Face ``AlbertModel``'s ``last_hidden_state`` (pooler dropped)."""
+    """A ``SharedTransformer`` equal to a Hugging Face ``AlbertModel``'s ``last_hidden_state`` (pooler dropped).
+
+    A model with a head (``AlbertForMaskedLM``, ``AlbertForSequenceClassification``, ...) converts its ``.albert``;
+    the head is not converted. Settings sharedlib cannot reproduce raise ``ValueError`` naming them.
+    """
+    albert = _albert_model(albert)
     c = albert.config
     if c.hidden_act not in _HF_ACTIVATIONS:
         raise ValueError(f"hidden_act must be one of {sorted(_HF_ACTIVATIONS)}, got {c.hidden_act!r}")
+    if c.attention_probs_dropout_prob != c.hidden_dropout_prob:
+        raise ValueError(
+            f"attention_probs_dropout_prob={c.attention_probs_dropout_prob!r} != hidden_dropout_prob="
+            f"{c.hidden_dropout_prob!r}: sharedlib uses one dropout rate for both; set them equal before converting"
+        )
+    position_type = getattr(c, "position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise ValueError(f"position_embedding_type must be 'absolute' (learned positions), got {position_type!r}")
     grouped = c.num_hidden_groups > 1 or c.inner_group_num > 1
     config = TransformerConfig(
         d_model=c.hidden_size,
@@ -159,6 +231,22 @@ def from_albert(albert: Any) -> SharedTransformer:
     return model
 
 
+def _albert_model(albert: object) -> Any:
+    """``albert`` if it is a Hugging Face ``AlbertModel``, its ``.albert`` if that is one; else ``ValueError``."""
+    try:
+        from transformers import AlbertModel
+    except ImportError as error:  # without transformers there is no AlbertModel to convert
+        raise ValueError(f"albert must be a Hugging Face AlbertModel (transformers is not installed), got "
+                         f"{type(albert).__name__}") from error
+    for candidate in (albert, getattr(albert, "albert", None)):
+        if isinstance(candidate, AlbertModel):
+            return candidate
+    raise ValueError(
+        "albert must be a Hugging Face AlbertModel, or a model that holds one as .albert (AlbertForMaskedLM, "
+        f"AlbertForPreTraining, AlbertForSequenceClassification, ...), got {type(albert).__name__}"
+    )
+
+
 def _torch_activation_name(activation: object) -> str:
     """Our name for an ``nn.TransformerEncoderLayer`` activation, given as a function or a module."""
     if activation is F.relu or isinstance(activation, nn.ReLU):
@@ -177,12 +265,16 @@ def _copy(dst: nn.Module, src: nn.Module) -> None:
         dst.bias.copy_(src.bias)
 
 
-def _copy_torch_layer(layer: nn.TransformerEncoderLayer, model: SharedTransformer, index: int) -> None:
-    attention, ffn = model.attention[index], model.ffn[index]
+def _copy_torch_attention(layer: nn.TransformerEncoderLayer, attention: nn.Module) -> None:
+    """Copy ``layer``'s self-attention and norm1 into one of our attention blocks."""
     attention.inner.qkv.weight.copy_(layer.self_attn.in_proj_weight)  # Q, K, V stacked in the same order
     attention.inner.qkv.bias.copy_(layer.self_attn.in_proj_bias)
     _copy(attention.inner.out, layer.self_attn.out_proj)
     _copy(attention.norm, layer.norm1)
+
+
+def _copy_torch_ffn(layer: nn.TransformerEncoderLayer, ffn: nn.Module) -> None:
+    """Copy ``layer``'s linear1, linear2 and norm2 into one of our FFN blocks."""
     _copy(ffn.inner.up, layer.linear1)
     _copy(ffn.inner.down, layer.linear2)
     _copy(ffn.norm, layer.norm2)

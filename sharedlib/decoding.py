@@ -11,6 +11,7 @@ whichever blocks the layers use: sharing weights does not shrink it.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -75,12 +76,26 @@ def _check_model(model: SharedTransformer) -> None:
         raise ValueError(f"dropout={config.dropout} is active in training mode: call model.eval() before decoding")
 
 
+ID_DTYPES: tuple[torch.dtype, ...] = (torch.int64, torch.int32)  # the index types nn.Embedding accepts
+
+
 def _check_ids(name: str, ids: torch.Tensor, model: SharedTransformer) -> None:
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in ID_DTYPES:
         got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
-        raise ValueError(f"{name} must be an integer tensor (batch, sequence), got {got}")
+        raise ValueError(
+            f"{name} must be a (batch, sequence) tensor of dtype torch.int64 or torch.int32, got {got}"
+            + (" (convert with .long())" if isinstance(ids, torch.Tensor) and ids.dim() == 2 else "")
+        )
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= model.config.vocab_size):
         raise ValueError(f"{name} must be token ids in 0..vocab_size-1 = 0..{model.config.vocab_size - 1}")
+
+
+def _check_prompt(ids: torch.Tensor) -> None:
+    if ids.shape[1] == 0:
+        raise ValueError(
+            f"ids must hold a prompt of at least one token per sequence, got shape {tuple(ids.shape)}: the next "
+            "token is predicted from the last one"
+        )
 
 
 def _run(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -110,6 +125,12 @@ def prefill(
     """
     _check_model(model)
     _check_ids("ids", ids, model)
+    _check_prompt(ids)
+    if n_iterations is not None:
+        if isinstance(n_iterations, bool) or not isinstance(n_iterations, numbers.Integral):
+            raise ValueError(f"n_iterations must be None or a positive integer (a bool is not a count), got "
+                             f"{n_iterations!r}")
+        n_iterations = int(n_iterations)
     B, T = ids.shape
     config = model.config
     capacity = config.max_len if capacity is None else capacity
@@ -170,11 +191,14 @@ def generate(
 
     Greedy takes the most likely token; otherwise tokens are sampled from softmax(logits / temperature).
     """
-    if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 1:
+    if isinstance(n_new, bool) or not isinstance(n_new, numbers.Integral) or n_new < 1:
         raise ValueError(f"n_new must be a positive integer, got {n_new!r}")
+    n_new = int(n_new)
     if not greedy and not temperature > 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature!r}")
+    _check_model(model)
     _check_ids("ids", ids, model)
+    _check_prompt(ids)
     total = ids.shape[1] + n_new
     if total > model.config.max_len:
         raise ValueError(f"prompt {ids.shape[1]} + n_new {n_new} = {total} exceeds max_len={model.config.max_len}")

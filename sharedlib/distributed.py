@@ -4,7 +4,9 @@ Run under torchrun, e.g. 2 CPU processes with gloo (``--fsdp`` for fully sharded
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 -m sharedlib.distributed --layers 6
 
-prints ``{"world_size": 2, "by_depth": {"6": {"none": {...}, "all": {...}}}}``.
+prints ``{"world_size": 2, "by_depth": {"6": {"none": {...}, "all": {...}}}}``; ``read_report`` reads it back from
+the finished launch. Counting FSDP's traffic needs torch >= 2.13: ``fsdp_unavailable_reason`` says, before launching,
+why an older torch cannot.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -55,16 +59,67 @@ def allreduce_bytes_per_step(module: nn.Module, tokens: torch.Tensor, steps: int
     return sent["bytes"] // steps
 
 
-# the collectives FSDP2 calls (torch >= 2.10), and the argument that holds the full, unsharded tensor
+# The collectives FSDP2 (fully_shard) calls, and the argument that holds the full, unsharded tensor. torch.distributed
+# has them from torch 2.13 on (checked: 2.11.0 and 2.12.0 lack them, and 2.11's fully_shard calls
+# all_gather_into_tensor and reduce_scatter_tensor instead).
 FSDP_COLLECTIVES = {"all_gather_single": "output", "reduce_scatter_single": "input"}
+FSDP_COLLECTIVES_SINCE = "2.13"
+
+
+def missing_fsdp_collectives() -> list[str]:
+    """The names of ``FSDP_COLLECTIVES`` this torch.distributed lacks: all of them before torch 2.13."""
+    return [name for name in FSDP_COLLECTIVES if not hasattr(dist, name)]
+
+
+def launch_unavailable_reason(platform: str = sys.platform) -> str | None:
+    """Why ``torch.distributed.run`` cannot start the workers on this platform, or None where it can (chapter 6b)."""
+    if platform == "win32":
+        return (
+            "torchrun cannot start its workers on Windows: its rendezvous asks for libuv, which PyTorch's Windows "
+            "wheels are built without. Run the chapter on Linux or macOS (or Colab) to measure the bytes."
+        )
+    return None
+
+
+def fsdp_unavailable_reason() -> str | None:
+    """Why this torch cannot count FSDP's bytes (``--fsdp`` would fail in every process), or None if it can."""
+    missing = missing_fsdp_collectives()
+    if not missing:
+        return launch_unavailable_reason()
+    return (
+        f"torch {torch.__version__} has no {' or '.join(f'torch.distributed.{name}' for name in missing)}, the "
+        f"collectives whose bytes this count adds up (new in torch {FSDP_COLLECTIVES_SINCE}); its fully_shard "
+        "calls older ones."
+    )
+
+
+def workers_stderr(stderr: str, tail_lines: int = 40) -> str:
+    """The last lines the worker processes wrote to a torchrun launch's stderr: what comes before torchrun's own
+    traceback, which only says that a child failed (all of ``stderr`` when there is no such traceback)."""
+    lines = stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+    launcher = next((i for i in starts if "distributed/run.py" in "".join(lines[i : i + 6])), len(lines))
+    return "\n".join((lines[:launcher] or lines)[-tail_lines:])
+
+
+def read_report(launched: subprocess.CompletedProcess) -> dict:
+    """The ``by_depth`` report that a torchrun launch of this module printed last; a ``RuntimeError`` carrying the
+    end of the workers' stderr if the launch failed."""
+    lines = launched.stdout.splitlines() if launched.returncode == 0 else []
+    if not lines:
+        raise RuntimeError(
+            f"the torchrun launch exited with status {launched.returncode}; the end of its workers' stderr:\n"
+            + workers_stderr(launched.stderr)
+        )
+    return json.loads(lines[-1])["by_depth"]
 
 
 @contextlib.contextmanager
 def counting_collectives() -> Iterator[dict[str, int]]:
     """Count the bytes of the full tensors FSDP all-gathers and reduce-scatters inside the ``with`` block."""
-    missing = [name for name in FSDP_COLLECTIVES if not hasattr(dist, name)]
-    if missing:
-        raise RuntimeError(f"torch.distributed has no {missing}: this torch's FSDP calls other collectives")
+    reason = fsdp_unavailable_reason()
+    if reason:
+        raise RuntimeError(reason)
     counts = dict.fromkeys(FSDP_COLLECTIVES, 0)
     originals = {name: getattr(dist, name) for name in FSDP_COLLECTIVES}
 

@@ -1,7 +1,9 @@
 """Checkers for the exercises: specific feedback on the first input that fails (every chapter).
 
-A wrong answer raises ``AssertionError`` with the input that shows it; a wrong call of a checker (not a
-function, an unknown strategy, no trials) raises ``ValueError`` naming the argument.
+A wrong answer raises ``AssertionError`` with the input that shows it (NaN and infinite answers are wrong
+answers, never close to anything); a wrong call of a checker (not a function, an unknown strategy, no trials)
+raises ``ValueError`` naming the argument. Every call of the student's function runs in a helper thread and must
+return within ``timeout`` seconds (``TIMEOUT_S`` by default), or the checker fails saying so instead of waiting.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import random
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -17,6 +21,8 @@ from .background import PUBLISHED_MODELS, doubling_time_months
 from .config import TransformerConfig
 from .counting import count_parameters
 from .sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
+
+TIMEOUT_S = 10.0  # seconds one call of a student's function may take before the checker gives up on it
 
 
 def _require_callable(name: str, fn: object) -> None:
@@ -29,17 +35,57 @@ def _require_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
+def _is_integer(value: object) -> bool:
+    """True for Python and NumPy integers (``numbers.Integral``), False for ``bool``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _require_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not _is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _call(fn: Callable[..., Any], description: str, *args: Any) -> Any:
-    """``fn(*args)``; if the student's function raises, an ``AssertionError`` that names the input instead."""
-    try:
-        return fn(*args)
-    except Exception as error:
-        raise AssertionError(f"your function raised {type(error).__name__}: {error} for {description}") from error
+def _require_timeout(timeout: object) -> None:
+    number = isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
+    if not (number and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive finite number of seconds, got {timeout!r}")
+
+
+def _call(fn: Callable[..., Any], description: str, *args: Any, timeout: float = TIMEOUT_S) -> Any:
+    """``fn(*args)`` in a helper thread (torch's grad and inference modes carried over); ``AssertionError`` naming
+    the input if it raises or does not return within ``timeout`` seconds (a thread works on every platform)."""
+    torch = sys.modules.get("torch")  # the modes are thread-local: the helper thread starts with the defaults
+    modes = (torch.is_inference_mode_enabled(), torch.is_grad_enabled()) if torch is not None else None
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            if modes is None:
+                outcome["value"] = fn(*args)
+            elif modes[0]:
+                with torch.inference_mode():
+                    outcome["value"] = fn(*args)
+            else:
+                with torch.set_grad_enabled(modes[1]):
+                    outcome["value"] = fn(*args)
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="sharedlib-checker", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise AssertionError(
+            f"your function did not return within {timeout:g} s for {description}: an endless loop, or far more work "
+            "than the exercise needs? (it may still be running in the background; restart the kernel to stop it, "
+            "or pass a larger timeout= to the checker)"
+        )
+    error = outcome.get("error")
+    if error is None:
+        return outcome["value"]
+    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: not a wrong answer
+        raise error
+    raise AssertionError(f"your function raised {type(error).__name__}: {error} for {description}") from error
 
 
 def _as_list(value: object) -> list | None:
@@ -79,27 +125,33 @@ def random_config(rng: random.Random, strategy: str) -> TransformerConfig:
     )
 
 
-def check_count_function(fn: Callable[[TransformerConfig], int], strategy: str, trials: int = 200) -> str:
+def check_count_function(
+    fn: Callable[[TransformerConfig], int], strategy: str, trials: int = 200, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(config) -> int`` with the closed form on random configs of ``strategy``."""
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_choice("strategy", strategy, STRATEGIES)
     _require_count("trials", trials)
     rng = random.Random(f"{strategy}-{trials}")
     for _ in range(trials):
         config = random_config(rng, strategy)
-        expected, got = count_parameters(config), _call(fn, f"config {config}", config)
+        expected, got = count_parameters(config), _call(fn, f"config {config}", config, timeout=timeout)
         if got != expected:
             raise AssertionError(f"for {config} expected {expected:,} parameters, got {got!r}")
     return f"correct: your count matches the closed form on {trials} random {strategy!r} configs"
 
 
-def check_layer_map(fn: Callable[[int, int], list[int]], strategy: str, max_layers: int | None = None) -> str:
+def check_layer_map(
+    fn: Callable[[int, int], list[int]], strategy: str, max_layers: int | None = None, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(n_layers, n_unique) -> list[int]`` with ``layer_to_block`` for all small N, M.
 
     ``max_layers`` defaults to 12, and to 24 for "groups", where Hugging Face's float formula and its integer
     versions part only at larger N (chapter 7's exercise finds where).
     """
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_choice("strategy", strategy, NEEDS_N_UNIQUE)
     if max_layers is None:
         max_layers = 24 if strategy == "groups" else 12
@@ -110,7 +162,7 @@ def check_layer_map(fn: Callable[[int, int], list[int]], strategy: str, max_laye
             if strategy == "sequence" and n_layers % n_unique:
                 continue
             expected = layer_to_block(strategy, n_layers, n_unique)
-            got = _call(fn, f"N={n_layers}, M={n_unique}", n_layers, n_unique)
+            got = _call(fn, f"N={n_layers}, M={n_unique}", n_layers, n_unique, timeout=timeout)
             if _as_list(got) != expected:
                 hint = " (Hugging Face computes int(i / (N / G)) in floating point)" if strategy == "groups" else ""
                 raise AssertionError(
@@ -124,8 +176,9 @@ def check_embedding_saving(value: int, vocab_size: int = 30000, d_model: int = 7
     """Check the parameters saved by factorising the token table V*H into V*E + E*H + H."""
     for name, size in (("vocab_size", vocab_size), ("d_model", d_model), ("embedding_size", embedding_size)):
         _require_count(name, size)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_integer(value):
         raise ValueError(f"value must be an integer number of parameters, got {value!r}")
+    value = int(value)  # a NumPy integer answers as well as a Python one
     untied = vocab_size * d_model  # the token table of an unfactorised model
     factorised = vocab_size * embedding_size + embedding_size * d_model + d_model  # table + projection
     expected = untied - factorised
@@ -166,7 +219,7 @@ def check_tensor_layout(answer: tuple[str, str, str]) -> str:
 def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5) -> str:
     """Check the doubling time (months) of the largest published model per year, from ``since`` on (chapter 1)."""
     years = sorted({m.year for m in PUBLISHED_MODELS})
-    if isinstance(since, bool) or not isinstance(since, int) or since > years[-2]:
+    if not _is_integer(since) or since > years[-2]:
         raise ValueError(f"since must be a year <= {years[-2]} (two years of models are needed), got {since!r}")
     for name, number in (("value", value), ("tolerance_months", tolerance_months)):
         if isinstance(number, bool) or not isinstance(number, numbers.Real):
@@ -177,7 +230,9 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
     expected = doubling_time_months(models)
     if not abs(value - expected) <= tolerance_months:
         frontier = sorted({m.year for m in models})
-        if abs(value - doubling_time_months(PUBLISHED_MODELS)) <= tolerance_months:
+        if not math.isfinite(value):
+            hint = "it is not a finite number: check for a division by a zero slope or a log of zero"
+        elif abs(value - doubling_time_months(PUBLISHED_MODELS)) <= tolerance_months:
             hint = "that is the trend over every year in the list; keep only the models from `since` on"
         elif abs(12 * value - expected) <= tolerance_months:
             hint = "that is in years; the question asks for months"
@@ -191,16 +246,20 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
     return f"correct: {expected:.1f} months per doubling since {since}"
 
 
-def check_delta_count(fn: Callable[[TransformerConfig, int], int], trials: int = 100) -> str:
+def check_delta_count(
+    fn: Callable[[TransformerConfig, int], int], trials: int = 100, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(config, rank) -> int`` (parameters the per-layer deltas add), chapter 8."""
     from .relaxed import delta_parameters
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("trials", trials)
     rng = random.Random(f"delta-{trials}")
     for _ in range(trials):
         config, rank = random_config(rng, "all"), rng.randint(1, 8)
-        expected, got = delta_parameters(config, rank), _call(fn, f"rank {rank} and config {config}", config, rank)
+        expected = delta_parameters(config, rank)
+        got = _call(fn, f"rank {rank} and config {config}", config, rank, timeout=timeout)
         if got != expected:
             raise AssertionError(
                 f"for rank {rank}, d_model={config.d_model}, d_ff={config.d_ff}, depth={config.depth} expected "
@@ -227,19 +286,23 @@ def _flops_parts(parts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in parts.items() if v)
 
 
-def check_flops_per_token(fn: Callable[[TransformerConfig, int], int], trials: int = 200) -> str:
+def check_flops_per_token(
+    fn: Callable[[TransformerConfig, int], int], trials: int = 200, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(config, seq_len)`` (forward FLOPs per token) with the closed form, chapter 4."""
     from .counting import forward_flops_per_token
     from .sharing import n_parameter_sets
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("trials", trials)
     rng = random.Random(f"flops-{trials}")
     for _ in range(trials):
         config = random_config(rng, rng.choice(STRATEGIES))
         seq_len = rng.randint(1, 512)
         parts = forward_flops_per_token(config, seq_len)
-        expected, got = sum(parts.values()), _call(fn, f"seq_len {seq_len} and config {config}", config, seq_len)
+        expected = sum(parts.values())
+        got = _call(fn, f"seq_len {seq_len} and config {config}", config, seq_len, timeout=timeout)
         if got != expected:
             sets = n_parameter_sets(
                 config.strategy, config.n_layers, config.n_unique, inner_group_num=config.inner_group_num
@@ -293,8 +356,9 @@ def check_break_even_rank(value: int, config: TransformerConfig) -> str:
         raise ValueError(
             f"config.strategy must be 'all' (the shared base of the relaxed model), got {config.strategy!r}"
         )
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_integer(value):
         raise ValueError(f"value must be an integer rank, got {value!r}")
+    value = int(value)  # a NumPy integer answers as well as a Python one
     unshared = count_parameters(replace(config, strategy="none", n_unique=None))
     rank = 1  # searched, not solved, so that the check does not share the student's algebra
     while relaxed_parameters(config, rank) < unshared:
@@ -316,17 +380,20 @@ def check_break_even_rank(value: int, config: TransformerConfig) -> str:
     return f"correct: from rank {rank} on, the relaxed model is no smaller than the unshared one ({unshared:,})"
 
 
-def check_activation_memory(fn: Callable[[TransformerConfig], int], trials: int = 200) -> str:
+def check_activation_memory(
+    fn: Callable[[TransformerConfig], int], trials: int = 200, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(config)`` (values per token kept for backward) with the closed form, chapter 5b."""
     from .counting import activation_values_per_token
     from .sharing import n_parameter_sets
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("trials", trials)
     rng = random.Random(f"activations-{trials}")
     for _ in range(trials):
         config = random_config(rng, rng.choice(STRATEGIES))
-        expected, got = activation_values_per_token(config), _call(fn, f"config {config}", config)
+        expected, got = activation_values_per_token(config), _call(fn, f"config {config}", config, timeout=timeout)
         if got != expected:
             per_layer = expected // config.depth
             sets = n_parameter_sets(
@@ -349,13 +416,14 @@ def check_activation_memory(fn: Callable[[TransformerConfig], int], trials: int 
     return f"correct: your activation count matches the closed form on {trials} random configs of every strategy"
 
 
-def check_halting_rule(fn: Callable[..., tuple], trials: int = 60) -> str:
+def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: float = TIMEOUT_S) -> str:
     """Compare a student's ``fn(p, threshold) -> (weights, steps, remainders)`` with ``act_weights``, chapter 5b."""
     import torch
 
     from .universal import act_weights
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("trials", trials)
     names = ("weights (S, B, T)", "steps N (B, T)", "remainders R (B, T)")
     for trial in range(trials):
@@ -369,7 +437,7 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60) -> str:
         if trial % 6 == 4:  # 0.25 + 0.25 lands exactly on 0.5: the rule halts at >=, not only at >
             p.data[:2, 0, 0], threshold = 0.25, 0.5
         expected = act_weights(p, threshold)
-        got = _call(fn, f"p of shape {tuple(p.shape)}, threshold {threshold}", p, threshold)
+        got = _call(fn, f"p of shape {tuple(p.shape)}, threshold {threshold}", p, threshold, timeout=timeout)
         if not isinstance(got, tuple | list) or len(got) != 3:
             raise AssertionError(
                 f"return (weights, steps, remainders), a tuple of three tensors; got {type(got).__name__}"
@@ -401,12 +469,13 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60) -> str:
     return f"correct: weights, steps, remainders and their gradients match act_weights on {trials} random cases"
 
 
-def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50) -> str:
+def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50, *, timeout: float = TIMEOUT_S) -> str:
     """Compare a student's ``fn(mask, convention)`` that returns the book's key mask (bool, True = real token)
     from PyTorch's ``src_key_padding_mask`` ("padding") or an additive float mask ("additive"), chapter 5."""
     import torch
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("trials", trials)
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
@@ -419,7 +488,7 @@ def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50) -> str
             "additive": torch.where(keep, 0.0, masked_value),  # (B, T): 0 = keep, very negative = masked
         }
         for convention, mask in cases.items():
-            got = _call(fn, f"the {convention} mask {mask.tolist()}", mask.clone(), convention)
+            got = _call(fn, f"the {convention} mask {mask.tolist()}", mask.clone(), convention, timeout=timeout)
             if not isinstance(got, torch.Tensor) or got.dtype != torch.bool or got.shape != keep.shape:
                 described = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
                 raise AssertionError(
@@ -447,13 +516,14 @@ def _small_causal_lm(strategy: str, n_unique: int | None) -> Any:
     return SharedTransformer(config).eval()
 
 
-def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4) -> str:
+def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4, *, timeout: float = TIMEOUT_S) -> str:
     """Compare a student's ``fn(model, token, cache) -> logits (B, V)`` with ``decode_step``, chapter 6b."""
     import torch
 
     from .decoding import decode_step, prefill
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("steps", steps)
     if steps > 8:
         raise ValueError(f"steps must be at most 8 (the prompt of 4 and the steps fit max_len=16), got {steps!r}")
@@ -466,7 +536,7 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4) -> str:
             want, ours = decode_step(model, ids[:, t], ours)
             where = f"strategy {strategy!r} (layers use blocks {[a for a, _ in ours.schedule]}), token at position {t}"
             with torch.inference_mode():
-                got = _call(fn, where, model, ids[:, t], theirs)
+                got = _call(fn, where, model, ids[:, t], theirs, timeout=timeout)
             got = got[0] if isinstance(got, tuple) else got
             if not isinstance(got, torch.Tensor) or got.shape != want.shape:
                 described = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
@@ -477,7 +547,7 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4) -> str:
                     "append the new K, V of every applied layer"
                 )
             error = (got.float() - want).abs().max().item()
-            if error > 1e-4:
+            if not error <= 1e-4:  # NaN or infinite logits are wrong too (NaN > 1e-4 is False)
                 raise AssertionError(
                     f"{where}: logits differ from decode_step's by up to {error:.3g}; check the three steps: embed "
                     "the token at position cache.length (read before the layers append), give each applied layer its "
@@ -487,7 +557,7 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4) -> str:
     return f"correct: your step matches decode_step for {steps} tokens with unshared, shared and cycle-rev models"
 
 
-def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
+def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOUT_S) -> str:
     """Check a student's ``fn(width, depth)``: a module that applies one ``nn.Linear(width, width)`` ``depth``
     times with ReLU between, so that it holds one layer's parameters and sums the gradients of every use (ch. 2)."""
     import torch
@@ -496,8 +566,9 @@ def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
     from .measure import count_module_parameters
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     for width, depth in ((3, 1), (4, 3), (8, 5)):
-        module = _call(fn, f"width={width}, depth={depth}", width, depth)
+        module = _call(fn, f"width={width}, depth={depth}", width, depth, timeout=timeout)
         if not isinstance(module, nn.Module):
             raise AssertionError(f"for width={width}, depth={depth} expected an nn.Module, got {type(module).__name__}")
         expected, got = width * width + width, count_module_parameters(module)
@@ -518,7 +589,7 @@ def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
         for i, copy in enumerate(copies):
             reference = copy(reference if i == 0 else torch.relu(reference))  # (5, width)
         module.zero_grad()
-        out = _call(module, f"an input of shape (5, {width})", x)
+        out = _call(module, f"an input of shape (5, {width})", x, timeout=timeout)
         if not isinstance(out, torch.Tensor) or out.shape != reference.shape or not torch.allclose(out, reference):
             raise AssertionError(
                 f"for width={width}, depth={depth}: the output differs from applying the Linear {depth} times with "
@@ -535,7 +606,7 @@ def check_shared_stack(fn: Callable[[int, int], Any]) -> str:
     return "correct: one Linear's parameters, the right output, and gradients summed over every use"
 
 
-def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30) -> str:
+def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30, *, timeout: float = TIMEOUT_S) -> str:
     """Compare a student's ``fn(x, y)`` (linear CKA of (n, p) and (n, q) features) with ``similarity.linear_cka``
     on random features with non-zero means, different widths and related pairs, chapter 5c."""
     import torch
@@ -543,6 +614,7 @@ def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30) -> str:
     from .similarity import linear_cka
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     _require_count("trials", trials)
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
@@ -551,7 +623,8 @@ def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30) -> str:
         mix = torch.randn(p, q, generator=g, dtype=torch.float64)
         y = x @ mix + (trial % 3) * torch.randn(n, q, generator=g, dtype=torch.float64) + 5.0  # related, shifted
         expected = linear_cka(x, y)
-        got = _call(fn, f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}", x.clone(), y.clone())
+        got = _call(fn, f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}", x.clone(), y.clone(),
+                    timeout=timeout)
         try:
             got = float(got)
         except (TypeError, ValueError) as error:
@@ -585,18 +658,20 @@ def shared_weight_gradient(weight: Any, x: Any, n_uses: int) -> Any:
     return grad
 
 
-def check_shared_gradient(fn: Callable[[Any, Any, int], Any]) -> str:
+def check_shared_gradient(fn: Callable[[Any, Any, int], Any], *, timeout: float = TIMEOUT_S) -> str:
     """Check a student's ``fn(weight, x, n_uses)``: the gradient of L = ||W^n x||^2 / 2 with respect to the one
     matrix W used n times, (d, d), compared with autograd (chapter 5c)."""
     import torch
 
     _require_callable("fn", fn)
+    _require_timeout(timeout)
     for d, n_uses in ((3, 1), (4, 2), (5, 3), (6, 5)):
         g = torch.Generator().manual_seed(10 * d + n_uses)
         weight = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
         x = torch.randn(d, generator=g, dtype=torch.float64)
         expected = shared_weight_gradient(weight, x, n_uses)
-        got = _call(fn, f"a ({d}, {d}) weight used n_uses={n_uses} times", weight.clone(), x.clone(), n_uses)
+        got = _call(fn, f"a ({d}, {d}) weight used n_uses={n_uses} times", weight.clone(), x.clone(), n_uses,
+                    timeout=timeout)
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (d, d):
             described = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             raise AssertionError(f"for d={d}, n_uses={n_uses} expected a ({d}, {d}) tensor, got {described}")

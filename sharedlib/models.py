@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -84,7 +86,7 @@ class SharedTransformer(nn.Module):
             return list(zip(self.attention_map, self.ffn_map, strict=True))
         if self.config.strategy != "all":
             raise ValueError(f"n_iterations needs strategy 'all' (one shared block), got {self.config.strategy!r}")
-        if not isinstance(n_iterations, int) or n_iterations < 1:
+        if isinstance(n_iterations, bool) or not isinstance(n_iterations, numbers.Integral) or n_iterations < 1:
             raise ValueError(f"n_iterations must be a positive integer, got {n_iterations!r}")
         return [(0, 0)] * n_iterations
 
@@ -97,7 +99,8 @@ class SharedTransformer(nn.Module):
         """Validate the inputs of ``forward`` (one min/max reduction per tensor); return the (B, T) bool key mask."""
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in _INT_DTYPES:
             shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-            raise ValueError(f"input_ids must be an integer tensor (batch, sequence), got {shape}")
+            dtype = f" of {input_ids.dtype}" if isinstance(input_ids, torch.Tensor) else ""
+            raise ValueError(f"input_ids must be an int64 or int32 tensor (batch, sequence), got {shape}{dtype}")
         if input_ids.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.config.max_len}")
         _check_range("input_ids", input_ids, "vocab_size", self.config.vocab_size)
@@ -131,7 +134,7 @@ class SharedTransformer(nn.Module):
         return attention_mask
 
 
-_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+_INT_DTYPES = (torch.int32, torch.int64)  # what nn.Embedding takes as indices
 
 
 def _check_like_input_ids(name: str, tensor: torch.Tensor, input_ids: torch.Tensor) -> None:
@@ -143,7 +146,7 @@ def _check_like_input_ids(name: str, tensor: torch.Tensor, input_ids: torch.Tens
 def _check_range(name: str, ids: torch.Tensor, limit_name: str, limit: int) -> None:
     """Raise ``ValueError`` unless every value of the integer tensor ``ids`` is in ``0..limit-1``."""
     if ids.dtype not in _INT_DTYPES:
-        raise ValueError(f"{name} must be an integer tensor, got {ids.dtype}")
+        raise ValueError(f"{name} must be an int64 or int32 tensor, got {ids.dtype}")
     low, high = _min_max(ids)  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
     if low < 0 or high >= limit:
         raise ValueError(f"{name} must be in 0..{limit_name}-1 = 0..{limit - 1}, found {low if low < 0 else high}")

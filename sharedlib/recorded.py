@@ -7,12 +7,15 @@ sharedlib @ git+...``, as on Colab) carries them as package data in ``sharedlib/
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .runtime import atomic_write
+from .runtime import atomic_write, file_lock
 
 PROFILES: tuple[str, ...] = ("gpu", "cpu")  # best first: recorded on an accelerator, then on 2 CPU cores
+_SHOWN = ("size", "batch", "seq", "prompt", "new_tokens", "repeats")  # the settings a refusal names, when present
 
 
 def results_dirs() -> list[Path]:
@@ -80,12 +83,76 @@ def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]
     }
 
 
-def write_recorded(name: str, profile: str, data: dict[str, Any]) -> Path:
-    """Write ``notebooks/results/<name>.<profile>.json`` atomically (a failed run never leaves half a file)."""
+def recorded_file(name: str, profile: str) -> Path:
+    """Where ``write_recorded`` puts ``name`` at ``profile`` by default: the checkout's ``notebooks/results``."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    path = results_dirs()[0] / f"{name}.{profile}.json"
-    return atomic_write(path, lambda file: file.write(json.dumps(data, indent=1) + "\n"))
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"name must be a recorded result's bare name such as 'decoding', got {name!r}")
+    return results_dirs()[0] / f"{name}.{profile}.json"
+
+
+def check_output(path: str | Path) -> Path:
+    """Raise before any work if ``path`` cannot be written: a directory, under a file, or in a read-only folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output {path} is a directory; name a .json file in it instead")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"output {path} cannot be written: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"output {path} cannot be written: no permission to write in {folder}")
+    return path
+
+
+def _settings(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's plain settings (its numbers and strings), which say what was measured and how often."""
+    return {k: v for k, v in run.items() if isinstance(v, (str, int, float, bool))}
+
+
+def replacement_problem(path: str | Path, runs: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why replacing the recorded file ``path`` by ``runs`` would lose results (None when it would not): fewer
+    runs, a run of the file measured by none of ``runs`` (settings other than ``repeats`` equal), or fewer repeats."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        old, made = [_settings(r) for r in data["runs"]], data.get("provenance", {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return (f"{path} exists but is not a readable recorded result ({type(error).__name__}: {error}); pass "
+                "--force (force=True) to replace it, or write elsewhere with --output")
+    new = [_settings(r) for r in runs]
+    lost = []
+    for run in old:
+        same = [n for n in new if all(n[k] == v for k, v in run.items() if k in n and k != "repeats")]
+        if not same or max(n.get("repeats", 0) for n in same) < run.get("repeats", 0):
+            lost.append(", ".join(f"{k}={v}" for k, v in run.items() if k in _SHOWN))
+    if len(new) >= len(old) and not lost:
+        return None
+
+    def repeats(settings: list[dict[str, Any]]) -> str:
+        return ", ".join(sorted({str(r.get("repeats", "?")) for r in settings}))
+
+    return (f"{path} holds {len(old)} runs (repeats {repeats(old)}; made by {made.get('command', '?')!r} on "
+            f"{made.get('date', '?')}); the new result has {len(new)} (repeats {repeats(new)}) and would lose "
+            f"{'; '.join(lost[:4]) or 'runs'}{' ...' if len(lost) > 4 else ''}. Pass --force (force=True) to replace "
+            "it anyway, or write elsewhere with --output")
+
+
+def write_recorded(name: str, profile: str, data: dict[str, Any], force: bool = False,
+                   path: str | Path | None = None) -> Path:
+    """Write ``data`` to ``path`` (default ``recorded_file(name, profile)``) atomically, under its lock; a file it
+    would shrink (``replacement_problem``) is refused with ``FileExistsError`` unless ``force``."""
+    default = recorded_file(name, profile)  # checks name and profile either way
+    target = check_output(default if path is None else path)
+    with file_lock(target):
+        problem = None if force else replacement_problem(target, data["runs"])
+        if problem:
+            raise FileExistsError(problem)
+        return atomic_write(target, lambda file: file.write(json.dumps(data, indent=1) + "\n"))
 
 
 def _cpu_name() -> str:

@@ -45,7 +45,7 @@ from .data import TextCorpus, load_text_corpus
 from .measure import count_module_parameters
 from .models import SharedTransformer, next_token_loss
 from .relaxed import RelaxedSharedTransformer, relax_unshared
-from .runtime import atomic_write, resolve_device
+from .runtime import atomic_write, file_lock, resolve_device
 from .train import History, TrainConfig, train
 
 RESULTS_NAME = "experiments"  # notebooks/results/experiments.<profile>.json
@@ -420,11 +420,50 @@ def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
     )
 
 
+# A replay matches its record to within this relative difference, not bit for bit: another x86 CPU (AVX-512, AVX2,
+# scalar kernels; Intel or AMD) or another torch build rounds float32 sums differently in the last bits. Measured on
+# committed CPU runs, ten replayed steps each (torch 2.13, an Intel Xeon, against files recorded on an AMD EPYC),
+# the largest relative difference: 4.1e-7 natively (AVX-512), 5.0e-7 with ATEN_CPU_CAPABILITY=avx2 and 5.0e-7 with
+# ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE (addition: all 56 runs; experiments: 20
+# of its 81 train/relaxed runs natively, 8 in the other two modes, at most 1.8e-7). A real change moves some step far
+# more (the smallest, over the runs tried, of the largest difference over ten steps): learning rate x1.01 >= 1.1e-4,
+# x1.001 >= 1.05e-5, seed + 1 >= 9e-3, the curve one step shifted >= 1.1e-2. So 5e-6: 10x the drift, 1/20 of a 1% rate.
+REPLAY_RTOL = 5e-6
+
+
+def replay_mismatches(replayed: Any, stored: Any, rtol: float = REPLAY_RTOL) -> list[str]:
+    """Where a replay (losses, or a curve of ``[step, train, val]`` rows) departs from the stored values: numbers
+    farther apart than ``rtol`` relative (with an absolute floor of ``rtol / 100`` nats, for losses near zero),
+    different lengths or other values. A NaN or infinite number never matches. Empty when the replay matches."""
+    problems: list[str] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            if len(a) != len(b):
+                problems.append(f"{where}: {len(a)} values replayed, {len(b)} stored")
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):  # a length apart is reported above
+                walk(x, y, f"{where}[{i}]")
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
+            if not (math.isfinite(a) and math.isfinite(b) and math.isclose(a, b, rel_tol=rtol, abs_tol=rtol / 100)):
+                problems.append(f"{where}: replayed {a!r}, stored {b!r}")
+        elif a != b:
+            problems.append(f"{where}: replayed {a!r}, stored {b!r}")
+
+    walk(replayed, stored, "")
+    return problems
+
+
+def replay_matches(replayed: Any, stored: Any, rtol: float = REPLAY_RTOL) -> bool:
+    """Whether a replay equals the stored values to within ``REPLAY_RTOL`` (see ``replay_mismatches``)."""
+    return not replay_mismatches(replayed, stored, rtol)
+
+
 def replay(record: Mapping[str, Any], steps: int, device: str = "cpu") -> dict[str, list]:
     """Re-run the first ``steps`` steps of a recorded run from its stored configs and seed.
 
     Returns ``{"first_losses": [...], "curve": [...]}`` computed exactly as the record's: on the same kind of
-    CPU with the same thread count they equal the stored values bit for bit (chapter 6's reproducibility test).
+    CPU with the same thread count they equal the stored values bit for bit; on another CPU or torch build they
+    match to within ``REPLAY_RTOL`` (``replay_matches``; chapter 6's reproducibility test).
     """
     if record["kind"] == "svd":
         raise ValueError("replay re-trains 'train' and 'relaxed' runs; an 'svd' run has no training curve of its own")
@@ -563,6 +602,17 @@ def code_hash(modules: Sequence[str] = RESULT_MODULES) -> str:
     return digest.hexdigest()[:16]
 
 
+def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """(path, number) of every NaN or infinite float in nested dicts and lists: JSON (``allow_nan=False``) has none."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(where or "(top)", value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _non_finite(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [found for i, v in enumerate(value) for found in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
 def validate_results(data: Any) -> None:
     """Raise ``ValueError`` listing every way ``data`` departs from the recorded-results shape (chapter 6)."""
     problems: list[str] = []
@@ -573,10 +623,16 @@ def validate_results(data: Any) -> None:
         problems.append("provenance: missing or not an object")
     else:
         problems += [f"provenance.{k}: missing" for k in PROVENANCE_FIELDS if k not in prov]
-        if "wall_seconds" in prov and not isinstance(prov["wall_seconds"], (int, float)):
-            problems.append("provenance.wall_seconds: not a number")
-        if "threads" in prov and not isinstance(prov["threads"], int):
+        seconds = prov.get("wall_seconds", 0)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+            problems.append(f"provenance.wall_seconds: expected a finite number >= 0, got {seconds!r}")
+        if "threads" in prov and (isinstance(prov["threads"], bool) or not isinstance(prov["threads"], int)):
             problems.append("provenance.threads: not an integer")
+        commands = prov.get("commands", [])  # a string would be extended character by character
+        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+            problems.append(f"provenance.commands: expected a list of command strings, got {commands!r}")
+    problems += [f"{where}: {value!r} is not finite; JSON cannot hold it (the writer would refuse the file after the "
+                 "next run)" for where, value in _non_finite(data)][:20]
     runs = data.get("runs")
     if not isinstance(runs, list):
         problems.append("runs: missing or not a list")
@@ -643,6 +699,31 @@ def write_results(path: str | Path, data: Mapping[str, Any]) -> None:
     atomic_write(path, dump)
 
 
+def merge_results(
+    path: str | Path, data: Mapping[str, Any], stamp: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Under ``path``'s lock, re-read it and add the runs of ``data`` it lacks (by ``run_key``), let ``stamp`` set
+    the merged provenance, then write it atomically: concurrent writers never drop each other's runs.
+
+    ``stamp`` receives the merged data with the file's provenance (``data``'s when there is no file yet); the
+    merged data is returned, for the caller to go on from."""
+    path = Path(path)
+    with file_lock(path):
+        merged = dict(data)
+        if path.exists():
+            disk = load_results(path)
+            for key in ("profile", "profile_settings"):
+                if key in disk and key in data and disk[key] != json.loads(json.dumps(data[key])):
+                    raise ValueError(f"{path} holds runs of another {key} ({disk[key]!r}, these runs have "
+                                     f"{data[key]!r}); write them to another output_dir")
+            known = {run_key(r) for r in disk["runs"]}
+            mine = [r for r in data["runs"] if run_key(r) not in known]
+            merged = {**merged, **disk, "runs": [*disk["runs"], *mine]}
+        stamp(merged)
+        write_results(path, merged)
+    return merged
+
+
 def _device_name(device: str) -> str:
     if device != "cpu" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name()}"
@@ -682,12 +763,13 @@ def run_experiments(
     A file written by other ``sharedlib`` code (``code_hash``) is refused unless ``allow_mixed``; every run
     records its own commit and code hash either way.
     """
-    from .recorded import provenance  # the same provenance fields as every recorded file of the book
+    from .recorded import check_output, provenance  # the same provenance fields as every recorded file of the book
 
     p = get_profile(profile)
     names = _ordered(experiments)
     log = log or (lambda message: None)
     path = Path(output_dir) / f"{RESULTS_NAME}.{p.name}.json"
+    check_output(path)  # before any training: a file, a read-only folder or a directory in its place fails now
     code = code_hash()
     if path.exists():
         data = load_results(path)
@@ -703,16 +785,19 @@ def run_experiments(
                 "baselines": {"data": corpus.source, "val_fraction": p.val_fraction, "unit": LOSS_UNIT,
                               "smoothing": "add-one unigram, Witten-Bell interpolation above",
                               **ngram_baselines(corpus.train, corpus.val, max_order=5)}}
-    previous_prov = data["provenance"]
-    base_seconds = float(previous_prov.get("wall_seconds", 0.0))
-    commands = list(previous_prov.get("commands", []))
+    base_seconds = float(data["provenance"].get("wall_seconds", 0.0))
     started = time.perf_counter()
+    stamped = [False]  # whether this command is in the file's list of commands yet
 
-    def stamp() -> None:
-        prov = provenance(command, _device_name(p.device), base_seconds + time.perf_counter() - started)
-        code_hashes = sorted({r.get("sharedlib_hash", code) for r in data["runs"]} | {code})
-        data["provenance"] = {**prov, "sharedlib_hash": code if len(code_hashes) == 1 else "mixed",
-                              "sharedlib_hashes": code_hashes, "commands": [*commands, command]}
+    def stamp(target: dict[str, Any]) -> None:  # ``target``: the runs merged with the file's, its provenance
+        previous = target["provenance"]
+        seconds = max(base_seconds + time.perf_counter() - started, float(previous.get("wall_seconds", 0.0)))
+        prov = provenance(command, _device_name(p.device), seconds)
+        code_hashes = sorted({r.get("sharedlib_hash", code) for r in target["runs"]} | {code})
+        commands = [*previous.get("commands", []), *([] if stamped[0] else [command])]
+        target["provenance"] = {**prov, "sharedlib_hash": code if len(code_hashes) == 1 else "mixed",
+                                "sharedlib_hashes": code_hashes, "commands": commands}
+        stamped[0] = True
 
     commit = provenance(command, "", 0.0)["commit"]
     done = {run_key(r) for r in data["runs"]}
@@ -731,13 +816,11 @@ def run_experiments(
                 record = execute(spec, trained)
                 record.update(commit=commit, sharedlib_hash=code)
             data["runs"].append(record)
-            done.add(spec.key)
-            stamp()
-            write_results(path, data)
+            data = merge_results(path, data, stamp)  # with the runs another command wrote meanwhile
+            done |= {run_key(r) for r in data["runs"]}
             val = record["val_loss"]
             log(f"{name} / {spec.label} / seed {spec.seed} / lr {spec.train.lr:g}: "
                 f"val {'diverged' if val is None else f'{val:.4f}'} ({record['wall_seconds']:.1f} s)")
     if not path.exists():  # nothing to run: still leave a valid (empty) file with its provenance
-        stamp()
-        write_results(path, data)
+        merge_results(path, data, stamp)
     return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -117,8 +118,9 @@ def train(
     before the optimizer step, and a non-finite validation loss before the save, with ``NonFiniteLossError``
     (a ``FloatingPointError``): the checkpoint on disk stays the last good one (chapter 6).
     """
+    _check_train_arguments(model, loss_fn, get_batch, config)
+    path = checkpoint_path(checkpoint)  # before any step: a path that cannot be written fails now, not at the save
     device = resolve_device(config.device)
-    path = Path(checkpoint) if checkpoint is not None else None
     saved = _read(path, model, config) if path is not None and path.exists() else None  # modifies nothing
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -160,6 +162,39 @@ def train(
                 _save(path, model, optimizer, scheduler, train_gen, step + 1, history, config)
                 last_saved = step + 1
     return history
+
+
+def _check_train_arguments(model: object, loss_fn: object, get_batch: object, config: object) -> None:
+    """``ValueError`` naming the argument of ``train`` that is of the wrong kind."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    for name, fn in (("loss_fn", loss_fn), ("get_batch", get_batch)):
+        if not callable(fn):
+            raise ValueError(f"{name} must be a function, got {type(fn).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a sharedlib TrainConfig, got {type(config).__name__}")
+
+
+def checkpoint_path(checkpoint: object) -> Path | None:
+    """``checkpoint`` as a ``Path`` (None stays None) once it is known to be writable as a file; else ``ValueError``
+    naming the problem: empty, a directory, a parent that is a file, or a directory that is not writable."""
+    if checkpoint is None:
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)) or not isinstance(os.fspath(checkpoint), str):
+        raise ValueError(f"checkpoint must be None or a file path (str or pathlib.Path), got {checkpoint!r}")
+    if not os.fspath(checkpoint).strip():
+        raise ValueError(f"checkpoint must be a file path such as 'run.pt' or None (no checkpoint), got {checkpoint!r}")
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory; pass a file path inside it, e.g. {path / 'run.pt'}")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:  # the folders atomic_write would create
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"checkpoint {path} cannot be written: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"checkpoint {path} cannot be written: directory {existing} is not writable")
+    return path
 
 
 @torch.no_grad()
@@ -218,7 +253,8 @@ def _plain(value: Any) -> Any:
 
 
 def _save(path: Path, model, optimizer, scheduler, generator, step: int, history: History, config: TrainConfig):
-    """Write the checkpoint to a temporary file, fsync it, then rename it over the old one (atomic on POSIX)."""
+    """Write the checkpoint to a temporary file, fsync it, read it back and check it (``_read``), then rename it
+    over the old one under its lock: a broken or unreadable state never replaces a good checkpoint."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
@@ -232,7 +268,15 @@ def _save(path: Path, model, optimizer, scheduler, generator, step: int, history
         "train_config": _plain(asdict(config)),
         "signature": model_signature(model),
     }
-    atomic_write(path, lambda file: torch.save(state, file), binary=True)
+
+    def verify(written: Path) -> None:
+        try:
+            _read(written, model, config)
+        except CheckpointError as error:
+            raise CheckpointError(f"the new checkpoint for {path} did not read back ({error}); {path} is left as it "
+                                  "was") from error
+
+    atomic_write(path, lambda file: torch.save(state, file), binary=True, verify=verify)
 
 
 def _differences(saved: dict, current: dict, ignore: frozenset[str] = frozenset()) -> list[str]:

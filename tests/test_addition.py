@@ -107,9 +107,12 @@ def test_replay_reproduces_a_run_and_notices_a_changed_one(tmp_path):
     p = ad.replace_steps(ad.get_addition_profile("ci"), 6)
     data = suite.load_results(ad.run_addition(p, tmp_path))
     record = data["runs"][0]
-    assert ad.replay(data, record, 5) == record["first_losses"][:5]
-    other = {**record, "seed": record["seed"] + 1}
-    assert ad.replay(data, other, 5) != record["first_losses"][:5]
+    stored = record["first_losses"][:5]
+    again = ad.replay(data, record, 5)
+    assert not suite.replay_mismatches(again, stored)
+    other = {**record, "seed": record["seed"] + 1}  # the check can fail: another seed, another rate
+    assert not suite.replay_matches(ad.replay(data, other, 5), stored)
+    assert not suite.replay_matches(ad.replay(data, {**record, "lr": record["lr"] * 1.01}, 5)[1:], stored[1:])
     with pytest.raises(ValueError, match="steps must be"):
         ad.replay(data, record, 0)
 
@@ -122,7 +125,12 @@ def test_committed_results_validate_replay_and_learned():
         pytest.skip(f"{path.name} is not recorded yet")
     data = suite.load_results(path)
     record = next(r for r in data["runs"] if r["status"] == "ok" and r["device"] == "cpu")
-    assert ad.replay(data, record, 5) == record["first_losses"][:5]
+    stored = record["first_losses"][:5]
+    again = ad.replay(data, record, 5)
+    assert not suite.replay_mismatches(again, stored)  # to within suite.REPLAY_RTOL: another CPU rounds otherwise
+    for step in range(5):  # a stored loss off by ten times the tolerance is noticed
+        changed = [v * (1 + 10 * suite.REPLAY_RTOL) if i == step else v for i, v in enumerate(stored)]
+        assert not suite.replay_matches(again, changed)
     trained_bits = data["profile_settings"]["train_bits"]
     depth = data["profile_settings"]["n_layers"]
     for run in data["runs"]:  # every finished model adds numbers of the trained length

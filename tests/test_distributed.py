@@ -4,7 +4,17 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+import sharedlib as sl
+from sharedlib import distributed
+
+NO_TORCHRUN = pytest.mark.skipif(distributed.launch_unavailable_reason() is not None,
+                                 reason=str(distributed.launch_unavailable_reason()))
+
+
+
+@NO_TORCHRUN
 def test_allreduce_bytes_scale_with_unique_parameters():
     command = [
         sys.executable,
@@ -30,8 +40,20 @@ def test_allreduce_bytes_scale_with_unique_parameters():
     for strategy in ("none", "all"):
         assert report[strategy]["allreduce_bytes_per_step"] == 4 * report[strategy]["parameters"]  # float32 grads
     assert report["none"]["parameters"] > 2 * report["all"]["parameters"]
+    # where torchrun cannot start (chapter 6b on Windows) the chapter counts what this run measures
+    for strategy in ("none", "all"):
+        counted = sl.count_parameters(distributed.model_config(32, 4, 8, strategy))
+        assert report[strategy]["parameters"] == counted
 
 
+def test_launch_is_refused_with_a_reason_on_windows_only():
+    assert "libuv" in distributed.launch_unavailable_reason("win32")
+    assert distributed.launch_unavailable_reason("linux") is None
+    assert distributed.launch_unavailable_reason("darwin") is None
+
+
+@pytest.mark.skipif(distributed.fsdp_unavailable_reason() is not None,
+                    reason=str(distributed.fsdp_unavailable_reason()))
 def test_fsdp_gathers_every_applied_layer_and_reduce_scatters_unique_parameters():
     """Under fully_shard the shared block is gathered at each use: only the gradients' traffic shrinks."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -154,9 +154,16 @@ def test_interrupted_write_leaves_the_target_and_no_temporary_file(tmp_path, mon
     assert target.read_text() == "committed" and [p.name for p in tmp_path.iterdir()] == ["chapter.ipynb"]
 
 
-def test_device_names_match_sharedlib():
+def test_device_names_match_sharedlib(monkeypatch):
     """The script accepts exactly the device names that sharedlib.runtime.resolve_device turns into a device."""
+    import torch
+
     from sharedlib.runtime import DEVICES, resolve_device
+
+    # the names, not this machine's hardware: pretend CUDA (two devices) and MPS are there
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
 
     for name in (*DEVICES, "cuda:1", "gpu", "cuda:x", "CPU", "cpu ", "cuda:"):
         try:

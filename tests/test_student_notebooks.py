@@ -11,8 +11,10 @@ import run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-# Counted independently of the script: every opening fence of a solution directive (backticks or colons).
-SOLUTION_FENCE = re.compile(r"^ {0,3}(?:`{3,}|:{3,})\{solution(?:-start)?\}", re.MULTILINE)
+# Counted independently of the script: every opening fence of a solution directive (backticks, tildes or colons),
+# also inside blockquotes and list items.
+SOLUTION_FENCE = re.compile(r"^(?:[ \t>]|[-+*][ \t]|\d+[.)][ \t])*(?:`{3,}|~{3,}|:{3,})\s*\{solution(?:-start)?\}",
+                            re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,41 @@ def test_student_version_keeps_the_exercise_and_drops_the_solution():
         "Next exercise\n",
     ]
     assert [c.metadata["tags"] for c in cells if c.cell_type == "code"] == [["exercise", "raises-exception"]]
+
+
+HIDDEN_SOLUTIONS = {  # fences MyST renders as a solution although they are not top-level backtick fences
+    "tilde": "Q?\n\n~~~{solution} ex-a\nsecret\n~~~\n\nafter",
+    "long-tilde": "Q?\n\n~~~~~{solution} ex-a\nsecret\n~~~\nstill secret\n~~~~~\nafter",
+    "list-item": "1. Do it.\n\n   ```{solution} ex-a\n   secret\n   ```\n\n2. after",
+    "nested-list-item": "- a\n    - b\n\n      ```{solution} ex-a\n      secret\n      ```\nafter",
+    "after-list-marker": "- ```{solution} ex-a\n  secret\n  ```\nafter",
+    "blockquote": "> Q?\n>\n> ```{solution} ex-a\n> secret\n> ```\n\nafter",
+    "blockquote-colon": "> :::{solution} ex-a\n> secret\n> :::\n\nafter",
+    "blockquote-gate": "> ```{solution-start} ex-a\n> ```\n> secret\n> ```{solution-end}\n> ```\nafter",
+    "list-in-blockquote": "> 1. ~~~~{solution} ex-a\n>    secret\n>    ~~~~\nafter",
+}
+
+
+@pytest.mark.parametrize("source", HIDDEN_SOLUTIONS.values(), ids=HIDDEN_SOLUTIONS.keys())
+def test_solutions_in_tilde_fences_list_items_and_blockquotes_are_removed(source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(source)])
+    cells = students.student_version(nb, "t.ipynb").cells
+    text = "\n".join(c.source for c in cells)
+    assert "secret" not in text and "{solution" not in text and "after" in text
+    assert [c.metadata["tags"] for c in cells if c.cell_type == "code"] == [["exercise", "raises-exception"]]
+    assert len(SOLUTION_FENCE.findall(source)) == 1  # the test's own count sees it too
+
+
+def test_code_blocks_in_list_items_and_blockquotes_are_kept():
+    source = "1. Run:\n\n   ~~~python\n   x = 1\n   ~~~\n\n> ```{note}\n> kept\n> ```\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(source)])
+    assert [c.source for c in students.student_version(nb, "t.ipynb").cells] == [source]
+
+
+def test_an_unclosed_tilde_solution_is_refused():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("> ~~~{solution} ex-a\n> secret")])
+    with pytest.raises(ValueError, match=r"t.ipynb: the \{solution\} fence of exercise 'ex-a' is never closed"):
+        students.student_version(nb, "t.ipynb")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

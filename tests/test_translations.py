@@ -134,3 +134,88 @@ def test_every_page_links_to_the_other_edition(html):
             link = re.search(r'<nav class="language-switch"[^>]*><a href="([^"]+)"', text)
             assert link, f"{site}/{page}: no language link"
             assert ((site / page).parent / link.group(1)).resolve() == (other / f"{page}.html").resolve()
+
+
+# ------------------------------------------------------------------ nothing a reader made is lost (copies only)
+@pytest.fixture
+def catalogues(tmp_path, monkeypatch) -> Path:
+    """A copy of the committed catalogues; ``update`` and ``main`` point there, never at the real ``locale/``."""
+    folder = tmp_path / "catalogues"
+    shutil.copytree(tr.CATALOGUES, folder)
+    defaults = tuple(folder if d == tr.CATALOGUES else d for d in tr.update.__defaults__)
+    monkeypatch.setattr(tr.update, "__defaults__", defaults)
+    monkeypatch.setattr(tr, "CATALOGUES", folder)
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _template_of(po: Path, templates: Path) -> None:
+    """The .pot a correct extraction would give for the catalogue ``po`` (its messages, untranslated)."""
+    template = Catalog()
+    for message in tr.read_catalogue(po):
+        if message.id:
+            template.add(message.id, context=message.context)
+    templates.mkdir(parents=True, exist_ok=True)
+    with (templates / po.with_suffix(".pot").name).open("wb") as file:
+        write_po(file, template)
+
+
+def test_an_empty_extraction_is_refused_and_changes_nothing(tmp_path, catalogues):
+    (tmp_path / "templates").mkdir()
+    before = _files(catalogues)
+    with pytest.raises(ValueError, match=r"extraction failed: 0 templates with 0 messages.*left as they are"):
+        tr.update(tmp_path / "templates", catalogues)
+    assert _files(catalogues) == before
+
+
+def test_a_partial_extraction_is_refused_unless_forced(tmp_path, catalogues):
+    page = min(catalogues.rglob("*.po"), key=lambda p: p.stat().st_size)
+    _template_of(page, tmp_path / "templates")
+    before = _files(catalogues)
+    with pytest.raises(ValueError, match=r"looks incomplete: 1 templates .* holds \d+ catalogues"):
+        tr.update(tmp_path / "templates", catalogues)
+    assert _files(catalogues) == before
+    tr.update(tmp_path / "templates", catalogues, force=True)  # the book really lost its other pages
+    assert [p.name for p in catalogues.rglob("*.po")] == [page.name]
+
+
+def test_update_command_reports_a_failed_extraction_and_keeps_the_catalogues(tmp_path, catalogues, monkeypatch,
+                                                                             capsys):
+    monkeypatch.setattr(tr, "extract", lambda output: output)  # a build that extracted nothing
+    before = _files(catalogues)
+    with pytest.raises(SystemExit) as exit_info:
+        tr.main(["update"])
+    assert exit_info.value.code == 1 and "extraction failed" in capsys.readouterr().err
+    assert _files(catalogues) == before
+
+
+def _broken(catalogues: Path, old: bytes, new: bytes) -> tuple[Path, int]:
+    """Replace the first ``old`` in a catalogue's msgstr lines by ``new``; returns the file and the line."""
+    for po in sorted(catalogues.rglob("*.po")):
+        lines = po.read_bytes().split(b"\n")
+        for number, line in enumerate(lines, 1):
+            if line.startswith(b'msgstr "') and line.endswith(old) and len(line) > 12:
+                lines[number - 1] = line[: -len(old)] + new
+                po.write_bytes(b"\n".join(lines))
+                return po, number
+    raise AssertionError("no msgstr line to break")
+
+
+def test_a_string_without_its_closing_quote_is_an_error_naming_file_and_line(catalogues, capsys):
+    po, line = _broken(catalogues, b'"', b"")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(po))}:{line}: a string without its closing quote"):
+        tr.status(catalogues)
+    with pytest.raises(SystemExit):
+        tr.main(["status"])
+    assert f"{po}:{line}" in capsys.readouterr().err
+
+
+def test_invalid_utf8_is_an_error_naming_the_file(catalogues):
+    po, line = _broken(catalogues, b'"', b'\xff"')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(po))}:{line}: not valid UTF-8"):
+        tr.status(catalogues)
+    with pytest.raises(ValueError, match=re.escape(str(po))):
+        tr.update(po.parent, catalogues)  # checked before anything is written

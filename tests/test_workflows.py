@@ -44,6 +44,8 @@ def test_gpu_job_is_scheduled_and_runs_every_notebook_at_full_profile():
     assert workflow[True]["schedule"] and "gpu" in workflow["jobs"]["notebooks"]["runs-on"]
     assert "make install" in steps(workflow)
     assert any("run_notebooks.py --profile full --device cuda" in s for s in steps(workflow))
+    # at the committed sizes, compared with the committed outputs under the same precision rules as nbval
+    assert any("run_notebooks.py --profile ci --device cuda --compare" in s for s in steps(workflow))
 
 
 @pytest.mark.parametrize("needle", ["make book", "actions/upload-pages-artifact@v3", "actions/deploy-pages@v4"])
