@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.suite == "addition" and args.experiments:
         parser.error("--experiments applies to --suite experiments only")
+    if args.suite == "experiments" and args.workers != 1:
+        parser.error("--workers applies to --suite addition only (the language-model suite trains one run at a time)")
     name = addition.RESULTS_NAME if args.suite == "addition" else suite.RESULTS_NAME
     try:  # before any work: hours of training must not end in a file that cannot be written
         if not args.dry_run:

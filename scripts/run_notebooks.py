@@ -57,6 +57,11 @@ def notebook_paths(names: list[str] | None = None) -> list[Path]:
     """The chapters' notebooks, or those named (stem or file name); ``ValueError`` for an unknown name."""
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     if names:
+        elsewhere = [n for n in names if Path(n).parent != Path(".") and Path(n).resolve().parent != NOTEBOOKS]
+        if elsewhere:  # a file outside notebooks/ would otherwise run the book's chapter of the same name
+            raise ValueError(f"this script runs the book's chapters in {NOTEBOOKS}; {elsewhere} lie elsewhere: "
+                             "name chapters by stem (e.g. 04_counting_parameters), or run other notebooks with "
+                             "papermill")
         wanted = {Path(n).stem for n in names}
         unknown = sorted(wanted - {p.stem for p in paths})
         if unknown:

@@ -502,3 +502,24 @@ def test_run_experiments_refuses_a_file_with_nan_before_training(recorded, tmp_p
     path.write_text(json.dumps(data))  # json writes NaN as the bare token NaN, which json.loads reads back
     with pytest.raises(ValueError, match=r"runs\[0\]\.train_loss: nan is not finite"):
         suite.run_experiments("cpu", None, tmp_path, command="pytest", allow_mixed=True)
+
+
+def test_run_notebooks_refuses_a_notebook_outside_the_book(tmp_path):
+    import run_notebooks
+
+    elsewhere = tmp_path / "04_counting_parameters.ipynb"
+    elsewhere.write_text("{}")
+    with pytest.raises(ValueError, match="lie elsewhere"):
+        run_notebooks.notebook_paths([str(elsewhere)])
+    assert [p.stem for p in run_notebooks.notebook_paths(["04_counting_parameters"])] == ["04_counting_parameters"]
+    assert [p.stem for p in run_notebooks.notebook_paths(["notebooks/04_counting_parameters.ipynb"])] == [
+        "04_counting_parameters"
+    ]
+
+
+def test_run_experiments_refuses_workers_for_the_language_model_suite(capsys):
+    import run_experiments
+
+    with pytest.raises(SystemExit):
+        run_experiments.parse_args(["--profile", "ci", "--workers", "2", "--dry-run"])
+    assert "--workers applies to --suite addition only" in capsys.readouterr().err
