@@ -20,7 +20,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -147,17 +146,17 @@ def execute(nb: nbformat.NotebookNode, parameters: dict) -> nbformat.NotebookNod
 
 
 def write_atomically(nb: nbformat.NotebookNode, target: Path) -> None:
-    """Write ``nb`` to a temporary file beside ``target``, then rename it over ``target`` in one step."""
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:  # LF on Windows too
-            nbformat.write(nb, file)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``nb`` over ``target`` with ``sharedlib.runtime.atomic_write``: a temporary file beside it, renamed in
+    one step under an inter-process lock, so a failed or concurrent run never leaves half a notebook (LF line ends
+    on every platform)."""
+    from sharedlib.runtime import atomic_write  # here, so that the script starts without importing torch
+
+    def write(file: io.BufferedWriter) -> None:
+        text = io.StringIO()
+        nbformat.write(nb, text)
+        file.write(text.getvalue().encode("utf-8"))
+
+    atomic_write(target, write, binary=True)
 
 
 # What nbval never compares (its defaults, kept here so that --compare applies the same rules to a GPU run).

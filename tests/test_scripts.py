@@ -5,6 +5,9 @@ Every test works on tiny notebooks in a throwaway copy of the layout (``run_note
 """
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import make_student_notebooks as students
@@ -316,3 +319,18 @@ def test_committed_figures_are_palette_pngs_that_look_the_same():
     assert len(small) < len(png) / 2
     before, after = (np.asarray(Image.open(io.BytesIO(b)).convert("RGBA"), dtype=float) for b in (png, small))
     assert before.shape == after.shape and np.abs(before - after).mean() < 2.0  # of 255 per channel
+
+
+def test_notebook_writes_wait_for_another_process_holding_the_lock(tmp_path):
+    """While another process writes a notebook (holds its lock), a second run waits instead of interleaving."""
+    target = tmp_path / "chapter.ipynb"
+    target.write_text("committed")
+    hold = ("import sys, time; from sharedlib.runtime import file_lock\n"
+            "with file_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(1.5)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(target)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.perf_counter()
+    run_notebooks.write_atomically(notebook(), target)
+    waited = time.perf_counter() - started
+    assert holder.wait(timeout=30) == 0 and waited > 0.5
+    assert target.read_text().startswith("{") and sorted(p.name for p in tmp_path.iterdir()) == ["chapter.ipynb"]
