@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from sharedlib import addition as ad
-from sharedlib import suite
+from sharedlib.experiments import addition as ad
+from sharedlib.experiments import suite
 
 
 def bits(value, n):

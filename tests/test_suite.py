@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import sharedlib as sl
-from sharedlib import suite
 from sharedlib import train as train_module
+from sharedlib.experiments import suite
 
 ROOT = Path(__file__).resolve().parents[1]
 # The ci profile cut to two strategies, so that a whole experiment (with its lr-sweep) takes about a second.
