@@ -195,5 +195,10 @@ def test_show_source_displays_library_code_and_refuses_a_bare_module(monkeypatch
     monkeypatch.setattr(IPython.display, "display", shown.append)
     show_source("universal.halting_step")
     assert "def halting_step(" in shown[0].data and "sharedlib/universal.py" in shown[0].data
+    show_source("experiments.suite.code_hash", "book.display.glue")  # a module of a subpackage: its dotted path
+    assert shown[1].data.startswith("`sharedlib/experiments/suite.py`") and "def code_hash(" in shown[1].data
+    assert shown[2].data.startswith("`sharedlib/book/display.py`") and "def glue(" in shown[2].data
     with pytest.raises(ValueError, match=r"names must look like 'module\.Object'"):
         show_source("universal")
+    with pytest.raises(ModuleNotFoundError, match=r"sharedlib\.nosuch"):
+        show_source("nosuch.f")
