@@ -23,7 +23,7 @@ import torch
 import sharedlib as sl
 from sharedlib.bench import paired_ratio_interval, time_interleaved
 from sharedlib.decoding import decode_step, prefill
-from sharedlib.recorded import check_output, provenance, recorded_file, replacement_problem, write_recorded
+from sharedlib.experiments.recorded import check_output, provenance, recorded_file, replacement_problem, write_recorded
 
 SIZES = {"small": (128, 6), "large": (768, 12)}  # d_model, layers
 VOCAB = 256  # bytes: keeps the (shared, unsplit) embedding table small next to the layer weights

@@ -26,7 +26,7 @@ from transformers import AlbertConfig, AlbertModel
 
 import sharedlib as sl
 from sharedlib.bench import forward_backward, paired_ratio_interval, time_interleaved
-from sharedlib.recorded import check_output, provenance, recorded_file, replacement_problem, write_recorded
+from sharedlib.experiments.recorded import check_output, provenance, recorded_file, replacement_problem, write_recorded
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,11 +5,12 @@
     .venv/bin/python scripts/run_experiments.py --profile cpu --dry-run        # what would run, and how much
     .venv/bin/python scripts/run_experiments.py --profile cpu --suite addition --workers 2   # chapter 6
 
-Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.suite``), or with ``--suite addition`` the
-iterations-and-length experiment's ``addition.<profile>.json`` (``sharedlib.addition``). Re-running the same
-command after an interruption skips the finished runs; a file written by other sharedlib code is refused without
---allow-mixed. Two commands may write one file at once: each append re-reads it under a lock and keeps the other's
-runs (and skips those the other finished). An output that cannot be written is refused before any work.
+Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.experiments.suite``), or with ``--suite
+addition`` the iterations-and-length experiment's ``addition.<profile>.json`` (``sharedlib.experiments.addition``).
+Re-running the same command after an interruption skips the finished runs; a file written by other sharedlib code
+is refused without --allow-mixed. Two commands may write one file at once: each append re-reads it under a lock
+and keeps the other's runs (and skips those the other finished). An output that cannot be written is refused
+before any work.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from sharedlib import addition, suite
-from sharedlib.recorded import check_output
+from sharedlib.experiments import addition, suite
+from sharedlib.experiments.recorded import check_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

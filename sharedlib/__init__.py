@@ -1,6 +1,18 @@
 """sharedlib: the package behind *Sharing Layers*, a book on cross-layer parameter sharing in Transformers.
 
-Importing it has no side effects; every public name is listed in ``__all__``.
+The package has three roles, each in its own place, imports pointing one way:
+
+* the model library, the modules directly in ``sharedlib``: configs and layer maps (``config``, ``sharing``),
+  layers, models and decoding, counting and measuring, data, training, the Universal Transformer, Mixture of
+  Recursions, relaxed sharing, similarity, optimization, evidence (intervals), timing and runtime helpers. It
+  imports neither of the two subpackages below: a model or a count never depends on how it is shown or run;
+* ``sharedlib.experiments``, the experiment machinery (suites, recorded files, baselines, distributed runs):
+  it may import the library;
+* ``sharedlib.book``, the book's helpers (display, plots, diagrams, widgets, exercises, report prose): it may
+  import both.
+
+``tests/test_package_layout.py`` enforces the direction. Importing ``sharedlib`` has no side effects and imports
+neither subpackage; every public name of the library is listed in ``__all__``.
 """
 
 from .config import ACTIVATIONS, NORM_PLACEMENTS, POSITIONS, TransformerConfig

@@ -1,7 +1,7 @@
 """Paired differences across seeds, their confidence intervals, and sentences that claim no more (chapters 6, 8).
 
 Two models trained with the same seed see the same batches and are scored on the same validation windows
-(``sharedlib.suite``), so the difference of their losses seed by seed removes the noise they share. The mean
+(``sharedlib.experiments.suite``), so the difference of their losses seed by seed removes the noise they share. The mean
 of those n differences gets a Student-t interval (n - 1 degrees of freedom) or a percentile bootstrap, and
 ``conclusion`` words it: an effect only when the interval excludes zero, "no evidence of a difference" otherwise.
 """

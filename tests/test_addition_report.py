@@ -2,14 +2,14 @@
 
 import pytest
 
-from sharedlib import addition as ad
-from sharedlib import addition_report as rep
+from sharedlib.book import addition_report as rep
 from sharedlib.evidence import PairedDifference
+from sharedlib.experiments import addition as ad
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from sharedlib import suite
+    from sharedlib.experiments import suite
 
     p = ad.replace_steps(ad.get_addition_profile("ci"), 6)
     return suite.load_results(ad.run_addition(p, tmp_path_factory.mktemp("addition")))

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from sharedlib.albert_sizes import (
+from sharedlib.book.albert_sizes import (
     CONVENTIONS,
     REPORTED_SIZES,
     count_reported,

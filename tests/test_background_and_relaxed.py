@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sharedlib as sl
-from sharedlib.background import PUBLISHED_MODELS, SHARING_MILESTONES, PublishedModel, doubling_time_months
+from sharedlib.book.background import PUBLISHED_MODELS, SHARING_MILESTONES, PublishedModel, doubling_time_months
 from sharedlib.relaxed import RelaxedSharedTransformer, relax_unshared, relaxed_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_relaxed_inputs_are_validated():
 
 
 def test_falcon_180b_is_the_largest_2023_model_and_bert_large_carries_both_reports():
-    from sharedlib.background import largest_by_year
+    from sharedlib.book.background import largest_by_year
 
     assert largest_by_year()[2023].name == "Falcon-180B"
     bert_large = next(m for m in PUBLISHED_MODELS if m.name == "BERT-large")
@@ -103,7 +103,7 @@ def test_falcon_180b_is_the_largest_2023_model_and_bert_large_carries_both_repor
 def test_frontier_fit_agrees_with_numpy_and_detects_a_wrong_frontier():
     import numpy as np
 
-    from sharedlib.background import frontier_fit
+    from sharedlib.book.background import frontier_fit
 
     models = tuple(PublishedModel(f"m{i}", 2000 + i % 5, 10.0 ** (1 + (7 * i) % 11), "k", False) for i in range(15))
     best = {}
@@ -118,7 +118,7 @@ def test_frontier_fit_agrees_with_numpy_and_detects_a_wrong_frontier():
 
 
 def test_albert_reported_speedup_is_slower_than_bert_large_but_less_than_the_flop_ratio():
-    from sharedlib.background import ALBERT_REPORTED_SPEEDUP
+    from sharedlib.book.background import ALBERT_REPORTED_SPEEDUP
 
     bert_large = sl.TransformerConfig(d_model=1024, n_heads=16, d_ff=4096, n_layers=24, vocab_size=30522,
                                       n_token_types=2, norm="post")
@@ -132,7 +132,7 @@ def test_albert_reported_speedup_is_slower_than_bert_large_but_less_than_the_flo
 
 @pytest.mark.parametrize("width", [32, 64, 128])
 def test_counted_layer_training_flops_are_three_times_the_closed_form_forward(width):
-    from sharedlib.background import layer_config, layer_training_step
+    from sharedlib.book.background import layer_config, layer_training_step
 
     step = layer_training_step(width, n_tokens=64, seq_len=32, generator=torch.Generator().manual_seed(0))
     forward = 64 * sum(sl.forward_flops_per_token(layer_config(width), 32).values())
@@ -140,7 +140,7 @@ def test_counted_layer_training_flops_are_three_times_the_closed_form_forward(wi
 
 
 def test_throughput_by_width_restores_threads_and_rejects_bad_input():
-    from sharedlib.background import layer_config, layer_training_step, throughput_by_width
+    from sharedlib.book.background import layer_config, layer_training_step, throughput_by_width
 
     threads = torch.get_num_threads()
     timings = throughput_by_width([32, 64], n_tokens=32, seq_len=32, repeats=2, threads=1)
@@ -171,7 +171,7 @@ def _contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 def test_layer_map_labels_contrast_with_their_cells():
     from matplotlib.colors import to_rgba
 
-    from sharedlib.plots import plot_layer_maps
+    from sharedlib.book.plots import plot_layer_maps
 
     fig = plot_layer_maps(20, 4, ("none", "cycle"))
     ax = fig.axes[0]
@@ -189,8 +189,8 @@ def test_layer_map_labels_contrast_with_their_cells():
 
 
 def test_model_sizes_figure_draws_the_fitted_doubling_line():
-    from sharedlib.background import frontier_fit
-    from sharedlib.plots import plot_model_sizes
+    from sharedlib.book.background import frontier_fit
+    from sharedlib.book.plots import plot_model_sizes
 
     recent = tuple(m for m in PUBLISHED_MODELS if m.year >= 2017)
     slope, intercept = frontier_fit(recent)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import sharedlib as sl
-from sharedlib import exercises
+from sharedlib.book import exercises
 from sharedlib.decoding import decode_step
 from sharedlib.relaxed import delta_parameters
 from sharedlib.universal import act_weights

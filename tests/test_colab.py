@@ -114,7 +114,7 @@ def test_the_venv_is_rebuilt_when_the_pins_change():
 def test_fsdp_is_reported_unavailable_before_launching_on_a_torch_without_its_collectives(monkeypatch):
     import torch.distributed as dist
 
-    from sharedlib import distributed
+    from sharedlib.experiments import distributed
 
     assert distributed.missing_fsdp_collectives() == [] and distributed.fsdp_unavailable_reason() is None
     monkeypatch.delattr(dist, "reduce_scatter_single")
@@ -124,7 +124,7 @@ def test_fsdp_is_reported_unavailable_before_launching_on_a_torch_without_its_co
 
 
 def test_a_failed_launch_raises_with_the_workers_stderr_not_torchruns_summary():
-    from sharedlib import distributed
+    from sharedlib.experiments import distributed
 
     stderr = (
         "worker says: ValueError: bad width\n"

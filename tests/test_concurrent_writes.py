@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sharedlib import addition, runtime, suite
+from sharedlib import runtime
+from sharedlib.experiments import addition, suite
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"))  # as in test_suite
@@ -51,7 +52,7 @@ RUNNER = """
 import sys
 from dataclasses import replace
 from pathlib import Path
-from sharedlib import suite
+from sharedlib.experiments import suite
 from test_concurrent_writes import fake_execute
 
 suite.execute = fake_execute

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sharedlib as sl
-from sharedlib.exercises import random_config
+from sharedlib.book.exercises import random_config
 
 
 @settings(max_examples=60, deadline=None)

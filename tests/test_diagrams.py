@@ -7,9 +7,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.patches import FancyArrowPatch
 from matplotlib.text import Text
 
-from sharedlib import diagrams
-from sharedlib.config import TransformerConfig
-from sharedlib.diagrams import (
+from sharedlib.book import diagrams
+from sharedlib.book.diagrams import (
     DEFAULT_STRATEGIES,
     draw_factorised_embedding,
     draw_one_module_many_uses,
@@ -18,9 +17,10 @@ from sharedlib.diagrams import (
     draw_unrolled_stacks,
     halting_weights,
 )
+from sharedlib.book.plots import MIN_FONT_SIZE
+from sharedlib.config import TransformerConfig
 from sharedlib.layers import Embeddings
 from sharedlib.models import SharedTransformer
-from sharedlib.plots import MIN_FONT_SIZE
 from sharedlib.relaxed import RelaxedSharedTransformer
 from sharedlib.sharing import NEEDS_N_UNIQUE, layer_to_block, n_parameter_sets
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import sharedlib as sl
-from sharedlib import distributed
+from sharedlib.experiments import distributed
 
 NO_TORCHRUN = pytest.mark.skipif(distributed.launch_unavailable_reason() is not None,
                                  reason=str(distributed.launch_unavailable_reason()))
@@ -24,7 +24,7 @@ def test_allreduce_bytes_scale_with_unique_parameters():
         "--nproc_per_node",
         "2",
         "-m",
-        "sharedlib.distributed",
+        "sharedlib.experiments.distributed",
         "--d-model",
         "32",
         "--layers",
@@ -57,7 +57,8 @@ def test_launch_is_refused_with_a_reason_on_windows_only():
 def test_fsdp_gathers_every_applied_layer_and_reduce_scatters_unique_parameters():
     """Under fully_shard the shared block is gathered at each use: only the gradients' traffic shrinks."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "sharedlib.distributed", "--d-model", "32", "--layers", "2", "4", "--seq-len", "8", "--fsdp"]
+               "-m", "sharedlib.experiments.distributed", "--d-model", "32", "--layers", "2", "4", "--seq-len", "8",
+               "--fsdp"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     by_depth = json.loads(result.stdout.strip().splitlines()[-1])["by_depth"]
@@ -75,7 +76,7 @@ def test_counting_collectives_refuses_a_torch_without_fsdp2_collectives(monkeypa
     import pytest
     import torch.distributed as dist
 
-    from sharedlib.distributed import counting_collectives
+    from sharedlib.experiments.distributed import counting_collectives
 
     monkeypatch.delattr(dist, "all_gather_single")
     with pytest.raises(RuntimeError, match="all_gather_single"), counting_collectives():

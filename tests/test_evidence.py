@@ -5,7 +5,6 @@ import random
 
 import pytest
 
-from sharedlib.baselines import ngram_baselines, ngram_cross_entropy
 from sharedlib.data import load_text_corpus
 from sharedlib.evidence import (
     compare_recorded,
@@ -17,6 +16,7 @@ from sharedlib.evidence import (
     t_quantile,
     variance_explained,
 )
+from sharedlib.experiments.baselines import ngram_baselines, ngram_cross_entropy
 
 # Two-sided 95% critical values of Student's t from printed tables (independent of the code under test).
 T_TABLE = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 
 import sharedlib as sl
-from sharedlib import exercises
-from sharedlib.background import PUBLISHED_MODELS, doubling_time_months
+from sharedlib.book import exercises
+from sharedlib.book.background import PUBLISHED_MODELS, doubling_time_months
 from sharedlib.relaxed import delta_parameters
 
 matplotlib.use("Agg")
@@ -42,7 +42,7 @@ def test_embedding_checker():
 
 
 def test_explorer_updates_and_reports_invalid_combinations():
-    from sharedlib.widgets import ParameterExplorer
+    from sharedlib.book.widgets import ParameterExplorer
 
     explorer = ParameterExplorer()
     assert "keeps 100.0%" in explorer.table.value
@@ -54,7 +54,7 @@ def test_explorer_updates_and_reports_invalid_combinations():
 
 
 def test_layer_map_explorer():
-    from sharedlib.widgets import LayerMapExplorer
+    from sharedlib.book.widgets import LayerMapExplorer
 
     explorer = LayerMapExplorer(n_layers=6, n_unique=3, strategy="cycle-rev")
     assert "<td>0</td><td>1</td><td>2</td><td>2</td><td>1</td><td>0</td>" in explorer.view.value
@@ -72,7 +72,7 @@ def test_tensor_layout_checker():
 
 
 def test_layer_map_figure_draws_every_strategy():
-    from sharedlib.plots import plot_layer_maps
+    from sharedlib.book.plots import plot_layer_maps
 
     fig = plot_layer_maps(6, 3)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][-1] == "groups"
@@ -189,11 +189,16 @@ def test_every_exercise_title_starts_with_the_difficulty_the_instructors_page_gi
 def test_show_source_displays_library_code_and_refuses_a_bare_module(monkeypatch):
     import IPython.display
 
-    from sharedlib.display import show_source
+    from sharedlib.book.display import show_source
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
     show_source("universal.halting_step")
     assert "def halting_step(" in shown[0].data and "sharedlib/universal.py" in shown[0].data
+    show_source("experiments.suite.code_hash", "book.display.glue")  # a module of a subpackage: its dotted path
+    assert shown[1].data.startswith("`sharedlib/experiments/suite.py`") and "def code_hash(" in shown[1].data
+    assert shown[2].data.startswith("`sharedlib/book/display.py`") and "def glue(" in shown[2].data
     with pytest.raises(ValueError, match=r"names must look like 'module\.Object'"):
         show_source("universal")
+    with pytest.raises(ModuleNotFoundError, match=r"sharedlib\.nosuch"):
+        show_source("nosuch.f")

@@ -4,7 +4,7 @@ import pytest
 from copy_task import copy_batch, copy_config
 
 import sharedlib as sl
-from sharedlib import experiments as ex
+from sharedlib.experiments import live as ex
 from sharedlib.train import TrainConfig
 
 

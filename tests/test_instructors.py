@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sharedlib import exercises
+from sharedlib.book import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -135,14 +135,15 @@ def test_the_width_check_sees_long_lines_and_hidden_cells(tmp_path):
 def test_every_literalinclude_is_shown_in_jupyter_too():
     """A notebook read in Jupyter or Colab does not render ``literalinclude``: the next cell shows the same
     objects with ``show_source``, hidden on the book's page (``remove-cell``)."""
-    include = re.compile(r"```\{literalinclude\} \.\./sharedlib/(\w+)\.py\n((?::\S+:.*\n)*)")
+    include = re.compile(r"```\{literalinclude\} \.\./sharedlib/([\w/]+)\.py\n((?::\S+:.*\n)*)")
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = nbformat.read(path, as_version=4).cells
         for i, cell in enumerate(cells):
             if cell.cell_type != "markdown":
                 continue
             wanted = []
-            for module, options in include.findall(cell.source):
+            for path_in_package, options in include.findall(cell.source):
+                module = path_in_package.replace("/", ".")  # sharedlib/experiments/suite.py: experiments.suite
                 obj = re.search(r":pyobject: (\S+)", options)
                 wanted.append(f"{module}.{obj.group(1)}" if obj else module)
             if not wanted:

@@ -5,9 +5,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import sharedlib as sl
-from sharedlib import plots
-from sharedlib.background import PUBLISHED_MODELS, WidthTiming
-from sharedlib.experiments import Summary
+from sharedlib.book import plots
+from sharedlib.book.background import PUBLISHED_MODELS, WidthTiming
+from sharedlib.experiments.live import Summary
 
 
 def small_texts(fig: Figure, minimum: float = plots.MIN_FONT_SIZE) -> list[str]:

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from sharedlib.bench import paired_ratio_interval, ratio_sentence
-from sharedlib.recorded import load_recorded, recorded_path
+from sharedlib.experiments.recorded import load_recorded, recorded_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = sorted(p.name for p in (ROOT / "notebooks" / "results").glob("*.*.json"))
-LOAD_ALL = "from sharedlib.recorded import load_recorded; print(sorted(load_recorded(n)['profile'] for n in {names}))"
+LOAD_ALL = ("from sharedlib.experiments.recorded import load_recorded; "
+            "print(sorted(load_recorded(n)['profile'] for n in {names}))")
 
 
 def names() -> list[str]:
@@ -62,7 +63,7 @@ def test_wheel_carries_the_results_and_the_corpus_and_loads_them_without_a_check
         archive.extractall(tmp_path / "site")
     assert set(RECORDED) <= packed
     code = (LOAD_ALL.format(names=names()) + "; import sharedlib.data as d; d.load_text_corpus()"
-            "; import sharedlib.recorded as r; print(r.recorded_path('decoding'))")
+            "; import sharedlib.experiments.recorded as r; print(r.recorded_path('decoding'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin",
                               **{k: v for k, v in os.environ.items() if k == "SYSTEMROOT"}})

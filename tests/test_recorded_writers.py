@@ -17,8 +17,8 @@ import torch
 from copy_task import copy_batch, copy_config
 
 import sharedlib as sl
-from sharedlib import recorded
 from sharedlib import train as train_module
+from sharedlib.experiments import recorded
 from sharedlib.train import CheckpointError, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_a_checkpoint_that_does_not_read_back_never_replaces_a_good_one(tmp_path
 def test_run_experiments_refuses_an_unwritable_output_dir_before_any_work(tmp_path, monkeypatch, capsys, suite_name):
     import run_experiments
 
-    from sharedlib import addition, suite
+    from sharedlib.experiments import addition, suite
 
     monkeypatch.setattr(suite, "run_experiments", _no_work)
     monkeypatch.setattr(addition, "run_addition", _no_work)

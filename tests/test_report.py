@@ -1,4 +1,4 @@
-"""sharedlib.report on synthetic results files: what a partial file says, and that no sentence claims an effect
+"""sharedlib.book.report on synthetic results files: what a partial file says, and that no sentence claims an effect
 its paired interval does not support."""
 
 import json
@@ -7,8 +7,9 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from sharedlib import report, suite
+from sharedlib.book import report
 from sharedlib.evidence import paired_difference
+from sharedlib.experiments import suite
 
 PROFILE = replace(suite.PROFILES["ci"], seeds=5)
 PROVENANCE = {
@@ -113,7 +114,7 @@ def test_a_partial_file_renders_not_recorded_yet():
 
 
 def test_the_comparison_table_has_a_row_per_model_and_show_skips_none(monkeypatch):
-    from sharedlib import display
+    from sharedlib.book import display
 
     comparisons = report.compare(equal_depth([0.1, 0.12, 0.11, 0.1, 0.1]), "equal-depth", "none")
     table = report.comparison_table(comparisons).data.splitlines()

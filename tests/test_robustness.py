@@ -15,9 +15,11 @@ from copy_task import copy_batch, copy_config
 from torch import nn
 
 import sharedlib as sl
-from sharedlib import decoding, exercises, suite
+from sharedlib import decoding
 from sharedlib import train as train_module
-from sharedlib.background import PUBLISHED_MODELS, doubling_time_months
+from sharedlib.book import exercises
+from sharedlib.book.background import PUBLISHED_MODELS, doubling_time_months
+from sharedlib.experiments import suite
 from sharedlib.relaxed import relaxed_parameters
 from sharedlib.similarity import linear_cka
 from sharedlib.train import TrainConfig, train

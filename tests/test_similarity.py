@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import sharedlib as sl
-from sharedlib import plots, similarity_plots
 from sharedlib import similarity as sim
+from sharedlib.book import plots, similarity_plots
 
 
 def hsic_cka(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""Render the book's architecture diagrams (``sharedlib.diagrams``) to PNG before Sphinx reads the pages.
+"""Render the book's architecture diagrams (``sharedlib.book.diagrams``) to PNG before Sphinx reads the pages.
 
 A MyST page includes one with ``{figure} _generated/<name>.png`` (from ``book/``). The folder is a build product,
 ignored by git, so the picture on the page is always the one the current library draws. A file whose bytes did
@@ -13,7 +13,7 @@ from pathlib import Path
 
 GENERATED = Path("book") / "_generated"  # relative to the source directory
 
-# name -> (drawing function of sharedlib.diagrams, its arguments)
+# name -> (drawing function of sharedlib.book.diagrams, its arguments)
 DIAGRAMS: dict[str, tuple[str, tuple]] = {
     "unrolled_stacks": ("draw_unrolled_stacks", (6, 3)),
     "factorised_embedding": ("draw_factorised_embedding", (30000, 128, 768)),
@@ -30,8 +30,8 @@ def render_diagrams(folder: Path) -> list[Path]:
     matplotlib.use("Agg")  # no display at build time; the book never executes notebooks in this process
     import matplotlib.pyplot as plt
 
-    from sharedlib import diagrams
-    from sharedlib.plots import BOOK_STYLE
+    from sharedlib.book import diagrams
+    from sharedlib.book.plots import BOOK_STYLE
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

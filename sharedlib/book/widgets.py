@@ -9,10 +9,10 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from .config import TransformerConfig
-from .counting import count_parameters, parameter_breakdown
+from ..config import TransformerConfig
+from ..counting import count_parameters, parameter_breakdown
+from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 from .plots import plot_parameter_breakdown
-from .sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 
 
 def breakdown_html(config: TransformerConfig) -> str:

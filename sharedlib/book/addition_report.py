@@ -1,7 +1,8 @@
 """Tables, comparisons and sentences of the recorded iterations-and-length experiment (chapter 5b).
 
-Everything here reads a results file of ``sharedlib.addition`` (``notebooks/results/addition.<profile>.json``);
-nothing is trained. Accuracies are reported in percent of test sequences whose every sum bit is right.
+Everything here reads a results file of ``sharedlib.experiments.addition``
+(``notebooks/results/addition.<profile>.json``); nothing is trained. Accuracies are reported in percent of test
+sequences whose every sum bit is right.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .addition import chosen_lr
-from .evidence import PairedDifference, conclusion, mean_interval, paired_difference
+from ..evidence import PairedDifference, conclusion, mean_interval, paired_difference
+from ..experiments.addition import chosen_lr
 
 
 def settings(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ Experiments:
   * ``relaxed-scratch`` (chapter 8): a fully shared model with per-layer rank-r deltas trained from scratch;
   * ``svd-relaxation`` (chapter 8): trained unshared models compressed into one block plus rank-r SVD deltas.
 ``iterations-length`` (looped models on binary addition, trained short and tested long, more iterations at test
-time) has its own runner and record, ``sharedlib.addition``; it is listed in ``SEPARATE_EXPERIMENTS`` and this
-suite refuses it with a pointer there.
+time) has its own runner and record, ``sharedlib.experiments.addition``; it is listed in ``SEPARATE_EXPERIMENTS``
+and this suite refuses it with a pointer there.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import TransformerConfig
+from ..counting import forward_flops_per_token
+from ..data import TextCorpus, load_text_corpus
+from ..measure import count_module_parameters
+from ..models import SharedTransformer, next_token_loss
+from ..relaxed import RelaxedSharedTransformer, relax_unshared
+from ..runtime import atomic_write, file_lock, resolve_device
+from ..train import History, TrainConfig, train
 from .baselines import ngram_baselines
-from .config import TransformerConfig
-from .counting import forward_flops_per_token
-from .data import TextCorpus, load_text_corpus
-from .measure import count_module_parameters
-from .models import SharedTransformer, next_token_loss
-from .relaxed import RelaxedSharedTransformer, relax_unshared
-from .runtime import atomic_write, file_lock, resolve_device
-from .train import History, TrainConfig, train
 
 RESULTS_NAME = "experiments"  # notebooks/results/experiments.<profile>.json
 EXPERIMENTS: tuple[str, ...] = (
@@ -58,7 +58,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "svd-relaxation",
 )
 SEPARATE_EXPERIMENTS: dict[str, str] = {  # experiment -> where it is run and recorded instead
-    "iterations-length": "scripts/run_experiments.py --suite addition runs it (sharedlib.addition)",
+    "iterations-length": "scripts/run_experiments.py --suite addition runs it (sharedlib.experiments.addition)",
 }
 KINDS: tuple[str, ...] = ("train", "relaxed", "svd")  # SharedTransformer, RelaxedSharedTransformer, relax_unshared
 ALL_STRATEGIES: tuple[str, ...] = ("none", "all", "attention", "ffn", "sequence", "cycle", "cycle-rev")
@@ -380,7 +380,8 @@ def execute(spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = 
         if not math.isclose(val_loss, history.val_loss[-1], rel_tol=1e-5, abs_tol=1e-6):
             raise RuntimeError(
                 f"train.evaluate reported {history.val_loss[-1]!r} but the fixed validation windows give "
-                f"{val_loss!r}: evaluate no longer scores each window once per evaluation; update sharedlib.suite"
+                f"{val_loss!r}: evaluate no longer scores each window once per evaluation; "
+                "update sharedlib.experiments.suite"
             )
         record.update(curve=_curve(history.train_loss, history.eval_steps, history.val_loss),
                       first_losses=history.train_loss[:FIRST_LOSSES])
@@ -584,21 +585,24 @@ def plan_all(
 
 
 # ----------------------------------------------------------------------------------------- the results file
-# The modules a recorded run executes: a change in any of them may change the numbers (diagrams, plots,
-# exercises and the other chapters' modules cannot).
+# The modules a recorded run executes, dotted paths below ``sharedlib``: a change in any of them may change the
+# numbers (diagrams, plots, exercises and the other chapters' modules cannot).
 RESULT_MODULES: tuple[str, ...] = (
-    "baselines", "config", "counting", "data", "experiments", "layers", "measure", "models", "recorded", "relaxed",
-    "runtime", "sharing", "suite", "train",
+    "config", "counting", "data", "experiments.baselines", "experiments.live", "experiments.recorded",
+    "experiments.suite", "layers", "measure", "models", "relaxed", "runtime", "sharing", "train",
 )
+
+
+def module_path(name: str) -> Path:
+    """The file of the ``sharedlib`` module ``name`` (a dotted path below ``sharedlib``, e.g. ``experiments.suite``)."""
+    return Path(__file__).resolve().parents[1].joinpath(*name.split(".")).with_suffix(".py")
 
 
 def code_hash(modules: Sequence[str] = RESULT_MODULES) -> str:
     """A hash of the ``sharedlib`` modules a run executes: runs made by different code must not be mixed unnoticed."""
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
     for name in modules:
-        path = package / f"{name}.py"
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(name.encode() + b"\0" + module_path(name).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .config import TransformerConfig
-from .counting import count_parameters
-from .data import IGNORE, algorithmic_batch
-from .measure import count_module_parameters
-from .models import SharedTransformer, next_token_loss
-from .train import TrainConfig, train
+from ..config import TransformerConfig
+from ..counting import count_parameters
+from ..data import IGNORE, algorithmic_batch
+from ..measure import count_module_parameters
+from ..models import SharedTransformer, next_token_loss
+from ..train import TrainConfig, train
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]
 ModelBuilder = Callable[[], nn.Module]  # e.g. lambda: RelaxedSharedTransformer(config, rank=4)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .runtime import atomic_write, file_lock
+from ..runtime import atomic_write, file_lock
 
 PROFILES: tuple[str, ...] = ("gpu", "cpu")  # best first: recorded on an accelerator, then on 2 CPU cores
 _SHOWN = ("size", "batch", "seq", "prompt", "new_tokens", "repeats")  # the settings a refusal names, when present
@@ -20,7 +20,7 @@ _SHOWN = ("size", "batch", "seq", "prompt", "new_tokens", "repeats")  # the sett
 
 def results_dirs() -> list[Path]:
     """Where recorded results are looked for, in order: the checkout's ``notebooks/results``, then package data."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # sharedlib/, this module being sharedlib/experiments/recorded.py
     return [package.parent / "notebooks" / "results", package / "recorded_results"]
 
 
@@ -59,7 +59,7 @@ def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]
 
     import torch
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
         try:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import TransformerConfig
-from .counting import count_parameters
+from ..config import TransformerConfig
+from ..counting import count_parameters
 
 CONVENTIONS: tuple[str, ...] = ("tf", "hf")
 ALBERT_VOCAB = 30_000  # ALBERT's SentencePiece vocabulary (also used for BERT in ALBERT's tables)

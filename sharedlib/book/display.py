@@ -41,15 +41,25 @@ def glue(name: str, value: Any) -> None:
 
 
 def show_source(*names: str) -> None:
-    """Display the source of ``sharedlib`` objects named "module.Qual.name": what a chapter page shows with
-    ``literalinclude``, for readers of the notebook in Jupyter or Colab, where that directive does not render."""
+    """Display the source of ``sharedlib`` objects named "module.Qual.name", the module a dotted path below
+    ``sharedlib`` ("relaxed", "experiments.suite"): what a chapter page shows with ``literalinclude``, for readers
+    of the notebook in Jupyter or Colab, where that directive does not render."""
     from IPython.display import display
 
     for name in names:
-        module_name, _, qualname = name.partition(".")
-        if not qualname:
+        parts = name.split(".")
+        if len(parts) < 2:
             raise ValueError(f"names must look like 'module.Object' or 'module.Class.method', got {name!r}")
-        obj: Any = importlib.import_module(f"sharedlib.{module_name}")
-        for part in qualname.split("."):
+        # the module is the longest importable prefix: "relaxed.f", or "experiments.suite.f" in a subpackage
+        for cut in range(len(parts) - 1, 0, -1):
+            module_name = ".".join(parts[:cut])
+            try:
+                obj: Any = importlib.import_module(f"sharedlib.{module_name}")
+                break
+            except ModuleNotFoundError as error:
+                if error.name != f"sharedlib.{module_name}" or cut == 1:
+                    raise
+        for part in parts[cut:]:
             obj = getattr(obj, part)
-        display(Markdown(f"`sharedlib/{module_name}.py`\n\n```python\n{textwrap.dedent(inspect.getsource(obj))}```"))
+        path = module_name.replace(".", "/")
+        display(Markdown(f"`sharedlib/{path}.py`\n\n```python\n{textwrap.dedent(inspect.getsource(obj))}```"))

@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import POSITIONS, TransformerConfig
-from .counting import forward_flops_per_token
-from .data import IGNORE
-from .measure import count_module_parameters
-from .models import SharedTransformer
-from .runtime import resolve_device
-from .train import NonFiniteLossError, TrainConfig, train
+from ..config import POSITIONS, TransformerConfig
+from ..counting import forward_flops_per_token
+from ..data import IGNORE
+from ..measure import count_module_parameters
+from ..models import SharedTransformer
+from ..runtime import resolve_device
+from ..train import NonFiniteLossError, TrainConfig, train
 
 RESULTS_NAME = "addition"  # notebooks/results/addition.<profile>.json
 EXPERIMENT = "iterations-length"
@@ -390,6 +390,7 @@ def run_addition(profile: str | AdditionProfile, output_dir: str | Path = "noteb
 
 # The modules a recorded run executes (it borrows the results-file helpers of ``suite``): the code hash covers them.
 ADDITION_MODULES: tuple[str, ...] = (
-    "addition", "baselines", "config", "counting", "data", "experiments", "layers", "measure", "models", "recorded",
-    "relaxed", "runtime", "sharing", "suite", "train",
+    "config", "counting", "data", "experiments.addition", "experiments.baselines", "experiments.live",
+    "experiments.recorded", "experiments.suite", "layers", "measure", "models", "relaxed", "runtime", "sharing",
+    "train",
 )

@@ -16,8 +16,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
 from .plots import _label_colour
-from .sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
 
 # Okabe & Ito's colour-blind-safe palette (black last), then four of Paul Tol's "muted" colours: one per parameter set.
 PALETTE: tuple[str, ...] = (
@@ -30,7 +30,7 @@ STRATEGY_GLOSS: dict[str, str] = {
     "none": "unshared", "all": "ALBERT", "attention": "shared attn", "ffn": "shared FFN", "sequence": "consecutive",
     "cycle": "in turn", "cycle-rev": "in turn, back", "groups": "ALBERT groups",
 }
-TEXT_SIZE = 10  # points; the smallest text drawn is 9 (sharedlib.plots.MIN_FONT_SIZE)
+TEXT_SIZE = 10  # points; the smallest text drawn is 9 (sharedlib.book.plots.MIN_FONT_SIZE)
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -127,8 +127,8 @@ def embedding_counts(vocab_size: int, embedding_size: int, d_model: int) -> dict
     """Token-embedding parameters, plain V*H vs ALBERT's V*E + (E*H + H), from ``counting.embedding_parameters``."""
     from dataclasses import replace
 
-    from .config import TransformerConfig
-    from .counting import embedding_parameters
+    from ..config import TransformerConfig
+    from ..counting import embedding_parameters
 
     _check_int("vocab_size", vocab_size, 1)
     _check_int("d_model", d_model, 2)
@@ -264,9 +264,9 @@ def draw_universal_transformer_step(epsilon: float = 0.01) -> Figure:
 def draw_relaxed_sharing(n_layers: int, rank: int, d_model: int = 512) -> Figure:
     """Relaxed sharing: one shared block plus a per-layer low-rank delta, W_i = W + B_i A_i (Bae et al. 2025;
     chapter 8). The footer's counts come from ``relaxed.delta_parameters`` and ``counting.layer_parameters``."""
-    from .config import TransformerConfig
-    from .counting import layer_parameters
-    from .relaxed import delta_parameters
+    from ..config import TransformerConfig
+    from ..counting import layer_parameters
+    from ..relaxed import delta_parameters
 
     _check_int("n_layers", n_layers, 1, len(PALETTE) - 1)
     _check_int("d_model", d_model, 2)

@@ -2,7 +2,7 @@
 
 Run under torchrun, e.g. 2 CPU processes with gloo (``--fsdp`` for fully sharded data parallel):
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 -m sharedlib.distributed --layers 6
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m sharedlib.experiments.distributed --layers 6
 
 prints ``{"world_size": 2, "by_depth": {"6": {"none": {...}, "all": {...}}}}``; ``read_report`` reads it back from
 the finished launch. Counting FSDP's traffic needs torch >= 2.13: ``fsdp_unavailable_reason`` says, before launching,
@@ -25,9 +25,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import TransformerConfig
-from .counting import count_parameters
-from .models import SharedTransformer, next_token_loss
+from ..config import TransformerConfig
+from ..counting import count_parameters
+from ..models import SharedTransformer, next_token_loss
 
 
 class NextTokenLoss(nn.Module):

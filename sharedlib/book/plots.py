@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from ..config import TransformerConfig
+from ..counting import parameter_breakdown
 from .background import PublishedModel
-from .config import TransformerConfig
-from .counting import parameter_breakdown
 
 # Text of at least 9 pt everywhere; figures are drawn at 2x resolution for sharp display (see use_book_style).
 BOOK_STYLE: dict[str, object] = {
@@ -99,7 +99,7 @@ def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | 
     Each label is black or white, whichever contrasts more with its cell (WCAG contrast ratio)."""
     from matplotlib import colormaps
 
-    from .sharing import NEEDS_N_UNIQUE, layer_to_block
+    from ..sharing import NEEDS_N_UNIQUE, layer_to_block
 
     names = strategies or ("none", "all", "sequence", "cycle", "cycle-rev", "groups")
     maps = [layer_to_block(s, n_layers, n_unique if s in NEEDS_N_UNIQUE else None) for s in names]

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from ..config import TransformerConfig
+from ..counting import count_parameters
+from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 from .background import PUBLISHED_MODELS, doubling_time_months
-from .config import TransformerConfig
-from .counting import count_parameters
-from .sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 
 TIMEOUT_S = 10.0  # seconds one call of a student's function may take before the checker gives up on it
 
@@ -250,7 +250,7 @@ def check_delta_count(
     fn: Callable[[TransformerConfig, int], int], trials: int = 100, *, timeout: float = TIMEOUT_S
 ) -> str:
     """Compare a student's ``fn(config, rank) -> int`` (parameters the per-layer deltas add), chapter 8."""
-    from .relaxed import delta_parameters
+    from ..relaxed import delta_parameters
 
     _require_callable("fn", fn)
     _require_timeout(timeout)
@@ -290,8 +290,8 @@ def check_flops_per_token(
     fn: Callable[[TransformerConfig, int], int], trials: int = 200, *, timeout: float = TIMEOUT_S
 ) -> str:
     """Compare a student's ``fn(config, seq_len)`` (forward FLOPs per token) with the closed form, chapter 4."""
-    from .counting import forward_flops_per_token
-    from .sharing import n_parameter_sets
+    from ..counting import forward_flops_per_token
+    from ..sharing import n_parameter_sets
 
     _require_callable("fn", fn)
     _require_timeout(timeout)
@@ -321,7 +321,7 @@ def check_flops_per_token(
 
 def check_training_step_flops(value: float, config: TransformerConfig, batch_size: int, seq_len: int) -> str:
     """Check the FLOPs of one training step (forward and backward) of ``batch_size`` sequences, chapter 6b."""
-    from .counting import forward_flops_per_token
+    from ..counting import forward_flops_per_token
 
     _require_number("value", value)
     _require_config("config", config)
@@ -349,7 +349,7 @@ def check_training_step_flops(value: float, config: TransformerConfig, batch_siz
 def check_break_even_rank(value: int, config: TransformerConfig) -> str:
     """Check the smallest rank r at which shared block + per-layer rank-r deltas has as many parameters as the
     unshared model of the same depth (``config`` has strategy "all"), chapter 4."""
-    from .relaxed import relaxed_parameters
+    from ..relaxed import relaxed_parameters
 
     _require_config("config", config)
     if config.strategy != "all":
@@ -384,8 +384,8 @@ def check_activation_memory(
     fn: Callable[[TransformerConfig], int], trials: int = 200, *, timeout: float = TIMEOUT_S
 ) -> str:
     """Compare a student's ``fn(config)`` (values per token kept for backward) with the closed form, chapter 5b."""
-    from .counting import activation_values_per_token
-    from .sharing import n_parameter_sets
+    from ..counting import activation_values_per_token
+    from ..sharing import n_parameter_sets
 
     _require_callable("fn", fn)
     _require_timeout(timeout)
@@ -420,7 +420,7 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: f
     """Compare a student's ``fn(p, threshold) -> (weights, steps, remainders)`` with ``act_weights``, chapter 5b."""
     import torch
 
-    from .universal import act_weights
+    from ..universal import act_weights
 
     _require_callable("fn", fn)
     _require_timeout(timeout)
@@ -508,7 +508,7 @@ def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50, *, tim
 def _small_causal_lm(strategy: str, n_unique: int | None) -> Any:
     import torch
 
-    from .models import SharedTransformer
+    from ..models import SharedTransformer
 
     config = TransformerConfig(d_model=16, n_heads=2, d_ff=32, n_layers=4, strategy=strategy, n_unique=n_unique,
                                vocab_size=20, max_len=16, causal=True, lm_head=True)
@@ -520,7 +520,7 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4, *, timeout: floa
     """Compare a student's ``fn(model, token, cache) -> logits (B, V)`` with ``decode_step``, chapter 6b."""
     import torch
 
-    from .decoding import decode_step, prefill
+    from ..decoding import decode_step, prefill
 
     _require_callable("fn", fn)
     _require_timeout(timeout)
@@ -563,7 +563,7 @@ def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOU
     import torch
     from torch import nn
 
-    from .measure import count_module_parameters
+    from ..measure import count_module_parameters
 
     _require_callable("fn", fn)
     _require_timeout(timeout)
@@ -611,7 +611,7 @@ def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30, *, timeo
     on random features with non-zero means, different widths and related pairs, chapter 5c."""
     import torch
 
-    from .similarity import linear_cka
+    from ..similarity import linear_cka
 
     _require_callable("fn", fn)
     _require_timeout(timeout)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .bench import time_interleaved
-from .config import TransformerConfig
-from .layers import FeedForward, Residual, SelfAttention
-from .measure import count_forward_flops
+from ..bench import time_interleaved
+from ..config import TransformerConfig
+from ..layers import FeedForward, Residual, SelfAttention
+from ..measure import count_forward_flops
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from IPython.display import Markdown
 
-from .evidence import PairedDifference, conclusion, mean_interval, paired_difference
-from .recorded import load_recorded
-from .suite import (
+from ..evidence import PairedDifference, conclusion, mean_interval, paired_difference
+from ..experiments.recorded import load_recorded
+from ..experiments.suite import (
     ALL_STRATEGIES,
     EXPERIMENTS,
     RESULTS_NAME,
@@ -515,5 +515,6 @@ def run_live(profile: Profile, experiments: Sequence[str]) -> dict[str, Any]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        path = run_experiments(profile, experiments, folder, command=f"sharedlib.report.run_live({list(experiments)})")
+        command = f"sharedlib.book.report.run_live({list(experiments)})"
+        path = run_experiments(profile, experiments, folder, command=command)
         return load_experiments(path)
