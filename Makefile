@@ -83,7 +83,7 @@ lock:  ## re-resolve requirements.txt into requirements.lock: every transitive p
 OLDEST := .venv-oldest
 OLDEST_TESTS := $(addprefix tests/test_,$(addsuffix .py,addition addition_report background_and_relaxed checkers \
   convert counting data_and_train decoding diagrams distributed evidence experiments measure models plots \
-  recorded report sharing suite train_safety universal validation))
+  package_layout recorded report sharing suite train_safety universal validation))
 
 test-oldest:  ## sharedlib against the oldest versions pyproject.toml claims (constraints/oldest.txt), in .venv-oldest
 	rm -rf $(OLDEST)
