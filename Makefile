@@ -36,14 +36,16 @@ linkcheck: $(STAMP)  ## every external link of the book (needs the network): rep
 # The portability pass: nbval on every notebook again under another CPU arithmetic path, as another x86 machine
 # computes: ATen without its SIMD kernels, oneDNN limited to SSE4.1, MKL's AVX2 code path. Each of the three
 # changes the bits (tests/test_portability.py shows that they do). Outputs are compared at their precision
-# (scripts/output_precision.py). It runs beside the usual suite, on the second core, and both must pass.
+# (scripts/output_precision.py). It runs beside the usual suite, each on one core: both single-threaded
+# (ONE_THREAD), since two processes of two OpenMP threads each on two cores spin-wait, measured 4x slower.
 PERTURBED := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=AVX2
 PERTURBED_LOG := _build/portability-pass.log
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 test: $(STAMP) browser  ## unit tests, nbval on every notebook (twice: usual and perturbed arithmetic), papermill smoke runs, strict book build, site checks
 	@mkdir -p _build
-	@$(PERTURBED) $(BIN)/python -m pytest notebooks > $(PERTURBED_LOG) 2>&1 & portability=$$!; \
-	$(BIN)/python -m pytest; usual=$$?; \
+	@$(ONE_THREAD) $(PERTURBED) $(BIN)/python -m pytest notebooks > $(PERTURBED_LOG) 2>&1 & portability=$$!; \
+	$(ONE_THREAD) $(BIN)/python -m pytest; usual=$$?; \
 	wait $$portability; perturbed=$$?; \
 	echo "== portability pass, $(PERTURBED) (log: $(PERTURBED_LOG)) =="; tail -n 30 $(PERTURBED_LOG); \
 	[ $$usual -eq 0 ] && [ $$perturbed -eq 0 ]
