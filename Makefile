@@ -44,6 +44,7 @@ ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 test: $(STAMP) browser  ## unit tests, nbval on every notebook (twice: usual and perturbed arithmetic), papermill smoke runs, strict book build, site checks
 	@mkdir -p _build
+	@$(BIN)/python -c "import matplotlib.font_manager"  # matplotlib's font cache, built once before the two passes
 	@$(ONE_THREAD) $(PERTURBED) $(BIN)/python -m pytest notebooks > $(PERTURBED_LOG) 2>&1 & portability=$$!; \
 	$(ONE_THREAD) $(BIN)/python -m pytest; usual=$$?; \
 	wait $$portability; perturbed=$$?; \
