@@ -84,6 +84,22 @@ def atomic_write(
     return path
 
 
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why ``atomic_write(path, ...)`` would fail (a directory, a file where a folder must be, no write permission),
+    or None: checked before hours of work, not after (chapters 6, 6b)."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory; pass a file path inside it, e.g. {path / 'run.pt'}"
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:  # the folders atomic_write would create
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{path} cannot be written: {existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path} cannot be written: directory {existing} is not writable"
+    return None
+
+
 def lock_path(path: str | Path) -> Path:
     """The hidden lock file that ``file_lock`` uses for ``path``: ``.<name>.lock`` beside it."""
     path = Path(path)

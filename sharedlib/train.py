@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .runtime import DEVICES, atomic_write, resolve_device
+from .runtime import DEVICES, atomic_write, resolve_device, unwritable_reason
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -184,17 +184,10 @@ def checkpoint_path(checkpoint: object) -> Path | None:
         raise ValueError(f"checkpoint must be None or a file path (str or pathlib.Path), got {checkpoint!r}")
     if not os.fspath(checkpoint).strip():
         raise ValueError(f"checkpoint must be a file path such as 'run.pt' or None (no checkpoint), got {checkpoint!r}")
-    path = Path(checkpoint)
-    if path.is_dir():
-        raise ValueError(f"checkpoint {path} is a directory; pass a file path inside it, e.g. {path / 'run.pt'}")
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:  # the folders atomic_write would create
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"checkpoint {path} cannot be written: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"checkpoint {path} cannot be written: directory {existing} is not writable")
-    return path
+    reason = unwritable_reason(checkpoint)
+    if reason:
+        raise ValueError(f"checkpoint {reason}")
+    return Path(checkpoint)
 
 
 @torch.no_grad()

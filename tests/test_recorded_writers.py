@@ -94,7 +94,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, m
     output = tmp_path if where == "directory" else tmp_path / "a_file" / "decoding.json"
     with pytest.raises(SystemExit):
         _run(monkeypatch, benchmark_decoding, ["--repeats", "2", "--output", str(output)])
-    assert ("is a directory" if where == "directory" else "is not a directory") in capsys.readouterr().err
+    assert ("is a directory" if where == "directory" else "is a file, not a directory") in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- benchmark_encoders
@@ -166,4 +166,4 @@ def test_run_experiments_refuses_an_unwritable_output_dir_before_any_work(tmp_pa
     (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit):
         run_experiments.main(["--profile", "ci", "--suite", suite_name, "--output-dir", str(tmp_path / "a_file")])
-    assert f"{tmp_path / 'a_file'} is not a directory" in capsys.readouterr().err
+    assert f"{tmp_path / 'a_file'} is a file, not a directory" in capsys.readouterr().err

@@ -441,7 +441,7 @@ def no_training(monkeypatch):
 def test_run_experiments_refuses_an_output_dir_that_is_a_file_before_training(tmp_path, no_training):
     target = tmp_path / "results"
     target.write_text("a file")
-    with pytest.raises(ValueError, match="is not a directory"):
+    with pytest.raises(ValueError, match="is a file, not a directory"):
         suite.run_experiments("ci", ["limited-data"], target, command="pytest")
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime import atomic_write, file_lock
+from ..runtime import atomic_write, file_lock, unwritable_reason
 
 PROFILES: tuple[str, ...] = ("gpu", "cpu")  # best first: recorded on an accelerator, then on 2 CPU cores
 _SHOWN = ("size", "batch", "seq", "prompt", "new_tokens", "repeats")  # the settings a refusal names, when present
@@ -53,7 +53,6 @@ def load_recorded(name: str, profile: str | None = None) -> dict[str, Any]:
 def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]:
     """Who made a recorded file: command, commit (``+dirty`` when the tree had changes), date, machine, versions."""
     import datetime
-    import os
     import platform
     import subprocess
 
@@ -95,16 +94,12 @@ def recorded_file(name: str, profile: str) -> Path:
 def check_output(path: str | Path) -> Path:
     """Raise before any work if ``path`` cannot be written: a directory, under a file, or in a read-only folder."""
     path = Path(path)
+    reason = unwritable_reason(path)
+    if reason is None:
+        return path
     if path.is_dir():
         raise ValueError(f"output {path} is a directory; name a .json file in it instead")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"output {path} cannot be written: {folder} is not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"output {path} cannot be written: no permission to write in {folder}")
-    return path
+    raise (PermissionError if "not writable" in reason else ValueError)(f"output {reason}")
 
 
 def _settings(run: Mapping[str, Any]) -> dict[str, Any]:
