@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def dry_run(args: argparse.Namespace) -> None:
     """Distinct runs per experiment and training steps by (kind, depth): the inputs of a time estimate."""
-    names = suite._ordered(args.experiments)
+    names = suite.ordered_experiments(args.experiments)
     specs = suite.plan_all(args.profile, names)
     steps = Counter()
     for spec in specs:

@@ -22,7 +22,7 @@ from .models import SharedTransformer
 
 @dataclass
 class KVCache:
-    """One ``LayerKV`` per applied layer, in ``model._schedule`` order, and the schedule it was built for."""
+    """One ``LayerKV`` per applied layer, in ``model.layer_schedule`` order, and the schedule it was built for."""
 
     layers: list[LayerKV]
     schedule: list[tuple[int, int]]  # (attention block, FFN block) of each applied layer
@@ -136,7 +136,7 @@ def prefill(
     capacity = config.max_len if capacity is None else capacity
     if isinstance(capacity, bool) or not isinstance(capacity, int) or not T <= capacity <= config.max_len:
         raise ValueError(f"capacity must be an int in {T}..max_len={config.max_len} (prompt of {T}), got {capacity!r}")
-    schedule = model._schedule(n_iterations)
+    schedule = model.layer_schedule(n_iterations)
     reference = model.embeddings.tokens.weight
     layers = [
         LayerKV(B, config.n_heads, config.head_dim, capacity, dtype=reference.dtype, device=reference.device)

@@ -28,7 +28,7 @@ class SharedTransformer(nn.Module):
         self.lm_projection = (
             nn.Linear(config.d_model, config.embedding_dim) if config.lm_head and config.embedding_size else None
         )
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def forward(
         self,
@@ -44,7 +44,7 @@ class SharedTransformer(nn.Module):
         (True = padding): pass ``~padding_mask``. Additive float masks (0 / -inf) are refused; convert Hugging
         Face's extended mask with ``mask == 0``. Chapter 5 explains the choice.
         """
-        key_mask = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        key_mask = self.check_inputs(input_ids, attention_mask, token_type_ids)
         return self.encode(self.embeddings(input_ids, token_type_ids), key_mask, n_iterations)
 
     def encode(
@@ -62,7 +62,7 @@ class SharedTransformer(nn.Module):
                 f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} "
                 f"(True = real token), got {key_mask.dtype} {tuple(key_mask.shape)}"
             )
-        for layer, (a, f) in enumerate(self._schedule(n_iterations)):
+        for layer, (a, f) in enumerate(self.layer_schedule(n_iterations)):
             x = self._layer(layer, a, f, x, key_mask)  # (B, T, H)
         return self.final_norm(x) if self.final_norm is not None else x
 
@@ -81,7 +81,7 @@ class SharedTransformer(nn.Module):
             hidden = self.lm_projection(hidden)  # (B, T, E)
         return hidden @ self.embeddings.tokens.weight.T  # (B, T, V)
 
-    def _schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
+    def layer_schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
         if n_iterations is None:
             return list(zip(self.attention_map, self.ffn_map, strict=True))
         if self.config.strategy != "all":
@@ -90,7 +90,7 @@ class SharedTransformer(nn.Module):
             raise ValueError(f"n_iterations must be a positive integer, got {n_iterations!r}")
         return [(0, 0)] * n_iterations
 
-    def _check_inputs(
+    def check_inputs(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
@@ -160,7 +160,7 @@ def _min_max(tensor: torch.Tensor) -> tuple[int, int]:
     return low, high
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """BERT-style initialisation: N(0, 0.02) weights, zero biases."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, std=0.02)

@@ -18,19 +18,19 @@ import torch
 from torch import nn
 
 from .config import TransformerConfig
-from .models import SharedTransformer, _init_weights
-from .universal import _check_steps, scored_cross_entropy
+from .models import SharedTransformer, init_weights
+from .universal import check_steps, scored_cross_entropy
 
 
 def default_capacities(recursions: int) -> tuple[float, ...]:
     """Capacities 1, (R-1)/R, ..., 1/R: every token takes one recursion, 1/R of them take all R (chapter 5b)."""
-    R = _check_steps("recursions", recursions)
+    R = check_steps("recursions", recursions)
     return tuple((R - r) / R for r in range(R))
 
 
 def tokens_per_recursion(capacities: Sequence[float], length: int) -> list[int]:
     """k_r = max(1, floor(capacity_r * length)), the tokens per sequence that take recursion r (as MoR's code)."""
-    _check_steps("length", length)
+    check_steps("length", length)
     return [max(1, int(c * length)) for c in _check_capacities(capacities)]
 
 
@@ -76,7 +76,7 @@ class MixtureOfRecursions(nn.Module):
         self.base = SharedTransformer(config)  # embeddings, the shared block, final norm, tied output layer
         # one router per recursion: a score per token, g = alpha * sigmoid(w_r . h + b_r)
         self.routers = nn.ModuleList(nn.Linear(config.d_model, 1) for _ in range(config.n_layers))
-        self.routers.apply(_init_weights)
+        self.routers.apply(init_weights)
 
     def forward(
         self,
@@ -86,7 +86,7 @@ class MixtureOfRecursions(nn.Module):
     ) -> tuple[torch.Tensor, Routing]:
         """Final hidden states (B, T, H) after the final LayerNorm, and the routing."""
         base = self.base
-        key_mask = base._check_inputs(input_ids, attention_mask, token_type_ids)
+        key_mask = base.check_inputs(input_ids, attention_mask, token_type_ids)
         h = base.embeddings(input_ids, token_type_ids)  # (B, T, H)
         B, T, H = h.shape
         # positions that took the last recursion: all of them before the first

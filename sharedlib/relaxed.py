@@ -74,10 +74,10 @@ class RelaxedSharedTransformer(SharedTransformer):
                              key_mask=key_mask)  # (B, T, H)
         return _run_with_deltas(self.ffn[f], self.ffn_deltas[layer], x)  # (B, T, H)
 
-    def _schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
+    def layer_schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
         if n_iterations is not None:
             raise ValueError("n_iterations is not available: each layer of a relaxed model has its own deltas")
-        return super()._schedule(None)
+        return super().layer_schedule(None)
 
 
 def relaxed_parameters(config: TransformerConfig, rank: int) -> int:

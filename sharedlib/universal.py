@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import TransformerConfig
 from .data import IGNORE
-from .models import SharedTransformer, _init_weights
+from .models import SharedTransformer, init_weights
 
 TIMESTEP_SIGNALS: tuple[str, ...] = ("sinusoidal", "none")
 
@@ -113,7 +113,7 @@ class UniversalTransformer(nn.Module):
             raise ValueError(f"config must be a TransformerConfig, got {type(config).__name__}")
         if config.strategy != "all":
             raise ValueError(f"config.strategy must be 'all' (one shared block), got {config.strategy!r}")
-        if max_steps is not None and _check_steps("max_steps", max_steps) != config.n_layers:
+        if max_steps is not None and check_steps("max_steps", max_steps) != config.n_layers:
             raise ValueError(
                 f"max_steps={max_steps} differs from config.n_layers={config.n_layers}: the config's depth is the "
                 "largest number of steps; build the config with n_layers=max_steps"
@@ -133,7 +133,7 @@ class UniversalTransformer(nn.Module):
         self.timestep = timestep
         self.base = SharedTransformer(config)  # embeddings, the shared block, final norm, tied output layer
         self.halting = nn.Linear(config.d_model, 1)  # p = sigmoid(w . h + b), one unit shared by every step
-        _init_weights(self.halting)
+        init_weights(self.halting)
         nn.init.constant_(self.halting.bias, float(halting_bias))  # b = 1: p ~ 0.73, about two steps at first
 
     def forward(
@@ -145,7 +145,7 @@ class UniversalTransformer(nn.Module):
         return_states: bool = False,
     ) -> tuple[torch.Tensor, Halting]:
         """Hidden states (B, T, H) and the ``Halting`` record; ``max_steps`` overrides the depth bound."""
-        key_mask = self.base._check_inputs(input_ids, attention_mask, token_type_ids)  # (B, T) or None
+        key_mask = self.base.check_inputs(input_ids, attention_mask, token_type_ids)  # (B, T) or None
         return self.encode(self.base.embeddings(input_ids, token_type_ids), key_mask, max_steps, return_states)
 
     def encode(
@@ -158,7 +158,7 @@ class UniversalTransformer(nn.Module):
         """Apply the shared block to embedded inputs (B, T, H) until every position
         halts or ``max_steps``."""
         M = (self.max_steps if max_steps is None
-             else _check_steps("max_steps", max_steps))
+             else check_steps("max_steps", max_steps))
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
             raise ValueError(f"x must be (batch, sequence, {self.config.d_model}) "
                              f"hidden states, got {tuple(x.shape)}")
@@ -253,7 +253,7 @@ POINTER_OFFSET = 4  # tokens 4 .. 3 + max_offset: "my parent is k positions to m
 
 def chain_vocab_size(max_offset: int) -> int:
     """Vocabulary of ``pointer_chain_batch``: two answer tokens, two root tokens and one token per offset."""
-    return POINTER_OFFSET + _check_steps("max_offset", max_offset)
+    return POINTER_OFFSET + check_steps("max_offset", max_offset)
 
 
 def pointer_chain_batch(
@@ -266,9 +266,9 @@ def pointer_chain_batch(
     depth is the number of pointer hops to that root, so a block that moves information one hop per step needs
     depth-many steps.
     """
-    _check_steps("batch_size", batch_size)
-    _check_steps("length", length)
-    _check_steps("max_offset", max_offset)
+    check_steps("batch_size", batch_size)
+    check_steps("length", length)
+    check_steps("max_offset", max_offset)
     if isinstance(root_probability, bool) or not isinstance(root_probability, numbers.Real):
         raise ValueError(f"root_probability must be a real number in (0, 1], got {root_probability!r}")
     if not 0 < root_probability <= 1:
@@ -303,7 +303,7 @@ def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(stats.spearmanr(a, b).statistic)  # ties get their average rank
 
 
-def _check_steps(name: str, value: object) -> int:
+def check_steps(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)

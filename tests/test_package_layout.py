@@ -126,3 +126,39 @@ def test_pyproject_lists_every_subpackage():
     on_disk = {"sharedlib." + ".".join(p.parent.relative_to(PACKAGE).parts) for p in PACKAGE.rglob("__init__.py")}
     assert {p.rstrip(".") for p in on_disk} | {"sharedlib", "sharedlib.texts", "sharedlib.recorded_results"} == set(
         packages)
+
+
+def private_imports(source: str) -> list[str]:
+    """``from x import _name`` and ``module._name`` of an imported module: a private name used across modules."""
+    import ast
+
+    tree = ast.parse(source)
+    modules = {alias.asname or alias.name.split(".")[0] for node in ast.walk(tree)
+               if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {alias.asname or alias.name for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) for alias in node.names}
+    found = [f"from {'.' * node.level}{node.module or ''} import {alias.name}" for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) for alias in node.names
+             if alias.name.startswith("_") and not alias.name.startswith("__")]
+    found += [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+              and node.attr.startswith("_") and not node.attr.startswith("__")]
+    return found
+
+
+def test_no_private_name_is_used_across_modules():
+    root = Path(__file__).resolve().parents[1]
+    used = {str(path.relative_to(root)): private_imports(path.read_text(encoding="utf-8"))
+            for folder in ("sharedlib", "scripts") for path in sorted((root / folder).rglob("*.py"))}
+    # _layer: the hook chapters 5 and 8 show and tell readers to override; making it public renames it in their
+    # prose, code listings and catalogues too (left for the package issue)
+    allowed = {"SharedTransformer._layer"}
+    assert {path: [n for n in names if n not in allowed] for path, names in used.items()
+            if set(names) - allowed} == {}
+
+
+def test_the_private_name_check_sees_both_forms():
+    assert private_imports("from .models import SharedTransformer, _init_weights") == [
+        "from .models import _init_weights"]
+    assert private_imports("from sharedlib import suite\nsuite._ordered(x)") == ["suite._ordered"]
+    assert private_imports("import torch\nx = torch.__version__\nself._cache = 1") == []

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
-from .plots import _label_colour
+from .plots import label_colour
 
 # Okabe & Ito's colour-blind-safe palette (black last), then four of Paul Tol's "muted" colours: one per parameter set.
 PALETTE: tuple[str, ...] = (
@@ -59,7 +59,7 @@ def _box(ax: Axes, x: float, y: float, w: float, h: float, fill: str, label: str
     ax.add_patch(patch)
     if label:
         ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=size,
-                color=_label_colour(to_rgb(fill)), **text)
+                color=label_colour(to_rgb(fill)), **text)
     return patch
 
 

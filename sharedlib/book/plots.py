@@ -87,7 +87,7 @@ def _relative_luminance(rgb: Sequence[float]) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def _label_colour(background: Sequence[float]) -> str:
+def label_colour(background: Sequence[float]) -> str:
     """Black or white, whichever has the higher contrast ratio against ``background``."""
     lum = _relative_luminance(background)
     return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
@@ -108,7 +108,7 @@ def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | 
     ax.imshow(maps, cmap=cmap, vmin=-0.5, vmax=19.5, aspect="auto")
     for row, blocks in enumerate(maps):
         for col, block in enumerate(blocks):
-            ax.text(col, row, str(block), ha="center", va="center", fontsize=10, color=_label_colour(cmap(block % 20)))
+            ax.text(col, row, str(block), ha="center", va="center", fontsize=10, color=label_colour(cmap(block % 20)))
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(n_layers), [str(i) for i in range(n_layers)])
     ax.set_xlabel("layer (applied in this order)")
@@ -283,7 +283,7 @@ def plot_steps_by_difficulty(
     for row, labels in enumerate(example_difficulty):
         for column, value in enumerate(labels):
             shade = image.cmap(image.norm(example_steps[row][column]))
-            right.text(column, row, str(value), ha="center", va="center", fontsize=9, color=_label_colour(shade[:3]))
+            right.text(column, row, str(value), ha="center", va="center", fontsize=9, color=label_colour(shade[:3]))
     right.set_xlabel("position (cell text: hops to the root)")
     right.set_ylabel("example")
     right.set_yticks(range(len(example_steps)))

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from .plots import _label_colour
+from .plots import label_colour
 
 
 def plot_cka(matrices: Mapping[str, torch.Tensor], consecutive: Mapping[str, Sequence[float]],
@@ -27,7 +27,7 @@ def plot_cka(matrices: Mapping[str, torch.Tensor], consecutive: Mapping[str, Seq
         for i, row in enumerate(values if len(values) <= 9 else []):  # larger matrices: colours only
             for j, value in enumerate(row[i + 1 :], start=i + 1):
                 ax.text(j, i, f"{value:.2f}".lstrip("0") if value < 0.995 else "1", ha="center", va="center",
-                        fontsize=9, color=_label_colour(image.cmap(image.norm(value))[:3]))
+                        fontsize=9, color=label_colour(image.cmap(image.norm(value))[:3]))
         ticks = range(len(values))
         ax.set_xticks(ticks, [f"h{k}" for k in ticks])
         ax.set_yticks(ticks, [f"h{k}" for k in ticks])

@@ -331,7 +331,7 @@ def run_addition(profile: str | AdditionProfile, output_dir: str | Path = "noteb
     from multiprocessing import get_context
 
     from .recorded import provenance
-    from .suite import _device_name, code_hash, load_results, merge_results, run_key
+    from .suite import code_hash, device_description, load_results, merge_results, run_key
 
     p = get_addition_profile(profile)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -355,7 +355,7 @@ def run_addition(profile: str | AdditionProfile, output_dir: str | Path = "noteb
     def stamp(target: dict[str, Any]) -> None:  # ``target``: the runs merged with the file's, its provenance
         seconds = max(before + time.perf_counter() - started, float(target["provenance"].get("wall_seconds", 0.0)))
         hashes = sorted({r["sharedlib_hash"] for r in target["runs"]})
-        target["provenance"] = {**provenance(command, _device_name(p.device), seconds),
+        target["provenance"] = {**provenance(command, device_description(p.device), seconds),
                                 "sharedlib_hash": hashes[0] if len(hashes) == 1 else "mixed",
                                 "sharedlib_hashes": hashes}
 

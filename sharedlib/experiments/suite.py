@@ -728,7 +728,7 @@ def merge_results(
     return merged
 
 
-def _device_name(device: str) -> str:
+def device_description(device: str) -> str:
     if device != "cpu" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name()}"
     info = Path("/proc/cpuinfo")
@@ -738,7 +738,7 @@ def _device_name(device: str) -> str:
     return f"cpu: {torch.get_num_threads()} threads"
 
 
-def _ordered(experiments: Sequence[str] | None) -> list[str]:
+def ordered_experiments(experiments: Sequence[str] | None) -> list[str]:
     """``experiments`` in suite order, with ``lr-sweep`` first whenever another experiment needs it."""
     names = list(EXPERIMENTS if experiments is None else experiments)
     for name in names:
@@ -770,7 +770,7 @@ def run_experiments(
     from .recorded import check_output, provenance  # the same provenance fields as every recorded file of the book
 
     p = get_profile(profile)
-    names = _ordered(experiments)
+    names = ordered_experiments(experiments)
     log = log or (lambda message: None)
     path = Path(output_dir) / f"{RESULTS_NAME}.{p.name}.json"
     check_output(path)  # before any training: a file, a read-only folder or a directory in its place fails now
@@ -796,7 +796,7 @@ def run_experiments(
     def stamp(target: dict[str, Any]) -> None:  # ``target``: the runs merged with the file's, its provenance
         previous = target["provenance"]
         seconds = max(base_seconds + time.perf_counter() - started, float(previous.get("wall_seconds", 0.0)))
-        prov = provenance(command, _device_name(p.device), seconds)
+        prov = provenance(command, device_description(p.device), seconds)
         code_hashes = sorted({r.get("sharedlib_hash", code) for r in target["runs"]} | {code})
         commands = [*previous.get("commands", []), *([] if stamped[0] else [command])]
         target["provenance"] = {**prov, "sharedlib_hash": code if len(code_hashes) == 1 else "mixed",
