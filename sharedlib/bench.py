@@ -20,7 +20,9 @@ def forward_backward(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
     return step
 
 
-def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+def time_interleaved(
+    steps: dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1
+) -> dict[str, list[float]]:
     """Seconds per call of each step, the steps taking turns so that drift in machine speed hits all alike."""
     for _ in range(warmup):
         for step in steps.values():
@@ -56,30 +58,44 @@ class RatioInterval:
 
 
 def paired_ratio_interval(
-    a: Sequence[float], b: Sequence[float], level: float = 0.95, n_boot: int = 4000, seed: int = 0
+    a: Sequence[float],
+    b: Sequence[float],
+    level: float = 0.95,
+    n_boot: int = 4000,
+    seed: int = 0,
 ) -> RatioInterval:
     """Median of ``a[i] / b[i]`` over repeats i and a percentile bootstrap interval of that median.
 
     Pairing the repeats of interleaved timings cancels drift in machine speed that hits both alike.
     """
     if len(a) != len(b) or len(a) < 2:
-        raise ValueError(f"a and b must be paired timings of equal length >= 2, got {len(a)} and {len(b)}")
+        raise ValueError(
+            f"a and b must be paired timings of equal length >= 2, got {len(a)} and {len(b)}"
+        )
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     ratios = np.asarray(a, dtype=float) / np.asarray(b, dtype=float)  # (n,)
     rng = np.random.default_rng(seed)
-    resampled = ratios[rng.integers(0, len(ratios), size=(n_boot, len(ratios)))]  # (n_boot, n)
+    resampled = ratios[
+        rng.integers(0, len(ratios), size=(n_boot, len(ratios)))
+    ]  # (n_boot, n)
     medians = np.median(resampled, axis=1)  # (n_boot,)
     low, high = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2])
-    return RatioInterval(float(np.median(ratios)), float(low), float(high), level, len(ratios))
+    return RatioInterval(
+        float(np.median(ratios)), float(low), float(high), level, len(ratios)
+    )
 
 
-def ratio_sentence(interval: RatioInterval, subject: str, baseline: str, verb: str = "ran") -> str:
+def ratio_sentence(
+    interval: RatioInterval, subject: str, baseline: str, verb: str = "ran"
+) -> str:
     """Words that claim only what ``interval`` (time of ``subject`` / time of ``baseline``) supports."""
     r, lo, hi = interval.median, interval.low, interval.high
     ci = f"median paired time ratio {r:.2f}, {interval.level:.0%} CI {lo:.2f}–{hi:.2f} over {interval.n} repeats"
     if hi < 1:
         return f"{subject} {verb} {1 / r:.2f} times faster than {baseline} ({ci})"
     if lo > 1:
-        return f"{subject} was slower: it took {r:.2f} times as long as {baseline} ({ci})"
+        return (
+            f"{subject} was slower: it took {r:.2f} times as long as {baseline} ({ci})"
+        )
     return f"no evidence of a difference in speed between {subject} and {baseline} ({ci}; the interval spans 1)"

@@ -14,7 +14,12 @@ from .config import TransformerConfig
 from .models import SharedTransformer
 from .sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
 
-_HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+_HF_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+}
 
 
 def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
@@ -27,10 +32,14 @@ def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
                 return strategy, m
         except ValueError:
             continue
-    raise ValueError(f"layer map {blocks} matches none of the whole-block strategies {STRATEGIES}")
+    raise ValueError(
+        f"layer map {blocks} matches none of the whole-block strategies {STRATEGIES}"
+    )
 
 
-def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_len: int = 512) -> SharedTransformer:
+def from_torch_encoder(
+    encoder: nn.TransformerEncoder, vocab_size: int = 1, max_len: int = 512
+) -> SharedTransformer:
     """A ``SharedTransformer`` whose ``encode`` equals ``encoder``; what the layers hold as the same object is shared.
 
     A layer repeated maps to a whole-block strategy; a ``self_attn`` with ``norm1`` (or ``linear1``, ``linear2``
@@ -42,9 +51,13 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
     encoder's inputs need ``x.transpose(0, 1)``. Every layer must match the first in every setting.
     """
     if not isinstance(encoder, nn.TransformerEncoder) or not len(encoder.layers):
-        raise ValueError(f"encoder must be an nn.TransformerEncoder with layers, got {type(encoder).__name__}")
+        raise ValueError(
+            f"encoder must be an nn.TransformerEncoder with layers, got {type(encoder).__name__}"
+        )
     layers = list(encoder.layers)
-    settings = [_torch_layer_settings(layer, index) for index, layer in enumerate(layers)]
+    settings = [
+        _torch_layer_settings(layer, index) for index, layer in enumerate(layers)
+    ]
     first = settings[0]
     for index, current in enumerate(settings[1:], start=1):
         for name, value in current.items():
@@ -57,11 +70,15 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
     strategy, n_unique = _torch_strategy(attention_map, ffn_map)
     norm = "pre" if first["norm_first"] else "post"
     if (encoder.norm is not None) != (norm == "pre"):
-        raise ValueError("supported: post-norm layers with norm=None, or norm_first layers with a final LayerNorm")
+        raise ValueError(
+            "supported: post-norm layers with norm=None, or norm_first layers with a final LayerNorm"
+        )
     if encoder.norm is not None:
         final = _layer_norm_eps(encoder.norm, "the encoder's final norm")
         if final != first["layer_norm_eps"]:
-            raise ValueError(f"the final norm's eps {final!r} differs from the layers' eps {first['layer_norm_eps']!r}")
+            raise ValueError(
+                f"the final norm's eps {final!r} differs from the layers' eps {first['layer_norm_eps']!r}"
+            )
     config = TransformerConfig(
         d_model=first["d_model"],
         n_heads=first["n_heads"],
@@ -77,11 +94,18 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
         dropout=first["dropout"],
     )
     model = SharedTransformer(config)
-    if (model.attention_map, model.ffn_map) != (attention_map, ffn_map):  # cannot happen: _torch_strategy checked
-        raise RuntimeError(f"strategy {strategy!r} maps the layers otherwise than the encoder shares them")
+    if (model.attention_map, model.ffn_map) != (
+        attention_map,
+        ffn_map,
+    ):  # cannot happen: _torch_strategy checked
+        raise RuntimeError(
+            f"strategy {strategy!r} maps the layers otherwise than the encoder shares them"
+        )
     with torch.no_grad():
         for index, (a, f) in enumerate(zip(attention_map, ffn_map, strict=True)):
-            if a not in attention_map[:index]:  # the first layer that uses attention block a
+            if (
+                a not in attention_map[:index]
+            ):  # the first layer that uses attention block a
                 _copy_torch_attention(layers[index], model.attention[a])
             if f not in ffn_map[:index]:
                 _copy_torch_ffn(layers[index], model.ffn[f])
@@ -90,10 +114,25 @@ def from_torch_encoder(encoder: nn.TransformerEncoder, vocab_size: int = 1, max_
     return model
 
 
-_TORCH_SUBLAYERS: dict[str, tuple[str, ...]] = {  # the parameters of each sublayer of nn.TransformerEncoderLayer
-    "attention": ("self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
-                  "self_attn.out_proj.bias", "norm1.weight", "norm1.bias"),
-    "ffn": ("linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias", "norm2.weight", "norm2.bias"),
+_TORCH_SUBLAYERS: dict[
+    str, tuple[str, ...]
+] = {  # the parameters of each sublayer of nn.TransformerEncoderLayer
+    "attention": (
+        "self_attn.in_proj_weight",
+        "self_attn.in_proj_bias",
+        "self_attn.out_proj.weight",
+        "self_attn.out_proj.bias",
+        "norm1.weight",
+        "norm1.bias",
+    ),
+    "ffn": (
+        "linear1.weight",
+        "linear1.bias",
+        "linear2.weight",
+        "linear2.bias",
+        "norm2.weight",
+        "norm2.bias",
+    ),
 }
 
 
@@ -113,7 +152,10 @@ def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]
                         f"layer {index}'s {name} is the same tensor as a {role}; sharedlib ties parameters only "
                         "between layers, in the same place"
                     )
-            firsts = [next(j for j in range(i + 1) if tensors[j] is tensors[i]) for i in range(len(tensors))]
+            firsts = [
+                next(j for j in range(i + 1) if tensors[j] is tensors[i])
+                for i in range(len(tensors))
+            ]
             blocks = [sorted(set(firsts)).index(first) for first in firsts]
             previous = maps.setdefault(sublayer, blocks)
             if blocks != previous:
@@ -125,7 +167,9 @@ def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]
     return maps["attention"], maps["ffn"]
 
 
-def _torch_strategy(attention_map: list[int], ffn_map: list[int]) -> tuple[str, int | None]:
+def _torch_strategy(
+    attention_map: list[int], ffn_map: list[int]
+) -> tuple[str, int | None]:
     """The strategy (and n_unique) whose attention and FFN maps are these; ``ValueError`` naming them if none."""
     n_layers = len(attention_map)
     if attention_map == ffn_map:
@@ -137,7 +181,9 @@ def _torch_strategy(attention_map: list[int], ffn_map: list[int]) -> tuple[str, 
         return "ffn", None
     raise ValueError(
         f"the layers share attention sublayers as {attention_map} and FFN sublayers as {ffn_map}; supported: the "
-        "same map for both (whole layers, strategies " + ", ".join(s for s in STRATEGIES if s not in SUBLAYERS) + "), "
+        "same map for both (whole layers, strategies "
+        + ", ".join(s for s in STRATEGIES if s not in SUBLAYERS)
+        + "), "
         "or one sublayer shared by every layer and the other by none (strategies 'attention', 'ffn')"
     )
 
@@ -145,20 +191,34 @@ def _torch_strategy(attention_map: list[int], ffn_map: list[int]) -> tuple[str, 
 def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
     """The settings of ``nn.TransformerEncoderLayer`` ``layer`` that ``TransformerConfig`` holds once for all layers."""
     if not isinstance(layer, nn.TransformerEncoderLayer):
-        raise ValueError(f"layer {index} must be an nn.TransformerEncoderLayer, got {type(layer).__name__}")
+        raise ValueError(
+            f"layer {index} must be an nn.TransformerEncoderLayer, got {type(layer).__name__}"
+        )
     attention = layer.self_attn
     if attention.in_proj_weight is None:
-        raise ValueError(f"layer {index}'s self_attn has separate q/k/v weights (kdim or vdim != d_model); unsupported")
+        raise ValueError(
+            f"layer {index}'s self_attn has separate q/k/v weights (kdim or vdim != d_model); unsupported"
+        )
     if attention.in_proj_bias is None or layer.linear1.bias is None:
-        raise ValueError(f"layer {index} was built with bias=False; sharedlib's layers always have biases")
+        raise ValueError(
+            f"layer {index} was built with bias=False; sharedlib's layers always have biases"
+        )
     eps = _layer_norm_eps(layer.norm1, f"layer {index} norm1")
     if _layer_norm_eps(layer.norm2, f"layer {index} norm2") != eps:
-        raise ValueError(f"layer {index}: norm1.eps {eps!r} != norm2.eps {layer.norm2.eps!r}; sharedlib uses one eps")
+        raise ValueError(
+            f"layer {index}: norm1.eps {eps!r} != norm2.eps {layer.norm2.eps!r}; sharedlib uses one eps"
+        )
     dropout = layer.dropout.p
-    others = {"self_attn.dropout": attention.dropout, "dropout1": layer.dropout1.p, "dropout2": layer.dropout2.p}
+    others = {
+        "self_attn.dropout": attention.dropout,
+        "dropout1": layer.dropout1.p,
+        "dropout2": layer.dropout2.p,
+    }
     for name, p in others.items():
         if p != dropout:
-            raise ValueError(f"layer {index}: {name}={p!r} != dropout={dropout!r}; sharedlib uses one dropout rate")
+            raise ValueError(
+                f"layer {index}: {name}={p!r} != dropout={dropout!r}; sharedlib uses one dropout rate"
+            )
     return {
         "d_model": attention.embed_dim,
         "n_heads": attention.num_heads,
@@ -174,7 +234,9 @@ def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
 def _layer_norm_eps(norm: nn.Module, where: str) -> float:
     """The eps of a LayerNorm with gain and bias (the only kind sharedlib builds)."""
     if not isinstance(norm, nn.LayerNorm) or norm.weight is None or norm.bias is None:
-        raise ValueError(f"{where} must be an nn.LayerNorm with elementwise_affine=True and bias=True, got {norm!r}")
+        raise ValueError(
+            f"{where} must be an nn.LayerNorm with elementwise_affine=True and bias=True, got {norm!r}"
+        )
     return norm.eps
 
 
@@ -187,7 +249,9 @@ def from_albert(albert: Any) -> SharedTransformer:
     albert = _albert_model(albert)
     c = albert.config
     if c.hidden_act not in _HF_ACTIVATIONS:
-        raise ValueError(f"hidden_act must be one of {sorted(_HF_ACTIVATIONS)}, got {c.hidden_act!r}")
+        raise ValueError(
+            f"hidden_act must be one of {sorted(_HF_ACTIVATIONS)}, got {c.hidden_act!r}"
+        )
     if c.attention_probs_dropout_prob != c.hidden_dropout_prob:
         raise ValueError(
             f"attention_probs_dropout_prob={c.attention_probs_dropout_prob!r} != hidden_dropout_prob="
@@ -195,7 +259,9 @@ def from_albert(albert: Any) -> SharedTransformer:
         )
     position_type = getattr(c, "position_embedding_type", "absolute")
     if position_type != "absolute":
-        raise ValueError(f"position_embedding_type must be 'absolute' (learned positions), got {position_type!r}")
+        raise ValueError(
+            f"position_embedding_type must be 'absolute' (learned positions), got {position_type!r}"
+        )
     grouped = c.num_hidden_groups > 1 or c.inner_group_num > 1
     config = TransformerConfig(
         d_model=c.hidden_size,
@@ -235,9 +301,13 @@ def _albert_model(albert: object) -> Any:
     """``albert`` if it is a Hugging Face ``AlbertModel``, its ``.albert`` if that is one; else ``ValueError``."""
     try:
         from transformers import AlbertModel
-    except ImportError as error:  # without transformers there is no AlbertModel to convert
-        raise ValueError(f"albert must be a Hugging Face AlbertModel (transformers is not installed), got "
-                         f"{type(albert).__name__}") from error
+    except (
+        ImportError
+    ) as error:  # without transformers there is no AlbertModel to convert
+        raise ValueError(
+            f"albert must be a Hugging Face AlbertModel (transformers is not installed), got "
+            f"{type(albert).__name__}"
+        ) from error
     for candidate in (albert, getattr(albert, "albert", None)):
         if isinstance(candidate, AlbertModel):
             return candidate
@@ -255,7 +325,9 @@ def _torch_activation_name(activation: object) -> str:
         return "gelu"
     if isinstance(activation, nn.GELU):
         return "gelu_tanh" if activation.approximate == "tanh" else "gelu"
-    raise ValueError(f"activation must be relu, gelu or GELU(approximate='tanh'), got {activation!r}")
+    raise ValueError(
+        f"activation must be relu, gelu or GELU(approximate='tanh'), got {activation!r}"
+    )
 
 
 def _copy(dst: nn.Module, src: nn.Module) -> None:
@@ -265,9 +337,13 @@ def _copy(dst: nn.Module, src: nn.Module) -> None:
         dst.bias.copy_(src.bias)
 
 
-def _copy_torch_attention(layer: nn.TransformerEncoderLayer, attention: nn.Module) -> None:
+def _copy_torch_attention(
+    layer: nn.TransformerEncoderLayer, attention: nn.Module
+) -> None:
     """Copy ``layer``'s self-attention and norm1 into one of our attention blocks."""
-    attention.inner.qkv.weight.copy_(layer.self_attn.in_proj_weight)  # Q, K, V stacked in the same order
+    attention.inner.qkv.weight.copy_(
+        layer.self_attn.in_proj_weight
+    )  # Q, K, V stacked in the same order
     attention.inner.qkv.bias.copy_(layer.self_attn.in_proj_bias)
     _copy(attention.inner.out, layer.self_attn.out_proj)
     _copy(attention.norm, layer.norm1)
@@ -282,7 +358,9 @@ def _copy_torch_ffn(layer: nn.TransformerEncoderLayer, ffn: nn.Module) -> None:
 
 def _copy_albert_layer(layer: nn.Module, model: SharedTransformer, index: int) -> None:
     attention, ffn, a = model.attention[index], model.ffn[index], layer.attention
-    attention.inner.qkv.weight.copy_(torch.cat([a.query.weight, a.key.weight, a.value.weight]))
+    attention.inner.qkv.weight.copy_(
+        torch.cat([a.query.weight, a.key.weight, a.value.weight])
+    )
     attention.inner.qkv.bias.copy_(torch.cat([a.query.bias, a.key.bias, a.value.bias]))
     _copy(attention.inner.out, a.dense)
     _copy(attention.norm, a.LayerNorm)

@@ -19,16 +19,24 @@ SOURCE_STATED_COUNTS: dict[str, int] = {"unshared": 25_080_832, "shared": 4_194_
 
 def _check_size(name: str, value: Any, minimum: int = 1) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is symbolic or an integer >= ``minimum``."""
-    if getattr(value, "free_symbols", None):  # a sympy expression with symbols: nothing concrete to check
+    if getattr(
+        value, "free_symbols", None
+    ):  # a sympy expression with symbols: nothing concrete to check
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {kind} (or a sympy symbol), got {value!r}")
 
 
 def _check_config(config: Any) -> None:
     if not isinstance(config, TransformerConfig):
-        raise ValueError(f"config must be a sharedlib.TransformerConfig, got {type(config).__name__}")
+        raise ValueError(
+            f"config must be a sharedlib.TransformerConfig, got {type(config).__name__}"
+        )
 
 
 def attention_parameters(d: Any) -> Any:
@@ -53,7 +61,11 @@ def layer_norm_parameters(d: Any) -> Any:
 def layer_parameters(d: Any, d_ff: Any, norms: int = 2) -> Any:
     """One Transformer layer: attention, FFN and ``norms`` LayerNorms (two in BERT and GPT)."""
     _check_size("norms", norms, minimum=0)
-    return attention_parameters(d) + ffn_parameters(d, d_ff) + norms * layer_norm_parameters(d)
+    return (
+        attention_parameters(d)
+        + ffn_parameters(d, d_ff)
+        + norms * layer_norm_parameters(d)
+    )
 
 
 def embedding_parameters(config: TransformerConfig) -> int:
@@ -61,7 +73,9 @@ def embedding_parameters(config: TransformerConfig) -> int:
     ALBERT's E -> H projection."""
     _check_config(config)
     E, H = config.embedding_dim, config.d_model
-    positions = config.max_len if config.position == "learned" else 0  # rotary and none store no positions
+    positions = (
+        config.max_len if config.position == "learned" else 0
+    )  # rotary and none store no positions
     tables = (config.vocab_size + positions + config.n_token_types) * E
     norm = layer_norm_parameters(E) if config.embedding_norm else 0
     projection = E * H + H if config.embedding_size is not None else 0
@@ -75,7 +89,11 @@ def parameter_breakdown(config: TransformerConfig) -> dict[str, int]:
     sublayer_norm = layer_norm_parameters(H) if config.norm != "none" else 0
     sets = {
         part: n_parameter_sets(
-            config.strategy, config.n_layers, config.n_unique, sublayer=part, inner_group_num=config.inner_group_num
+            config.strategy,
+            config.n_layers,
+            config.n_unique,
+            sublayer=part,
+            inner_group_num=config.inner_group_num,
         )
         for part in ("attention", "ffn")
     }
@@ -85,7 +103,9 @@ def parameter_breakdown(config: TransformerConfig) -> dict[str, int]:
         "attention": sets["attention"] * (attention_parameters(H) + sublayer_norm),
         "ffn": sets["ffn"] * (ffn_parameters(H, config.d_ff) + sublayer_norm),
         "final_norm": layer_norm_parameters(H) if config.norm == "pre" else 0,
-        "lm_head": tied_projection if config.lm_head and config.embedding_size is not None else 0,
+        "lm_head": tied_projection
+        if config.lm_head and config.embedding_size is not None
+        else 0,
     }
 
 
@@ -94,7 +114,9 @@ def count_parameters(config: TransformerConfig) -> int:
     return sum(parameter_breakdown(config).values())
 
 
-def source_parameter_formula(n_layers: Any, d_model: Any, d_ff: Any, shared: bool) -> Any:
+def source_parameter_formula(
+    n_layers: Any, d_model: Any, d_ff: Any, shared: bool
+) -> Any:
     """The source document's formula 2*L*d^2 + 2*L*d*d_ff (L dropped when shared); chapter 4 shows it wrong."""
     for name, value in (("n_layers", n_layers), ("d_model", d_model), ("d_ff", d_ff)):
         _check_size(name, value)
@@ -112,9 +134,14 @@ def forward_flops_per_token(config: TransformerConfig, seq_len: int) -> dict[str
     return {
         "embedding_projection": 2 * E * H if config.embedding_size is not None else 0,
         "attention_projections": L * 2 * 4 * H * H,
-        "attention_scores": L * 2 * 2 * T * H,  # Q K^T and (softmax) V, each T*H multiply-adds
+        "attention_scores": L
+        * 2
+        * 2
+        * T
+        * H,  # Q K^T and (softmax) V, each T*H multiply-adds
         "ffn": L * 2 * 2 * H * config.d_ff,
-        "lm_head": (2 * H * E if config.embedding_size is not None else 0) + 2 * E * config.vocab_size
+        "lm_head": (2 * H * E if config.embedding_size is not None else 0)
+        + 2 * E * config.vocab_size
         if config.lm_head
         else 0,
     }
@@ -130,14 +157,22 @@ def activation_values_per_token(config: TransformerConfig) -> int:
     """
     _check_config(config)
     H = config.d_model
-    sublayer_input = H if config.norm == "none" else 2 * H + 2  # (LayerNorm input + stats +) linear input
+    sublayer_input = (
+        H if config.norm == "none" else 2 * H + 2
+    )  # (LayerNorm input + stats +) linear input
     attention = sublayer_input + 3 * H + H + config.n_heads
-    ffn = sublayer_input + (config.d_ff if config.activation == "relu" else 2 * config.d_ff)
+    ffn = sublayer_input + (
+        config.d_ff if config.activation == "relu" else 2 * config.d_ff
+    )
     return config.depth * (attention + ffn)
 
 
 def training_memory_bytes(
-    config: TransformerConfig, batch_size: int, seq_len: int, bytes_per_value: int = 4, optimizer_states: int = 2
+    config: TransformerConfig,
+    batch_size: int,
+    seq_len: int,
+    bytes_per_value: int = 4,
+    optimizer_states: int = 2,
 ) -> dict[str, int]:
     """Training memory by kind: weights, gradients and optimizer state scale with unique parameters,
     activations with depth and tokens (AdamW keeps ``optimizer_states=2`` moments per parameter)."""
@@ -153,5 +188,8 @@ def training_memory_bytes(
         "parameters": params * bytes_per_value,
         "gradients": params * bytes_per_value,
         "optimizer_state": optimizer_states * params * bytes_per_value,
-        "activations": batch_size * seq_len * activation_values_per_token(config) * bytes_per_value,
+        "activations": batch_size
+        * seq_len
+        * activation_values_per_token(config)
+        * bytes_per_value,
     }

@@ -25,7 +25,9 @@ class KVCache:
     """One ``LayerKV`` per applied layer, in ``model.layer_schedule`` order, and the schedule it was built for."""
 
     layers: list[LayerKV]
-    schedule: list[tuple[int, int]]  # (attention block, FFN block) of each applied layer
+    schedule: list[
+        tuple[int, int]
+    ]  # (attention block, FFN block) of each applied layer
 
     @property
     def length(self) -> int:
@@ -44,23 +46,35 @@ class KVCache:
 
     def nbytes(self) -> int:
         """Bytes of the filled keys and values: 2 * depth * B * t * H * element size."""
-        return sum(t.numel() * t.element_size() for layer in self.layers for t in layer.filled())
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.layers
+            for t in layer.filled()
+        )
 
     def allocated_bytes(self) -> int:
         """Bytes of the buffers, filled or not: 2 * depth * B * capacity * H * element size."""
-        return sum(t.numel() * t.element_size() for layer in self.layers for t in (layer.k, layer.v))
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.layers
+            for t in (layer.k, layer.v)
+        )
 
     def crop(self, length: int) -> None:
         """Forget every position from ``length`` on (the buffers stay; later steps overwrite them)."""
         if not isinstance(length, int) or not 0 <= length <= self.length:
-            raise ValueError(f"length must be an int in 0..{self.length} (the cached positions), got {length!r}")
+            raise ValueError(
+                f"length must be an int in 0..{self.length} (the cached positions), got {length!r}"
+            )
         for layer in self.layers:
             layer.length = length
 
 
 def _check_model(model: SharedTransformer) -> None:
     if not isinstance(model, SharedTransformer):
-        raise ValueError(f"model must be a sharedlib SharedTransformer, got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a sharedlib SharedTransformer, got {type(model).__name__}"
+        )
     if type(model)._layer is not SharedTransformer._layer:
         raise ValueError(
             f"{type(model).__name__} overrides the per-layer hook _layer (e.g. relaxed sharing); cached decoding "
@@ -73,21 +87,42 @@ def _check_model(model: SharedTransformer) -> None:
             f"causal={config.causal}, lm_head={config.lm_head}"
         )
     if model.training and config.dropout > 0:
-        raise ValueError(f"dropout={config.dropout} is active in training mode: call model.eval() before decoding")
+        raise ValueError(
+            f"dropout={config.dropout} is active in training mode: call model.eval() before decoding"
+        )
 
 
-ID_DTYPES: tuple[torch.dtype, ...] = (torch.int64, torch.int32)  # the index types nn.Embedding accepts
+ID_DTYPES: tuple[torch.dtype, ...] = (
+    torch.int64,
+    torch.int32,
+)  # the index types nn.Embedding accepts
 
 
 def _check_ids(name: str, ids: torch.Tensor, model: SharedTransformer) -> None:
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in ID_DTYPES:
-        got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+    if (
+        not isinstance(ids, torch.Tensor)
+        or ids.dim() != 2
+        or ids.dtype not in ID_DTYPES
+    ):
+        got = (
+            f"{ids.dtype} {tuple(ids.shape)}"
+            if isinstance(ids, torch.Tensor)
+            else type(ids).__name__
+        )
         raise ValueError(
             f"{name} must be a (batch, sequence) tensor of dtype torch.int64 or torch.int32, got {got}"
-            + (" (convert with .long())" if isinstance(ids, torch.Tensor) and ids.dim() == 2 else "")
+            + (
+                " (convert with .long())"
+                if isinstance(ids, torch.Tensor) and ids.dim() == 2
+                else ""
+            )
         )
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= model.config.vocab_size):
-        raise ValueError(f"{name} must be token ids in 0..vocab_size-1 = 0..{model.config.vocab_size - 1}")
+    if ids.numel() and (
+        int(ids.min()) < 0 or int(ids.max()) >= model.config.vocab_size
+    ):
+        raise ValueError(
+            f"{name} must be token ids in 0..vocab_size-1 = 0..{model.config.vocab_size - 1}"
+        )
 
 
 def _check_prompt(ids: torch.Tensor) -> None:
@@ -107,7 +142,9 @@ def _run(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> torch.T
         )
     x = model.embeddings(ids, start=t0)  # (B, T, H) at positions t0..t0+T-1
     for (a, f), layer_cache in zip(cache.schedule, cache.layers, strict=True):
-        x = model.attention[a](x, cache=layer_cache)  # (B, T, H) attends to (B, t0+T) keys
+        x = model.attention[a](
+            x, cache=layer_cache
+        )  # (B, T, H) attends to (B, t0+T) keys
         x = model.ffn[f](x)  # (B, T, H)
     if model.final_norm is not None:
         x = model.final_norm(x)  # (B, T, H)
@@ -116,7 +153,10 @@ def _run(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> torch.T
 
 @torch.inference_mode()
 def prefill(
-    model: SharedTransformer, ids: torch.Tensor, capacity: int | None = None, n_iterations: int | None = None
+    model: SharedTransformer,
+    ids: torch.Tensor,
+    capacity: int | None = None,
+    n_iterations: int | None = None,
 ) -> tuple[torch.Tensor, KVCache]:
     """Logits (B, T, V) of the prompt ``ids`` (B, T) and a cache of its keys and values (chapter 6b).
 
@@ -127,19 +167,36 @@ def prefill(
     _check_ids("ids", ids, model)
     _check_prompt(ids)
     if n_iterations is not None:
-        if isinstance(n_iterations, bool) or not isinstance(n_iterations, numbers.Integral):
-            raise ValueError(f"n_iterations must be None or a positive integer (a bool is not a count), got "
-                             f"{n_iterations!r}")
+        if isinstance(n_iterations, bool) or not isinstance(
+            n_iterations, numbers.Integral
+        ):
+            raise ValueError(
+                f"n_iterations must be None or a positive integer (a bool is not a count), got "
+                f"{n_iterations!r}"
+            )
         n_iterations = int(n_iterations)
     B, T = ids.shape
     config = model.config
     capacity = config.max_len if capacity is None else capacity
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or not T <= capacity <= config.max_len:
-        raise ValueError(f"capacity must be an int in {T}..max_len={config.max_len} (prompt of {T}), got {capacity!r}")
+    if (
+        isinstance(capacity, bool)
+        or not isinstance(capacity, int)
+        or not T <= capacity <= config.max_len
+    ):
+        raise ValueError(
+            f"capacity must be an int in {T}..max_len={config.max_len} (prompt of {T}), got {capacity!r}"
+        )
     schedule = model.layer_schedule(n_iterations)
     reference = model.embeddings.tokens.weight
     layers = [
-        LayerKV(B, config.n_heads, config.head_dim, capacity, dtype=reference.dtype, device=reference.device)
+        LayerKV(
+            B,
+            config.n_heads,
+            config.head_dim,
+            capacity,
+            dtype=reference.dtype,
+            device=reference.device,
+        )
         for _ in schedule
     ]
     cache = KVCache(layers, schedule)
@@ -148,15 +205,23 @@ def prefill(
 
 def _check_cache(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> None:
     if not isinstance(cache, KVCache):
-        raise ValueError(f"cache must be the KVCache returned by prefill, got {type(cache).__name__}")
+        raise ValueError(
+            f"cache must be the KVCache returned by prefill, got {type(cache).__name__}"
+        )
     if ids.shape[0] != cache.batch_size:
-        raise ValueError(f"tokens have batch size {ids.shape[0]}, but the cache was built for {cache.batch_size}")
+        raise ValueError(
+            f"tokens have batch size {ids.shape[0]}, but the cache was built for {cache.batch_size}"
+        )
     if any(a >= len(model.attention) or f >= len(model.ffn) for a, f in cache.schedule):
-        raise ValueError("cache was built for another model: its layer schedule names blocks this model lacks")
+        raise ValueError(
+            "cache was built for another model: its layer schedule names blocks this model lacks"
+        )
 
 
 @torch.inference_mode()
-def extend(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+def extend(
+    model: SharedTransformer, ids: torch.Tensor, cache: KVCache
+) -> tuple[torch.Tensor, KVCache]:
     """Logits (B, T, V) of T more tokens ``ids`` (B, T) after the cached ones; ``cache`` grows by T (chapter 6b)."""
     _check_model(model)
     _check_ids("ids", ids, model)
@@ -165,14 +230,18 @@ def extend(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> tuple
 
 
 @torch.inference_mode()
-def decode_step(model: SharedTransformer, token: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+def decode_step(
+    model: SharedTransformer, token: torch.Tensor, cache: KVCache
+) -> tuple[torch.Tensor, KVCache]:
     """Logits (B, V) of the next position after feeding ``token`` (B,) or (B, 1); ``cache`` grows by one."""
     _check_model(model)
     if isinstance(token, torch.Tensor) and token.dim() == 1:
         token = token[:, None]  # (B, 1)
     _check_ids("token", token, model)
     if token.shape[1] != 1:
-        raise ValueError(f"token must have shape (batch,) or (batch, 1), got {tuple(token.shape)}")
+        raise ValueError(
+            f"token must have shape (batch,) or (batch, 1), got {tuple(token.shape)}"
+        )
     _check_cache(model, token, cache)
     logits = _run(model, token, cache)  # (B, 1, V)
     return logits[:, -1], cache  # (B, V)
@@ -201,7 +270,9 @@ def generate(
     _check_prompt(ids)
     total = ids.shape[1] + n_new
     if total > model.config.max_len:
-        raise ValueError(f"prompt {ids.shape[1]} + n_new {n_new} = {total} exceeds max_len={model.config.max_len}")
+        raise ValueError(
+            f"prompt {ids.shape[1]} + n_new {n_new} = {total} exceeds max_len={model.config.max_len}"
+        )
     logits, cache = prefill(model, ids, capacity=total - 1)
     next_logits = logits[:, -1]  # (B, V)
     out = [ids]

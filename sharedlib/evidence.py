@@ -78,7 +78,11 @@ def paired_difference(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, (int, float))
+        or not 0 < level < 1
+    ):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     if set(subject) != set(baseline):
         raise ValueError(
@@ -91,19 +95,29 @@ def paired_difference(
     except TypeError:  # seeds of mixed types
         seeds = tuple(sorted(subject, key=str))
     if len(seeds) < 2:
-        raise ValueError(f"not enough seeds: a paired interval needs at least 2, got {len(seeds)}")
+        raise ValueError(
+            f"not enough seeds: a paired interval needs at least 2, got {len(seeds)}"
+        )
     diffs = tuple(float(subject[s]) - float(baseline[s]) for s in seeds)
     if not all(math.isfinite(d) for d in diffs):
         raise ValueError(f"every value must be finite, got differences {diffs}")
     mean = statistics.fmean(diffs)
     if method == "t":
-        half = t_quantile((1 + level) / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        half = (
+            t_quantile((1 + level) / 2, len(diffs) - 1)
+            * statistics.stdev(diffs)
+            / math.sqrt(len(diffs))
+        )
         low, high = mean - half, mean + half
     else:
         values = np.asarray(diffs)  # (n,)
         rng = np.random.default_rng(seed)
-        means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)  # (n_boot,)
-        low, high = (float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+        means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(
+            axis=1
+        )  # (n_boot,)
+        low, high = (
+            float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+        )
     return PairedDifference(mean, low, high, len(diffs), level, method, diffs, seeds)
 
 
@@ -136,16 +150,29 @@ def conclusion(
     )
 
 
-def values_by_seed(runs: Iterable[Mapping[str, Any]], experiment: str, label: str, metric: str = "val_loss"):
+def values_by_seed(
+    runs: Iterable[Mapping[str, Any]],
+    experiment: str,
+    label: str,
+    metric: str = "val_loss",
+):
     """``{seed: run[metric]}`` of the finished runs of ``experiment`` labelled ``label`` (a recorded file's runs)."""
     out: dict[Any, float] = {}
     for run in runs:
-        if run.get("experiment") == experiment and run.get("label") == label and run.get("status", "ok") == "ok":
+        if (
+            run.get("experiment") == experiment
+            and run.get("label") == label
+            and run.get("status", "ok") == "ok"
+        ):
             if run["seed"] in out:
-                raise ValueError(f"two runs of {experiment!r} / {label!r} have seed {run['seed']}; expected one")
+                raise ValueError(
+                    f"two runs of {experiment!r} / {label!r} have seed {run['seed']}; expected one"
+                )
             out[run["seed"]] = float(run[metric])
     if not out:
-        raise ValueError(f"no finished runs of experiment {experiment!r} with label {label!r}")
+        raise ValueError(
+            f"no finished runs of experiment {experiment!r} with label {label!r}"
+        )
     return out
 
 
@@ -168,41 +195,63 @@ def compare_recorded(
     )
 
 
-def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
+def mean_interval(
+    values: Iterable[float], level: float = 0.95
+) -> tuple[float, float, float]:
     """Mean of ``values`` and its Student-t interval (mean, low, high); needs at least 2 values."""
     values = [float(v) for v in values]
     if len(values) < 2:
-        raise ValueError(f"not enough seeds: an interval needs at least 2 values, got {len(values)}")
+        raise ValueError(
+            f"not enough seeds: an interval needs at least 2 values, got {len(values)}"
+        )
     mean = statistics.fmean(values)
-    half = t_quantile((1 + level) / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    half = (
+        t_quantile((1 + level) / 2, len(values) - 1)
+        * statistics.stdev(values)
+        / math.sqrt(len(values))
+    )
     return mean, mean - half, mean + half
 
 
 def summarize_experiment(
-    runs: Iterable[Mapping[str, Any]], experiment: str, baseline: str, metric: str = "val_loss", level: float = 0.95
+    runs: Iterable[Mapping[str, Any]],
+    experiment: str,
+    baseline: str,
+    metric: str = "val_loss",
+    level: float = 0.95,
 ) -> list[dict[str, Any]]:
     """One row per label of ``experiment``: parameters, seeds, mean ``metric`` with its interval, and the paired
     difference to ``baseline`` with its sentence (``None`` for the baseline itself). Labels in recorded order."""
     runs = [r for r in runs if r.get("experiment") == experiment]
     labels = list(dict.fromkeys(r["label"] for r in runs))
     if baseline not in labels:
-        raise ValueError(f"baseline must be one of the labels of {experiment!r}: {labels}, got {baseline!r}")
+        raise ValueError(
+            f"baseline must be one of the labels of {experiment!r}: {labels}, got {baseline!r}"
+        )
     base = values_by_seed(runs, experiment, baseline, metric)
     rows = []
     for label in labels:
         values = values_by_seed(runs, experiment, label, metric)
         mean, low, high = mean_interval(values.values(), level)
         diff = None if label == baseline else paired_difference(values, base, level)
-        rows.append({
-            "label": label,
-            "parameters": next(r["parameters"] for r in runs if r["label"] == label),
-            "seeds": len(values),
-            "mean": mean,
-            "low": low,
-            "high": high,
-            "difference": diff,
-            "conclusion": None if diff is None else conclusion(diff, label, baseline, METRIC_NAMES.get(metric, metric)),
-        })
+        rows.append(
+            {
+                "label": label,
+                "parameters": next(
+                    r["parameters"] for r in runs if r["label"] == label
+                ),
+                "seeds": len(values),
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "difference": diff,
+                "conclusion": None
+                if diff is None
+                else conclusion(
+                    diff, label, baseline, METRIC_NAMES.get(metric, metric)
+                ),
+            }
+        )
     return rows
 
 
@@ -212,10 +261,14 @@ def variance_explained(values: Any, groups: Any) -> float:
     v = np.asarray(values, dtype=float).ravel()
     g = np.asarray(groups).ravel()
     if v.size != g.size or v.size < 2:
-        raise ValueError(f"values and groups must have the same length, at least 2, got {v.size} and {g.size}")
+        raise ValueError(
+            f"values and groups must have the same length, at least 2, got {v.size} and {g.size}"
+        )
     total = ((v - v.mean()) ** 2).sum()
     if total == 0:
         raise ValueError("variance_explained is undefined when every value is equal")
     _, inverse = np.unique(g, return_inverse=True)
-    means = np.bincount(inverse, weights=v) / np.bincount(inverse)  # (groups,) the mean of each group
+    means = np.bincount(inverse, weights=v) / np.bincount(
+        inverse
+    )  # (groups,) the mean of each group
     return float(((means[inverse] - v.mean()) ** 2).sum() / total)

@@ -17,10 +17,13 @@ _ACTIVATIONS = {
 }
 
 
-def rotary_angles(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_angles(
+    positions: torch.Tensor, head_dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin (T, d) of RoPE's angles p / base^(2j/d); feature j and j + d/2 share frequency j (chapter 5b)."""
     inverse_frequency = ROPE_BASE ** (
-        -torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim
+        -torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device)
+        / head_dim
     )  # (d/2,)
     angles = positions.float()[:, None] * inverse_frequency  # (T, d/2)
     angles = torch.cat([angles, angles], dim=-1)  # (T, d)
@@ -33,9 +36,13 @@ def apply_rotary(x: torch.Tensor, start: int = 0) -> torch.Tensor:
     A query at p and a key at q then score q_p . k_q = q . R(q - p) k: only the offset q - p is seen.
     """
     T, d = x.shape[-2], x.shape[-1]
-    cos, sin = rotary_angles(torch.arange(start, start + T, device=x.device), d)  # (T, d) each
+    cos, sin = rotary_angles(
+        torch.arange(start, start + T, device=x.device), d
+    )  # (T, d) each
     half = d // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (B, h, T, d): (x1, x2) -> (-x2, x1)
+    rotated = torch.cat(
+        [-x[..., half:], x[..., :half]], dim=-1
+    )  # (B, h, T, d): (x1, x2) -> (-x2, x1)
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)  # (B, h, T, d)
 
 
@@ -54,8 +61,10 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.d_model, config.d_model)  # W_O
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-        cache: LayerKV | None = None
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        cache: LayerKV | None = None,
     ) -> torch.Tensor:
         """Attention output (B, T, C); with ``cache`` the keys of earlier positions come
         from it (chapter 6b)."""
@@ -63,8 +72,10 @@ class SelfAttention(nn.Module):
             return self._cached(x, key_mask, cache)
         B, T, C = x.shape  # (B, T, C)
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-                   for t in (q, k, v))  # (B, h, T, C/h)
+        q, k, v = (
+            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+            for t in (q, k, v)
+        )  # (B, h, T, C/h)
         if self.rotary:
             q, k = apply_rotary(q), apply_rotary(k)  # (B, h, T, C/h), positions 0..T-1
         mask = None
@@ -84,20 +95,26 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.out(y)  # (B, T, C)
 
-    def _cached(self, x: torch.Tensor, key_mask: torch.Tensor | None,
-                cache: LayerKV) -> torch.Tensor:
+    def _cached(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, cache: LayerKV
+    ) -> torch.Tensor:
         """Causal attention of T new positions to the cached ``t0`` earlier ones and to
         themselves (chapter 6b)."""
         if not self.causal:
-            raise ValueError("a K/V cache needs a causal model "
-                             "(TransformerConfig(causal=True))")
+            raise ValueError(
+                "a K/V cache needs a causal model (TransformerConfig(causal=True))"
+            )
         if key_mask is not None:
-            raise ValueError("key_mask and cache cannot be combined: cached decoding "
-                             "assumes unpadded sequences")
+            raise ValueError(
+                "key_mask and cache cannot be combined: cached decoding "
+                "assumes unpadded sequences"
+            )
         B, T, C = x.shape  # (B, T, C) the new positions t0 .. t0+T-1
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-                   for t in (q, k, v))  # (B, h, T, C/h)
+        q, k, v = (
+            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+            for t in (q, k, v)
+        )  # (B, h, T, C/h)
         t0 = cache.length
         if self.rotary:
             # positions t0 .. t0+T-1; the cached keys stay rotated
@@ -108,11 +125,16 @@ class SelfAttention(nn.Module):
         # only when t0 == 0; one new query sees everything.
         mask = None
         if T > 1 and t0 > 0:
-            mask = torch.ones(T, t0 + T, dtype=torch.bool,
-                              device=x.device).tril(diagonal=t0)  # (T, t0+T)
+            mask = torch.ones(T, t0 + T, dtype=torch.bool, device=x.device).tril(
+                diagonal=t0
+            )  # (T, t0+T)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-            is_causal=T > 1 and t0 == 0
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=T > 1 and t0 == 0,
         )  # (B, h, T, C/h)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.out(y)  # (B, T, C)
@@ -124,8 +146,16 @@ class LayerKV:
     Layers that share weights still each keep their own K and V: they see different inputs.
     """
 
-    def __init__(self, batch: int, n_heads: int, head_dim: int, capacity: int, *, dtype: torch.dtype,
-                 device: torch.device | str) -> None:
+    def __init__(
+        self,
+        batch: int,
+        n_heads: int,
+        head_dim: int,
+        capacity: int,
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> None:
         shape = (batch, n_heads, capacity, head_dim)  # (B, h, P, C/h)
         self.k = torch.zeros(shape, dtype=dtype, device=device)  # (B, h, P, C/h)
         self.v = torch.zeros(shape, dtype=dtype, device=device)  # (B, h, P, C/h)
@@ -136,7 +166,9 @@ class LayerKV:
         """Positions the buffers can hold."""
         return self.k.shape[2]
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def append(
+        self, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the K, V (B, h, T, C/h) of T new positions; return the filled (B, h, t+T, C/h) views."""
         expected = (self.k.shape[0], self.k.shape[1], k.shape[2], self.k.shape[3])
         if tuple(k.shape) != expected or k.shape != v.shape:
@@ -146,8 +178,12 @@ class LayerKV:
             )
         t0, t1 = self.length, self.length + k.shape[2]
         if t1 > self.capacity:
-            raise ValueError(f"cache capacity {self.capacity} exceeded: {t0} cached + {k.shape[2]} new positions")
-        self.k[:, :, t0:t1] = k  # (B, h, T, C/h) written in place: no copy of the earlier positions
+            raise ValueError(
+                f"cache capacity {self.capacity} exceeded: {t0} cached + {k.shape[2]} new positions"
+            )
+        self.k[:, :, t0:t1] = (
+            k  # (B, h, T, C/h) written in place: no copy of the earlier positions
+        )
         self.v[:, :, t0:t1] = v
         self.length = t1
         return self.k[:, :, :t1], self.v[:, :, :t1]  # (B, h, t+T, C/h)
@@ -177,8 +213,11 @@ class Residual(nn.Module):
         super().__init__()
         self.inner = inner
         self.placement = config.norm
-        self.norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-                     if config.norm != "none" else None)
+        self.norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+            if config.norm != "none"
+            else None
+        )
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, **kwargs: object) -> torch.Tensor:
@@ -195,22 +234,43 @@ class Embeddings(nn.Module):
         super().__init__()
         E = config.embedding_dim
         self.tokens = nn.Embedding(config.vocab_size, E)
-        self.positions = nn.Embedding(config.max_len, E) if config.position == "learned" else None
-        self.token_types = nn.Embedding(config.n_token_types, E) if config.n_token_types else None
-        self.norm = nn.LayerNorm(E, eps=config.layer_norm_eps) if config.embedding_norm else None
+        self.positions = (
+            nn.Embedding(config.max_len, E) if config.position == "learned" else None
+        )
+        self.token_types = (
+            nn.Embedding(config.n_token_types, E) if config.n_token_types else None
+        )
+        self.norm = (
+            nn.LayerNorm(E, eps=config.layer_norm_eps)
+            if config.embedding_norm
+            else None
+        )
         self.drop = nn.Dropout(config.dropout)
-        self.projection = nn.Linear(E, config.d_model) if config.embedding_size is not None else None
+        self.projection = (
+            nn.Linear(E, config.d_model) if config.embedding_size is not None else None
+        )
 
     def forward(
-        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None, start: int = 0
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        start: int = 0,
     ) -> torch.Tensor:
         """Embedded tokens (B, T, H) at positions ``start .. start+T-1`` (a non-zero start: cached decoding, 6b)."""
         T = input_ids.shape[1]
         x = self.tokens(input_ids)  # (B, T, E)
-        if self.positions is not None:  # learned positions; rotary ones act inside attention, "none" has none
-            x = x + self.positions(torch.arange(start, start + T, device=input_ids.device))  # (B, T, E)
+        if (
+            self.positions is not None
+        ):  # learned positions; rotary ones act inside attention, "none" has none
+            x = x + self.positions(
+                torch.arange(start, start + T, device=input_ids.device)
+            )  # (B, T, E)
         if self.token_types is not None:
-            types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+            types = (
+                token_type_ids
+                if token_type_ids is not None
+                else torch.zeros_like(input_ids)
+            )
             x = x + self.token_types(types)  # (B, T, E)
         if self.norm is not None:
             x = self.norm(x)

@@ -25,7 +25,9 @@ def count_forward_flops(forward: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def saved_activation_bytes(module: nn.Module, forward: Callable[[], torch.Tensor]) -> int:
+def saved_activation_bytes(
+    module: nn.Module, forward: Callable[[], torch.Tensor]
+) -> int:
     """Bytes autograd keeps for backward during ``forward()``, each storage once, parameters excluded."""
     param_storages = {p.untyped_storage().data_ptr() for p in module.parameters()}
     seen: dict[int, int] = {}
@@ -41,7 +43,9 @@ def saved_activation_bytes(module: nn.Module, forward: Callable[[], torch.Tensor
     return sum(seen.values())
 
 
-def math_backend_extra_values(config: TransformerConfig, batch_size: int, seq_len: int) -> int:
+def math_backend_extra_values(
+    config: TransformerConfig, batch_size: int, seq_len: int
+) -> int:
     """Values the math attention backend saves beyond the fused CPU kernel in one forward (chapter 4).
 
     Per layer and token it keeps the softmax probabilities (h heads x T keys) instead of one log-sum-exp per
@@ -53,12 +57,18 @@ def math_backend_extra_values(config: TransformerConfig, batch_size: int, seq_le
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if config.dropout:
-        raise ValueError(f"math_backend_extra_values assumes dropout=0, got config.dropout={config.dropout!r}")
-    per_token = config.n_heads * (seq_len - 1) + (2 * config.d_model if batch_size == 1 else 0)
+        raise ValueError(
+            f"math_backend_extra_values assumes dropout=0, got config.dropout={config.dropout!r}"
+        )
+    per_token = config.n_heads * (seq_len - 1) + (
+        2 * config.d_model if batch_size == 1 else 0
+    )
     return config.depth * batch_size * seq_len * per_token
 
 
-def training_state_bytes(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> dict[str, int]:
+def training_state_bytes(
+    module: nn.Module, loss_fn: Callable[[], torch.Tensor]
+) -> dict[str, int]:
     """Bytes of parameters, gradients and AdamW state after one real training step."""
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     optimizer.zero_grad(set_to_none=True)
@@ -66,11 +76,16 @@ def training_state_bytes(module: nn.Module, loss_fn: Callable[[], torch.Tensor])
     optimizer.step()
     params = list(module.parameters())
     state_tensors = [
-        t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t) and t.numel() > 1
+        t
+        for state in optimizer.state.values()
+        for t in state.values()
+        if torch.is_tensor(t) and t.numel() > 1
     ]
     return {
         "parameters": sum(p.numel() * p.element_size() for p in params),
-        "gradients": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None),
+        "gradients": sum(
+            p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None
+        ),
         "optimizer_state": sum(t.numel() * t.element_size() for t in state_tensors),
     }
 
@@ -103,7 +118,9 @@ def residual_updates(model: nn.Module, x: torch.Tensor) -> list[dict[str, float]
     normalisation; the cosine measures how far that holds.
     """
     if x.dim() != 3 or x.shape[-1] != model.config.d_model:
-        raise ValueError(f"x must be hidden states (batch, sequence, {model.config.d_model}), got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must be hidden states (batch, sequence, {model.config.d_model}), got {tuple(x.shape)}"
+        )
     rows: list[dict[str, float]] = []
 
     def rms(t: torch.Tensor) -> float:
@@ -112,11 +129,22 @@ def residual_updates(model: nn.Module, x: torch.Tensor) -> list[dict[str, float]
     with torch.no_grad():
         for a, f in zip(model.attention_map, model.ffn_map, strict=True):
             for block in (model.attention[a], model.ffn[f]):
-                update = block.inner(block.norm(x) if block.placement == "pre" else x)  # (B, T, H)
+                update = block.inner(
+                    block.norm(x) if block.placement == "pre" else x
+                )  # (B, T, H)
                 after = x + update  # (B, T, H)
                 if block.placement == "post":
                     after = block.norm(after)
-                cosine = torch.nn.functional.cosine_similarity(x.flatten(), update.flatten(), dim=0).item()
-                rows.append({"stream": rms(x), "update": rms(update), "cosine": cosine, "after": rms(after)})
+                cosine = torch.nn.functional.cosine_similarity(
+                    x.flatten(), update.flatten(), dim=0
+                ).item()
+                rows.append(
+                    {
+                        "stream": rms(x),
+                        "update": rms(update),
+                        "cosine": cosine,
+                        "after": rms(after),
+                    }
+                )
                 x = after
     return rows

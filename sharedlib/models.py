@@ -21,12 +21,21 @@ class SharedTransformer(nn.Module):
         self.ffn_map = config.block_map("ffn")
         self.embeddings = Embeddings(config)
         self.attention = nn.ModuleList(
-            Residual(SelfAttention(config), config) for _ in range(max(self.attention_map) + 1)
+            Residual(SelfAttention(config), config)
+            for _ in range(max(self.attention_map) + 1)
         )
-        self.ffn = nn.ModuleList(Residual(FeedForward(config), config) for _ in range(max(self.ffn_map) + 1))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm == "pre" else None
+        self.ffn = nn.ModuleList(
+            Residual(FeedForward(config), config) for _ in range(max(self.ffn_map) + 1)
+        )
+        self.final_norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+            if config.norm == "pre"
+            else None
+        )
         self.lm_projection = (
-            nn.Linear(config.d_model, config.embedding_dim) if config.lm_head and config.embedding_size else None
+            nn.Linear(config.d_model, config.embedding_dim)
+            if config.lm_head and config.embedding_size
+            else None
         )
         self.apply(init_weights)
 
@@ -45,19 +54,26 @@ class SharedTransformer(nn.Module):
         Face's extended mask with ``mask == 0``. Chapter 5 explains the choice.
         """
         key_mask = self.check_inputs(input_ids, attention_mask, token_type_ids)
-        return self.encode(self.embeddings(input_ids, token_type_ids), key_mask, n_iterations)
+        return self.encode(
+            self.embeddings(input_ids, token_type_ids), key_mask, n_iterations
+        )
 
     def encode(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-        n_iterations: int | None = None
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        n_iterations: int | None = None,
     ) -> torch.Tensor:
         """Run the layer stack on batch-first hidden states (B, T, H); ``key_mask``
         (B, T) is True at real tokens."""
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError("hidden states must be (batch, sequence, "
-                             f"{self.config.d_model}), got {tuple(x.shape)}")
-        if key_mask is not None and (key_mask.dtype != torch.bool
-                                     or key_mask.shape != x.shape[:2]):
+            raise ValueError(
+                "hidden states must be (batch, sequence, "
+                f"{self.config.d_model}), got {tuple(x.shape)}"
+            )
+        if key_mask is not None and (
+            key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]
+        ):
             raise ValueError(
                 f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} "
                 f"(True = real token), got {key_mask.dtype} {tuple(key_mask.shape)}"
@@ -66,8 +82,9 @@ class SharedTransformer(nn.Module):
             x = self._layer(layer, a, f, x, key_mask)  # (B, T, H)
         return self.final_norm(x) if self.final_norm is not None else x
 
-    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor,
-               key_mask: torch.Tensor | None) -> torch.Tensor:
+    def _layer(
+        self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Layer ``layer`` of the stack: attention block ``a`` then FFN block ``f``
         (chapter 8 overrides it)."""
         x = self.attention[a](x, key_mask=key_mask)  # (B, T, H)
@@ -85,9 +102,17 @@ class SharedTransformer(nn.Module):
         if n_iterations is None:
             return list(zip(self.attention_map, self.ffn_map, strict=True))
         if self.config.strategy != "all":
-            raise ValueError(f"n_iterations needs strategy 'all' (one shared block), got {self.config.strategy!r}")
-        if isinstance(n_iterations, bool) or not isinstance(n_iterations, numbers.Integral) or n_iterations < 1:
-            raise ValueError(f"n_iterations must be a positive integer, got {n_iterations!r}")
+            raise ValueError(
+                f"n_iterations needs strategy 'all' (one shared block), got {self.config.strategy!r}"
+            )
+        if (
+            isinstance(n_iterations, bool)
+            or not isinstance(n_iterations, numbers.Integral)
+            or n_iterations < 1
+        ):
+            raise ValueError(
+                f"n_iterations must be a positive integer, got {n_iterations!r}"
+            )
         return [(0, 0)] * n_iterations
 
     def check_inputs(
@@ -97,17 +122,33 @@ class SharedTransformer(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Validate the inputs of ``forward`` (one min/max reduction per tensor); return the (B, T) bool key mask."""
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in _INT_DTYPES:
-            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
-            dtype = f" of {input_ids.dtype}" if isinstance(input_ids, torch.Tensor) else ""
-            raise ValueError(f"input_ids must be an int64 or int32 tensor (batch, sequence), got {shape}{dtype}")
+        if (
+            not isinstance(input_ids, torch.Tensor)
+            or input_ids.dim() != 2
+            or input_ids.dtype not in _INT_DTYPES
+        ):
+            shape = (
+                tuple(input_ids.shape)
+                if isinstance(input_ids, torch.Tensor)
+                else type(input_ids).__name__
+            )
+            dtype = (
+                f" of {input_ids.dtype}" if isinstance(input_ids, torch.Tensor) else ""
+            )
+            raise ValueError(
+                f"input_ids must be an int64 or int32 tensor (batch, sequence), got {shape}{dtype}"
+            )
         if input_ids.shape[1] > self.config.max_len:
-            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={self.config.max_len}")
+            raise ValueError(
+                f"sequence length {input_ids.shape[1]} exceeds max_len={self.config.max_len}"
+            )
         _check_range("input_ids", input_ids, "vocab_size", self.config.vocab_size)
         if token_type_ids is not None:
             n_types = self.config.n_token_types
             if n_types == 0:
-                raise ValueError("token_type_ids given, but the config has n_token_types=0 (no segment embeddings)")
+                raise ValueError(
+                    "token_type_ids given, but the config has n_token_types=0 (no segment embeddings)"
+                )
             _check_like_input_ids("token_type_ids", token_type_ids, input_ids)
             _check_range("token_type_ids", token_type_ids, "n_token_types", n_types)
         if attention_mask is None:
@@ -122,9 +163,13 @@ class SharedTransformer(nn.Module):
                 )
             low, high = _min_max(attention_mask)
             if low < 0 or high > 1:
-                raise ValueError(f"attention_mask values must be 0 (padding) or 1 (real token), found {low}..{high}")
+                raise ValueError(
+                    f"attention_mask values must be 0 (padding) or 1 (real token), found {low}..{high}"
+                )
             attention_mask = attention_mask.bool()
-        empty = ~attention_mask.any(dim=1)  # (B,) rows without a real token: nothing to attend to
+        empty = ~attention_mask.any(
+            dim=1
+        )  # (B,) rows without a real token: nothing to attend to
         if empty.any():
             rows = empty.nonzero().flatten().tolist()
             raise ValueError(
@@ -137,19 +182,31 @@ class SharedTransformer(nn.Module):
 _INT_DTYPES = (torch.int32, torch.int64)  # what nn.Embedding takes as indices
 
 
-def _check_like_input_ids(name: str, tensor: torch.Tensor, input_ids: torch.Tensor) -> None:
+def _check_like_input_ids(
+    name: str, tensor: torch.Tensor, input_ids: torch.Tensor
+) -> None:
     if not isinstance(tensor, torch.Tensor) or tensor.shape != input_ids.shape:
-        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {got}")
+        got = (
+            tuple(tensor.shape)
+            if isinstance(tensor, torch.Tensor)
+            else type(tensor).__name__
+        )
+        raise ValueError(
+            f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {got}"
+        )
 
 
 def _check_range(name: str, ids: torch.Tensor, limit_name: str, limit: int) -> None:
     """Raise ``ValueError`` unless every value of the integer tensor ``ids`` is in ``0..limit-1``."""
     if ids.dtype not in _INT_DTYPES:
         raise ValueError(f"{name} must be an int64 or int32 tensor, got {ids.dtype}")
-    low, high = _min_max(ids)  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
+    low, high = _min_max(
+        ids
+    )  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
     if low < 0 or high >= limit:
-        raise ValueError(f"{name} must be in 0..{limit_name}-1 = 0..{limit - 1}, found {low if low < 0 else high}")
+        raise ValueError(
+            f"{name} must be in 0..{limit_name}-1 = 0..{limit - 1}, found {low if low < 0 else high}"
+        )
 
 
 def _min_max(tensor: torch.Tensor) -> tuple[int, int]:
@@ -168,8 +225,12 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def next_token_loss(model: SharedTransformer, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def next_token_loss(
+    model: SharedTransformer, batch: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
     """Cross-entropy of next-token prediction; targets equal to -100 are not scored (chapter 6)."""
     inputs, targets = batch[0], batch[1]
     logits = model.logits(model(inputs))  # (B, T, V)
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100
+    )

@@ -18,10 +18,16 @@ class NaiveSharedTransformer(nn.Module):
         if d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
         self.n_layers = n_layers
-        self.attention = nn.MultiheadAttention(d_model, n_heads)  # batch_first=False: (T, B, C)
-        self.feed_forward = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
+        self.attention = nn.MultiheadAttention(
+            d_model, n_heads
+        )  # batch_first=False: (T, B, C)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model)
+        )
 
-    def forward(self, x: torch.Tensor, return_all: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, return_all: bool = False
+    ) -> torch.Tensor | list[torch.Tensor]:
         """(T, B, C) -> (T, B, C); ``return_all`` also returns every layer's output for inspection."""
         outputs = []
         for _ in range(self.n_layers):
@@ -31,6 +37,10 @@ class NaiveSharedTransformer(nn.Module):
         return outputs if return_all else x
 
 
-def unshared_naive_stack(d_model: int, d_ff: int, n_heads: int, n_layers: int) -> nn.ModuleList:
+def unshared_naive_stack(
+    d_model: int, d_ff: int, n_heads: int, n_layers: int
+) -> nn.ModuleList:
     """The same layers without sharing: ``n_layers`` independent attention + FFN pairs (for counting)."""
-    return nn.ModuleList(NaiveSharedTransformer(d_model, d_ff, n_heads, 1) for _ in range(n_layers))
+    return nn.ModuleList(
+        NaiveSharedTransformer(d_model, d_ff, n_heads, 1) for _ in range(n_layers)
+    )

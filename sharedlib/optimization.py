@@ -22,7 +22,9 @@ def block_parameters(model: SharedTransformer) -> dict[str, list[nn.Parameter]]:
     and, with a factorised LM head, "lm projection". Needs the attention and FFN maps to agree (not "attention"
     or "ffn" sharing)."""
     if not isinstance(model, SharedTransformer):
-        raise ValueError(f"model must be a SharedTransformer, got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a SharedTransformer, got {type(model).__name__}"
+        )
     if model.attention_map != model.ffn_map:
         raise ValueError(
             f"model must share attention and FFN alike (not 'attention' or 'ffn'), got {model.config.strategy!r}"
@@ -47,24 +49,38 @@ class GradientLog:
 
     def __init__(self, groups: Mapping[str, Sequence[nn.Parameter]]) -> None:
         if not groups or any(len(params) == 0 for params in groups.values()):
-            raise ValueError("groups must map each name to a non-empty list of parameters")
-        self.norms: dict[str, list[float]] = {name: [] for name in groups}  # one value per backward pass
+            raise ValueError(
+                "groups must map each name to a non-empty list of parameters"
+            )
+        self.norms: dict[str, list[float]] = {
+            name: [] for name in groups
+        }  # one value per backward pass
         self._group_of: dict[int, str] = {}
         for name, params in groups.items():
             for p in params:
                 if id(p) in self._group_of:
-                    raise ValueError(f"a parameter is in two groups: {self._group_of[id(p)]!r} and {name!r}")
+                    raise ValueError(
+                        f"a parameter is in two groups: {self._group_of[id(p)]!r} and {name!r}"
+                    )
                 self._group_of[id(p)] = name
         self._pending: dict[str, float] = {}
         self._fired: set[int] = set()
-        self._handles = [p.register_post_accumulate_grad_hook(self._record) for ps in groups.values() for p in ps]
+        self._handles = [
+            p.register_post_accumulate_grad_hook(self._record)
+            for ps in groups.values()
+            for p in ps
+        ]
 
     def _record(self, p: torch.Tensor) -> None:
         if id(p) in self._fired:
-            raise RuntimeError("a parameter's gradient arrived twice before every tracked parameter had one")
+            raise RuntimeError(
+                "a parameter's gradient arrived twice before every tracked parameter had one"
+            )
         self._fired.add(id(p))
         name = self._group_of[id(p)]
-        self._pending[name] = self._pending.get(name, 0.0) + p.grad.detach().float().square().sum().item()
+        self._pending[name] = (
+            self._pending.get(name, 0.0) + p.grad.detach().float().square().sum().item()
+        )
         if len(self._fired) == len(self._group_of):
             for group in self.norms:
                 self.norms[group].append(math.sqrt(self._pending.get(group, 0.0)))
@@ -72,7 +88,10 @@ class GradientLog:
 
     def total(self) -> list[float]:
         """The global gradient norm at every backward pass (what ``clip_grad_norm_`` compares with its limit)."""
-        return [math.sqrt(sum(values[i] ** 2 for values in self.norms.values())) for i in range(len(self))]
+        return [
+            math.sqrt(sum(values[i] ** 2 for values in self.norms.values()))
+            for i in range(len(self))
+        ]
 
     def __len__(self) -> int:
         return len(next(iter(self.norms.values())))
@@ -88,14 +107,26 @@ def unrolled_copy(model: SharedTransformer) -> SharedTransformer:
     """An unshared model (strategy "none") whose layer i holds copies of the blocks layer i of ``model`` uses:
     the same function, with one parameter set per use (chapter 5c)."""
     if not isinstance(model, SharedTransformer):
-        raise ValueError(f"model must be a SharedTransformer, got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a SharedTransformer, got {type(model).__name__}"
+        )
     depth = len(model.attention_map)
-    config = replace(model.config, strategy="none", n_unique=None, n_layers=depth, inner_group_num=1)
-    with torch.random.fork_rng(devices=[]):  # the copy's random init is overwritten: leave torch's RNG untouched
+    config = replace(
+        model.config, strategy="none", n_unique=None, n_layers=depth, inner_group_num=1
+    )
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # the copy's random init is overwritten: leave torch's RNG untouched
         copy = SharedTransformer(config).to(next(model.parameters()).device)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("attention.", "ffn."))}
+    state = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith(("attention.", "ffn."))
+    }
     for i, (a, f) in enumerate(zip(model.attention_map, model.ffn_map, strict=True)):
-        state |= {f"attention.{i}.{k}": v for k, v in model.attention[a].state_dict().items()}
+        state |= {
+            f"attention.{i}.{k}": v for k, v in model.attention[a].state_dict().items()
+        }
         state |= {f"ffn.{i}.{k}": v for k, v in model.ffn[f].state_dict().items()}
     copy.load_state_dict(state)
     return copy.train(model.training)
@@ -106,25 +137,36 @@ class UseGradients:
     """Per sublayer set ("attention b", "ffn b"): the gradient of each use (from an unrolled copy) and the
     shared parameters' own gradient, all flattened; and the two models' losses on the batch."""
 
-    per_use: dict[str, list[torch.Tensor]]  # name -> [ (P,) gradient of use 1, ... ] in layer order
+    per_use: dict[
+        str, list[torch.Tensor]
+    ]  # name -> [ (P,) gradient of use 1, ... ] in layer order
     shared: dict[str, torch.Tensor]  # name -> (P,) gradient of the shared parameters
     loss: float  # the shared model's loss
-    unrolled_loss: float  # the unrolled copy's loss: the same function, so the same value
+    unrolled_loss: (
+        float  # the unrolled copy's loss: the same function, so the same value
+    )
 
 
-def _flat_gradients(loss: torch.Tensor, modules: Sequence[nn.Module]) -> list[torch.Tensor]:
+def _flat_gradients(
+    loss: torch.Tensor, modules: Sequence[nn.Module]
+) -> list[torch.Tensor]:
     """The gradient of ``loss`` with respect to each module's parameters, flattened into one (P,) vector each."""
     params = [list(m.parameters()) for m in modules]
-    grads = torch.autograd.grad(loss, [p for ps in params for p in ps])  # no side effect on .grad
+    grads = torch.autograd.grad(
+        loss, [p for ps in params for p in ps]
+    )  # no side effect on .grad
     out, start = [], 0
     for ps in params:
-        out.append(torch.cat([g.flatten() for g in grads[start : start + len(ps)]]))  # (P,)
+        out.append(
+            torch.cat([g.flatten() for g in grads[start : start + len(ps)]])
+        )  # (P,)
         start += len(ps)
     return out
 
 
-def per_use_gradients(model: SharedTransformer, loss_fn: LossFn,
-                      batch: Batch) -> UseGradients:
+def per_use_gradients(
+    model: SharedTransformer, loss_fn: LossFn, batch: Batch
+) -> UseGradients:
     """Gradients of ``loss_fn(model, batch)`` for every use of every shared sublayer,
     measured on an unrolled copy with its own parameters per use, next to the shared
     model's own gradients (chapter 5c). ``.grad`` is left untouched; with dropout the
@@ -137,21 +179,30 @@ def per_use_gradients(model: SharedTransformer, loss_fn: LossFn,
     uses = _flat_gradients(unrolled_loss, [*unrolled.attention, *unrolled.ffn])
     depth = len(model.attention_map)
     per_use: dict[str, list[torch.Tensor]] = {}
-    for kind, mapping, offset in (("attention", model.attention_map, 0),
-                                  ("ffn", model.ffn_map, depth)):
+    for kind, mapping, offset in (
+        ("attention", model.attention_map, 0),
+        ("ffn", model.ffn_map, depth),
+    ):
         for layer, block in enumerate(mapping):
             per_use.setdefault(f"{kind} {block}", []).append(uses[offset + layer])
-    names = ([f"attention {b}" for b in range(n_attention)]
-             + [f"ffn {b}" for b in range(n_ffn)])
-    return UseGradients(per_use, dict(zip(names, shared, strict=True)), loss.item(),
-                        unrolled_loss.item())
+    names = [f"attention {b}" for b in range(n_attention)] + [
+        f"ffn {b}" for b in range(n_ffn)
+    ]
+    return UseGradients(
+        per_use,
+        dict(zip(names, shared, strict=True)),
+        loss.item(),
+        unrolled_loss.item(),
+    )
 
 
 def gradient_coherence(gradients: Sequence[torch.Tensor]) -> tuple[float, float]:
     """For the gradients of N uses: ``||sum g|| / sum ||g||`` (1 when all point the same way, about 1/sqrt(N)
     when they are orthogonal and of equal size) and their mean pairwise cosine similarity."""
     if len(gradients) < 2:
-        raise ValueError(f"gradients must hold at least two tensors (uses), got {len(gradients)}")
+        raise ValueError(
+            f"gradients must hold at least two tensors (uses), got {len(gradients)}"
+        )
     g = torch.stack([t.detach().double().flatten() for t in gradients])  # (N, P)
     ratio = g.sum(0).norm() / g.norm(dim=1).sum()
     unit = g / g.norm(dim=1, keepdim=True)  # (N, P)
@@ -176,8 +227,14 @@ class Lamb(torch.optim.Optimizer):
     plus decoupled weight decay, u = r + lambda w, taken per tensor as the step ``lr * (||w|| / ||u||) * u``
     (phi = identity). ``state[p]["trust_ratio"]`` keeps the last ratio of every tensor (chapter 5c)."""
 
-    def __init__(self, params: Iterable[nn.Parameter] | Iterable[dict], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.01) -> None:
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter] | Iterable[dict],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+    ) -> None:
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -186,11 +243,14 @@ class Lamb(torch.optim.Optimizer):
             raise ValueError(f"eps must be > 0, got {eps!r}")
         if not weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        super().__init__(
+            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        )
 
     @torch.no_grad()
-    def step(self,
-             closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(
+        self, closure: Callable[[], torch.Tensor] | None = None
+    ) -> torch.Tensor | None:
         """One LAMB step on every parameter with a gradient."""
         loss = None
         if closure is not None:
@@ -212,17 +272,24 @@ class Lamb(torch.optim.Optimizer):
                 state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 m_hat = state["m"] / (1 - beta1**t)
                 v_hat = state["v"] / (1 - beta2**t)
-                update = (m_hat / (v_hat.sqrt() + group["eps"])
-                          + group["weight_decay"] * p)
+                update = (
+                    m_hat / (v_hat.sqrt() + group["eps"]) + group["weight_decay"] * p
+                )
                 ratio = trust_ratio(p, update)
                 state["trust_ratio"] = ratio
                 p.add_(update, alpha=-group["lr"] * ratio)
         return loss
 
 
-def optimizer_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-                    get_batch: Callable[[str, torch.Generator], Batch], steps: int, seed: int,
-                    on_step: Callable[[int], None] | None = None) -> list[float]:
+def optimizer_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    get_batch: Callable[[str, torch.Generator], Batch],
+    steps: int,
+    seed: int,
+    on_step: Callable[[int], None] | None = None,
+) -> list[float]:
     """``steps`` plain optimizer steps (constant rate, no clipping) on training batches; the losses.
     ``on_step(step)`` is called after every optimizer step (step = 1 .. steps), e.g. to read the optimizer state."""
     if steps < 1:
@@ -245,12 +312,19 @@ def optimizer_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
 
 def trust_ratios(model: nn.Module, optimizer: Lamb) -> dict[str, float]:
     """The last trust ratio of every named parameter that ``optimizer`` has stepped."""
-    return {name: optimizer.state[p]["trust_ratio"] for name, p in model.named_parameters() if p in optimizer.state}
+    return {
+        name: optimizer.state[p]["trust_ratio"]
+        for name, p in model.named_parameters()
+        if p in optimizer.state
+    }
 
 
 def lr_warmup_grid(
-    builders: Mapping[str, Callable[[], nn.Module]], loss_fn: LossFn,
-    get_batch: Callable[[str, torch.Generator], Batch], lrs: Sequence[float], warmups: Sequence[int],
+    builders: Mapping[str, Callable[[], nn.Module]],
+    loss_fn: LossFn,
+    get_batch: Callable[[str, torch.Generator], Batch],
+    lrs: Sequence[float],
+    warmups: Sequence[int],
     train_config: TrainConfig,
 ) -> list[dict[str, object]]:
     """Train a fresh model of every label (``builders[label]()`` builds it) at each learning rate and warm-up with
@@ -260,10 +334,14 @@ def lr_warmup_grid(
         for lr in lrs:
             for warmup in warmups:
                 model = build()
-                settings = replace(train_config, lr=lr, warmup=warmup, eval_every=train_config.steps)
+                settings = replace(
+                    train_config, lr=lr, warmup=warmup, eval_every=train_config.steps
+                )
                 try:
                     val = train(model, loss_fn, get_batch, settings).val_loss[-1]
                 except NonFiniteLossError:
                     val = None
-                rows.append({"label": label, "lr": lr, "warmup": warmup, "val_loss": val})
+                rows.append(
+                    {"label": label, "lr": lr, "warmup": warmup, "val_loss": val}
+                )
     return rows

@@ -39,8 +39,12 @@ class Routing:
     """What the routers chose: per recursion r, the token indices (B, k_r) and their gate values (B, k_r)."""
 
     depths: torch.Tensor  # (B, T) int64: recursions token t took, 0 .. R
-    selected: list[torch.Tensor]  # R tensors (B, k_r) int64: positions that took recursion r, sorted
-    gates: list[torch.Tensor]  # R tensors (B, k_r): g = alpha * sigmoid(router score) of those positions
+    selected: list[
+        torch.Tensor
+    ]  # R tensors (B, k_r) int64: positions that took recursion r, sorted
+    gates: list[
+        torch.Tensor
+    ]  # R tensors (B, k_r): g = alpha * sigmoid(router score) of those positions
 
 
 class MixtureOfRecursions(nn.Module):
@@ -53,29 +57,50 @@ class MixtureOfRecursions(nn.Module):
     sees its tokens as a shorter sequence.
     """
 
-    def __init__(self, config: TransformerConfig, capacities: Sequence[float] | None = None,
-                 alpha: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: TransformerConfig,
+        capacities: Sequence[float] | None = None,
+        alpha: float = 1.0,
+    ) -> None:
         super().__init__()
         if not isinstance(config, TransformerConfig):
-            raise ValueError(f"config must be a TransformerConfig, got {type(config).__name__}")
+            raise ValueError(
+                f"config must be a TransformerConfig, got {type(config).__name__}"
+            )
         if config.strategy != "all":
-            raise ValueError(f"config.strategy must be 'all' (one shared block), got {config.strategy!r}")
+            raise ValueError(
+                f"config.strategy must be 'all' (one shared block), got {config.strategy!r}"
+            )
         if config.position not in ("learned", "none"):
-            raise ValueError(f"config.position must be 'learned' or 'none' (added at the input), "
-                             f"got {config.position!r}")
-        capacities = default_capacities(config.n_layers) if capacities is None else capacities
+            raise ValueError(
+                f"config.position must be 'learned' or 'none' (added at the input), "
+                f"got {config.position!r}"
+            )
+        capacities = (
+            default_capacities(config.n_layers) if capacities is None else capacities
+        )
         self.capacities = _check_capacities(capacities)
         if len(self.capacities) != config.n_layers:
-            raise ValueError(f"capacities must have one value per recursion (config.n_layers = "
-                             f"{config.n_layers}), got {len(self.capacities)}")
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (math.isfinite(alpha)
-                                                                                  and alpha > 0):
+            raise ValueError(
+                f"capacities must have one value per recursion (config.n_layers = "
+                f"{config.n_layers}), got {len(self.capacities)}"
+            )
+        if (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, numbers.Real)
+            or not (math.isfinite(alpha) and alpha > 0)
+        ):
             raise ValueError(f"alpha must be a finite real number > 0, got {alpha!r}")
         self.config = config
         self.alpha = float(alpha)
-        self.base = SharedTransformer(config)  # embeddings, the shared block, final norm, tied output layer
+        self.base = SharedTransformer(
+            config
+        )  # embeddings, the shared block, final norm, tied output layer
         # one router per recursion: a score per token, g = alpha * sigmoid(w_r . h + b_r)
-        self.routers = nn.ModuleList(nn.Linear(config.d_model, 1) for _ in range(config.n_layers))
+        self.routers = nn.ModuleList(
+            nn.Linear(config.d_model, 1) for _ in range(config.n_layers)
+        )
         self.routers.apply(init_weights)
 
     def forward(
@@ -112,7 +137,9 @@ class MixtureOfRecursions(nn.Module):
             h = base.final_norm(h)  # (B, T, H)
         return h, Routing(depths=depths, selected=selected, gates=gates)
 
-    def block(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def block(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The shared attention and FFN block (residuals included) on a gathered sequence (B, k, H)."""
         return self.base.ffn[0](self.base.attention[0](x, key_mask=key_mask))
 
@@ -121,7 +148,9 @@ class MixtureOfRecursions(nn.Module):
         return self.base.logits(hidden)
 
 
-def routed_loss(model: MixtureOfRecursions, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def routed_loss(
+    model: MixtureOfRecursions, batch: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
     """Cross-entropy of the scored targets (not ``IGNORE``) of a ``MixtureOfRecursions``."""
     inputs, targets = batch[0], batch[1]
     hidden, _ = model(inputs)  # (B, T, H)
@@ -130,7 +159,11 @@ def routed_loss(model: MixtureOfRecursions, batch: tuple[torch.Tensor, ...]) -> 
 
 def _check_capacities(capacities: object) -> tuple[float, ...]:
     message = "capacities must be a non-empty, non-increasing sequence of real numbers in (0, 1]"
-    if isinstance(capacities, (str, bytes)) or not isinstance(capacities, Sequence) or not capacities:
+    if (
+        isinstance(capacities, (str, bytes))
+        or not isinstance(capacities, Sequence)
+        or not capacities
+    ):
         raise ValueError(f"{message}, got {capacities!r}")
     values = []
     for c in capacities:

@@ -22,7 +22,9 @@ class LowRankDelta(nn.Module):
 
     def __init__(self, out_features: int, in_features: int, rank: int) -> None:
         super().__init__()
-        self.A = nn.Parameter(torch.randn(rank, in_features) / in_features**0.5)  # (r, in)
+        self.A = nn.Parameter(
+            torch.randn(rank, in_features) / in_features**0.5
+        )  # (r, in)
         self.B = nn.Parameter(torch.zeros(out_features, rank))  # (out, r)
 
     def forward(self) -> torch.Tensor:
@@ -31,22 +33,32 @@ class LowRankDelta(nn.Module):
 
 def _linear_weights(block: nn.Module) -> dict[str, torch.Tensor]:
     """The weight matrices of every ``nn.Linear`` inside ``block``, by parameter name."""
-    return {f"{name}.weight": m.weight for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+    return {
+        f"{name}.weight": m.weight
+        for name, m in block.named_modules()
+        if isinstance(m, nn.Linear)
+    }
 
 
 def _deltas_for(block: nn.Module, rank: int) -> nn.ModuleDict:
     # ModuleDict keys may not contain dots, so "inner.qkv.weight" is stored as "inner__qkv__weight".
     return nn.ModuleDict(
-        {name.replace(".", "__"): LowRankDelta(*w.shape, rank) for name, w in _linear_weights(block).items()}
+        {
+            name.replace(".", "__"): LowRankDelta(*w.shape, rank)
+            for name, w in _linear_weights(block).items()
+        }
     )
 
 
-def _run_with_deltas(block: nn.Module, deltas: nn.ModuleDict, x: torch.Tensor,
-                     **kwargs) -> torch.Tensor:
+def _run_with_deltas(
+    block: nn.Module, deltas: nn.ModuleDict, x: torch.Tensor, **kwargs
+) -> torch.Tensor:
     """Apply ``block`` to ``x`` with every weight matrix W replaced by W + its delta;
     other parameters as they are."""
-    weights = {name: w + deltas[name.replace(".", "__")]()
-               for name, w in _linear_weights(block).items()}
+    weights = {
+        name: w + deltas[name.replace(".", "__")]()
+        for name, w in _linear_weights(block).items()
+    }
     return functional_call(block, weights, (x,), kwargs, strict=False)  # (B, T, H)
 
 
@@ -65,18 +77,26 @@ class RelaxedSharedTransformer(SharedTransformer):
         super().__init__(config)
         self.rank = rank
         depth = len(self.attention_map)
-        self.attention_deltas = nn.ModuleList(_deltas_for(self.attention[0], rank) for _ in range(depth))
-        self.ffn_deltas = nn.ModuleList(_deltas_for(self.ffn[0], rank) for _ in range(depth))
+        self.attention_deltas = nn.ModuleList(
+            _deltas_for(self.attention[0], rank) for _ in range(depth)
+        )
+        self.ffn_deltas = nn.ModuleList(
+            _deltas_for(self.ffn[0], rank) for _ in range(depth)
+        )
 
-    def _layer(self, layer: int, a: int, f: int, x: torch.Tensor,
-               key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = _run_with_deltas(self.attention[a], self.attention_deltas[layer], x,
-                             key_mask=key_mask)  # (B, T, H)
+    def _layer(
+        self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = _run_with_deltas(
+            self.attention[a], self.attention_deltas[layer], x, key_mask=key_mask
+        )  # (B, T, H)
         return _run_with_deltas(self.ffn[f], self.ffn_deltas[layer], x)  # (B, T, H)
 
     def layer_schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
         if n_iterations is not None:
-            raise ValueError("n_iterations is not available: each layer of a relaxed model has its own deltas")
+            raise ValueError(
+                "n_iterations is not available: each layer of a relaxed model has its own deltas"
+            )
         return super().layer_schedule(None)
 
 
@@ -89,26 +109,40 @@ def relaxed_parameters(config: TransformerConfig, rank: int) -> int:
 def relax_unshared(model: SharedTransformer, rank: int) -> RelaxedSharedTransformer:
     """Compress an unshared model into one shared block (the layers' mean) plus rank-r SVD deltas (Bae et al.)."""
     if model.config.strategy != "none":
-        raise ValueError(f"relax_unshared needs an unshared model (strategy 'none'), got {model.config.strategy!r}")
-    relaxed = RelaxedSharedTransformer(replace(model.config, strategy="all", n_unique=None), rank)
+        raise ValueError(
+            f"relax_unshared needs an unshared model (strategy 'none'), got {model.config.strategy!r}"
+        )
+    relaxed = RelaxedSharedTransformer(
+        replace(model.config, strategy="all", n_unique=None), rank
+    )
     relaxed.embeddings.load_state_dict(model.embeddings.state_dict())
     for name in ("final_norm", "lm_projection"):
         if getattr(model, name) is not None:
             getattr(relaxed, name).load_state_dict(getattr(model, name).state_dict())
-    for stack, shared, deltas in ((model.attention, relaxed.attention[0], relaxed.attention_deltas),
-                                  (model.ffn, relaxed.ffn[0], relaxed.ffn_deltas)):
+    for stack, shared, deltas in (
+        (model.attention, relaxed.attention[0], relaxed.attention_deltas),
+        (model.ffn, relaxed.ffn[0], relaxed.ffn_deltas),
+    ):
         shared_parameters = dict(shared.named_parameters())
         for name, p in shared_parameters.items():
-            p.copy_(torch.stack([dict(layer.named_parameters())[name] for layer in stack]).mean(0))
+            p.copy_(
+                torch.stack(
+                    [dict(layer.named_parameters())[name] for layer in stack]
+                ).mean(0)
+            )
         for layer, layer_deltas in zip(stack, deltas, strict=True):
             for name, w in _linear_weights(layer).items():
-                _fit_delta(layer_deltas[name.replace(".", "__")], w - shared_parameters[name])
+                _fit_delta(
+                    layer_deltas[name.replace(".", "__")], w - shared_parameters[name]
+                )
     return relaxed
 
 
 def _fit_delta(delta: LowRankDelta, residual: torch.Tensor) -> None:
     """Set B @ A to the best rank-r approximation of ``residual`` (truncated SVD, Eckart-Young)."""
-    U, S, Vh = torch.linalg.svd(residual, full_matrices=False)  # (out, k), (k,), (k, in)
+    U, S, Vh = torch.linalg.svd(
+        residual, full_matrices=False
+    )  # (out, k), (k,), (k, in)
     r = min(delta.A.shape[0], S.numel())
     delta.B.zero_()
     delta.A.zero_()

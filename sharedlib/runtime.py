@@ -21,29 +21,47 @@ else:
     import fcntl
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-LOCK_TIMEOUT = 600.0  # seconds a writer waits for another to finish one file before giving up
-_HELD = threading.local()  # lock files this thread holds, with their depth (``file_lock`` is re-entrant)
+LOCK_TIMEOUT = (
+    600.0  # seconds a writer waits for another to finish one file before giving up
+)
+_HELD = (
+    threading.local()
+)  # lock files this thread holds, with their depth (``file_lock`` is re-entrant)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; other names are checked, also against this machine's hardware
     (``ValueError`` naming the devices available here, rather than torch's error at the first ``.to``)."""
-    index = device[5:] if isinstance(device, str) and device.startswith("cuda:") else None
-    if not isinstance(device, str) or (device not in DEVICES and not (index and index.isascii() and index.isdigit())):
+    index = (
+        device[5:] if isinstance(device, str) and device.startswith("cuda:") else None
+    )
+    if not isinstance(device, str) or (
+        device not in DEVICES and not (index and index.isascii() and index.isdigit())
+    ):
         raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     mps = torch.backends.mps.is_available()
-    here = ["auto", "cpu", *(["cuda", *(f"cuda:{i}" for i in range(n_cuda))] if n_cuda else [])]
+    here = [
+        "auto",
+        "cpu",
+        *(["cuda", *(f"cuda:{i}" for i in range(n_cuda))] if n_cuda else []),
+    ]
     here += ["mps"] if mps else []
     if device.startswith("cuda") and not n_cuda:
-        raise ValueError(f"device={device!r}, but CUDA is not available on this machine (torch {torch.__version__}); "
-                         f"allowed here: {here}")
+        raise ValueError(
+            f"device={device!r}, but CUDA is not available on this machine (torch {torch.__version__}); "
+            f"allowed here: {here}"
+        )
     if index is not None and int(index) >= n_cuda:
-        raise ValueError(f"device={device!r}, but this machine has {n_cuda} CUDA device(s); allowed here: {here}")
+        raise ValueError(
+            f"device={device!r}, but this machine has {n_cuda} CUDA device(s); allowed here: {here}"
+        )
     if device == "mps" and not mps:
-        raise ValueError(f"device='mps', but MPS (Apple GPU) is not available on this machine; allowed here: {here}")
+        raise ValueError(
+            f"device='mps', but MPS (Apple GPU) is not available on this machine; allowed here: {here}"
+        )
     return torch.device(device)
 
 
@@ -68,13 +86,17 @@ def atomic_write(
     with file_lock(path):
         handle, tmp = _create_temporary(path)
         try:
-            with os.fdopen(handle, "wb" if binary else "w", encoding=None if binary else "utf-8") as file:
+            with os.fdopen(
+                handle, "wb" if binary else "w", encoding=None if binary else "utf-8"
+            ) as file:
                 write(file)
                 file.flush()
                 os.fsync(file.fileno())
             if verify is not None:
                 verify(tmp)
-            if path.exists():  # a replaced file keeps its mode; a new one has the umask's
+            if (
+                path.exists()
+            ):  # a replaced file keeps its mode; a new one has the umask's
                 os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
             _replace(tmp, path)
         except BaseException:
@@ -89,9 +111,13 @@ def unwritable_reason(path: str | Path) -> str | None:
     or None: checked before hours of work, not after (chapters 6, 6b)."""
     path = Path(path)
     if path.is_dir():
-        return f"{path} is a directory; pass a file path inside it, e.g. {path / 'run.pt'}"
+        return (
+            f"{path} is a directory; pass a file path inside it, e.g. {path / 'run.pt'}"
+        )
     existing = path.parent
-    while not existing.exists() and existing != existing.parent:  # the folders atomic_write would create
+    while (
+        not existing.exists() and existing != existing.parent
+    ):  # the folders atomic_write would create
         existing = existing.parent
     if not existing.is_dir():
         return f"{path} cannot be written: {existing} is a file, not a directory"
@@ -141,14 +167,18 @@ def _acquire(lock: Path, timeout: float) -> int:
             if _try_lock(fd):
                 if os.name == "nt" or _is_current(fd, lock):
                     return fd
-                _unlock(fd)  # its holder removed it after we opened it: lock the new one instead
+                _unlock(
+                    fd
+                )  # its holder removed it after we opened it: lock the new one instead
                 delay = 0.0
         except BaseException:
             os.close(fd)
             raise
         os.close(fd)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"could not lock {lock} within {timeout} s: another process holds it")
+            raise TimeoutError(
+                f"could not lock {lock} within {timeout} s: another process holds it"
+            )
         time.sleep(delay)
         delay = min(max(2 * delay, 0.001), 0.05)
 
@@ -194,7 +224,9 @@ def _release(fd: int, lock: Path) -> None:
             _unlock(fd)
         finally:
             os.close(fd)
-        with suppress(OSError):  # fails while another process has it open: that one removes it later
+        with suppress(
+            OSError
+        ):  # fails while another process has it open: that one removes it later
             lock.unlink()
         return
     try:
@@ -207,7 +239,13 @@ def _release(fd: int, lock: Path) -> None:
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
     """A new file of a name no other writer uses, ``.<name>.<random>.tmp`` beside ``path``, open for writing."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_BINARY", 0)
+        | getattr(os, "O_NOINHERIT", 0)
+    )
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:

@@ -25,16 +25,22 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_sharing(strategy: str, n_layers: int, n_unique: int | None = None, inner_group_num: int = 1) -> None:
+def validate_sharing(
+    strategy: str, n_layers: int, n_unique: int | None = None, inner_group_num: int = 1
+) -> None:
     """Raise ``ValueError`` naming the field when a strategy does not fit the depth (chapter 3)."""
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not _is_int(n_layers) or n_layers < 1:
         raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
     if not _is_int(inner_group_num) or inner_group_num < 1:
-        raise ValueError(f"inner_group_num must be a positive integer, got {inner_group_num!r}")
+        raise ValueError(
+            f"inner_group_num must be a positive integer, got {inner_group_num!r}"
+        )
     if inner_group_num != 1 and strategy != "groups":
-        raise ValueError(f"inner_group_num applies to strategy 'groups' only, got strategy {strategy!r}")
+        raise ValueError(
+            f"inner_group_num applies to strategy 'groups' only, got strategy {strategy!r}"
+        )
     if strategy not in NEEDS_N_UNIQUE:
         if n_unique is not None:
             raise ValueError(
@@ -85,7 +91,10 @@ def layer_to_block(
         return [i % n_unique for i in layers]
     if strategy == "cycle-rev":
         n_cycled = n_unique * (-(-n_layers // n_unique) - 1)  # M * (ceil(N/M) - 1)
-        return [i % n_unique if i < n_cycled else n_unique - 1 - i % n_unique for i in layers]
+        return [
+            i % n_unique if i < n_cycled else n_unique - 1 - i % n_unique
+            for i in layers
+        ]
     # "groups": AlbertTransformer.forward computes group_idx = int(i / (num_hidden_layers / num_hidden_groups))
     groups = [int(i / (n_layers / n_unique)) for i in layers]
     return [g * inner_group_num + k for g in groups for k in range(inner_group_num)]
@@ -100,4 +109,14 @@ def n_parameter_sets(
     inner_group_num: int = 1,
 ) -> int:
     """How many distinct parameter sets of ``sublayer`` the strategy keeps (chapter 3)."""
-    return len(set(layer_to_block(strategy, n_layers, n_unique, sublayer=sublayer, inner_group_num=inner_group_num)))
+    return len(
+        set(
+            layer_to_block(
+                strategy,
+                n_layers,
+                n_unique,
+                sublayer=sublayer,
+                inner_group_num=inner_group_num,
+            )
+        )
+    )

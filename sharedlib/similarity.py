@@ -11,13 +11,24 @@ from torch import nn
 
 from .models import SharedTransformer
 
-SUBLAYER_WEIGHTS: tuple[str, ...] = ("attention.qkv", "attention.out", "ffn.up", "ffn.down")  # compared per layer
+SUBLAYER_WEIGHTS: tuple[str, ...] = (
+    "attention.qkv",
+    "attention.out",
+    "ffn.up",
+    "ffn.down",
+)  # compared per layer
 
 
 def _as_matrix(name: str, value: object) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.dim() != 2:
-        described = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"{name} must be a 2-D tensor (examples, features), got {described}")
+        described = (
+            tuple(value.shape)
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        raise ValueError(
+            f"{name} must be a 2-D tensor (examples, features), got {described}"
+        )
     return value.detach().double()  # float64: the products below lose digits in float32
 
 
@@ -40,8 +51,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     cross = (y.T @ x).square().sum()  # ||Y^T X||_F^2
     norms = (x.T @ x).square().sum().sqrt() * (y.T @ y).square().sum().sqrt()
     if norms == 0:
-        raise ValueError("x or y is constant over the examples: CKA is undefined for "
-                         "a zero-variance input")
+        raise ValueError(
+            "x or y is constant over the examples: CKA is undefined for "
+            "a zero-variance input"
+        )
     return (cross / norms).item()
 
 
@@ -51,14 +64,18 @@ def hidden_states(
     """The residual stream h_0 (embeddings) .. h_L after every applied layer, each (B, T, H), before the final
     LayerNorm; recorded by forward hooks, which fire once per use of a shared module (chapter 5c)."""
     if not isinstance(model, SharedTransformer):
-        raise ValueError(f"model must be a SharedTransformer, got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a SharedTransformer, got {type(model).__name__}"
+        )
     states: list[torch.Tensor] = []
 
     def record(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         states.append(output.detach())  # (B, T, H)
 
     handles = [model.embeddings.register_forward_hook(record)]
-    handles += [block.register_forward_hook(record) for block in model.ffn]  # an FFN sublayer ends every layer
+    handles += [
+        block.register_forward_hook(record) for block in model.ffn
+    ]  # an FFN sublayer ends every layer
     try:
         with torch.no_grad():
             model(input_ids, n_iterations=n_iterations)
@@ -84,26 +101,38 @@ def cka_matrix(states: Sequence[torch.Tensor]) -> torch.Tensor:
 def relative_updates(states: Sequence[torch.Tensor]) -> list[float]:
     """``||h_k - h_{k-1}|| / ||h_{k-1}||`` for k = 1 .. len(states) - 1 (norms over all entries)."""
     if len(states) < 2:
-        raise ValueError(f"states must hold at least two hidden states, got {len(states)}")
+        raise ValueError(
+            f"states must hold at least two hidden states, got {len(states)}"
+        )
     return [((b - a).norm() / a.norm()).item() for a, b in itertools.pairwise(states)]
 
 
 @torch.no_grad()
-def loss_by_iterations(model: SharedTransformer, windows: torch.Tensor, iterations: Sequence[int]) -> list[float]:
+def loss_by_iterations(
+    model: SharedTransformer, windows: torch.Tensor, iterations: Sequence[int]
+) -> list[float]:
     """Mean next-token loss on ``windows`` (W, T+1) when the one shared block runs k times, for each k."""
     if model.config.strategy != "all":
-        raise ValueError(f"model must share one block (strategy 'all'), got strategy {model.config.strategy!r}")
+        raise ValueError(
+            f"model must share one block (strategy 'all'), got strategy {model.config.strategy!r}"
+        )
     model.eval()
     inputs, targets = windows[:, :-1], windows[:, 1:]  # (W, T) each
     losses = []
     for k in iterations:
         logits = model.logits(model(inputs, n_iterations=k))  # (W, T, V)
-        losses.append(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()).item())
+        losses.append(
+            torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten()
+            ).item()
+        )
     return losses
 
 
 @torch.no_grad()
-def state_losses(model: SharedTransformer, states: Sequence[torch.Tensor], targets: torch.Tensor) -> list[float]:
+def state_losses(
+    model: SharedTransformer, states: Sequence[torch.Tensor], targets: torch.Tensor
+) -> list[float]:
     """Mean next-token loss if the stack stopped at each hidden state (B, T, H) of ``hidden_states``: the final
     LayerNorm and the output layer applied to it, scored against ``targets`` (B, T)."""
     losses = []
@@ -114,7 +143,11 @@ def state_losses(model: SharedTransformer, states: Sequence[torch.Tensor], targe
             )
         normed = model.final_norm(h) if model.final_norm is not None else h  # (B, T, H)
         logits = model.logits(normed)  # (B, T, V)
-        losses.append(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()).item())
+        losses.append(
+            torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten()
+            ).item()
+        )
     return losses
 
 
@@ -123,27 +156,40 @@ def sublayer_weight(model: SharedTransformer, layer: int, name: str) -> torch.Te
     if name not in SUBLAYER_WEIGHTS:
         raise ValueError(f"name must be one of {SUBLAYER_WEIGHTS}, got {name!r}")
     if not 0 <= layer < model.config.n_layers:
-        raise ValueError(f"layer must be in 0..{model.config.n_layers - 1}, got {layer!r}")
+        raise ValueError(
+            f"layer must be in 0..{model.config.n_layers - 1}, got {layer!r}"
+        )
     part, linear = name.split(".")
-    block = model.attention[model.attention_map[layer]] if part == "attention" else model.ffn[model.ffn_map[layer]]
+    block = (
+        model.attention[model.attention_map[layer]]
+        if part == "attention"
+        else model.ffn[model.ffn_map[layer]]
+    )
     return getattr(block.inner, linear).weight.detach()
 
 
 def weight_similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     """Cosine similarity of the flattened matrices and the relative distance ``||a - b|| / ||a||``."""
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     a, b = a.detach().double().flatten(), b.detach().double().flatten()
     cosine = (a @ b) / (a.norm() * b.norm())
     return cosine.item(), ((a - b).norm() / a.norm()).item()
 
 
-def consecutive_weight_similarity(model: SharedTransformer) -> dict[str, list[tuple[float, float]]]:
+def consecutive_weight_similarity(
+    model: SharedTransformer,
+) -> dict[str, list[tuple[float, float]]]:
     """Per sublayer weight, (cosine, relative distance) of layer i and layer i + 1 for i = 0 .. N-2."""
     n = model.config.n_layers
     return {
-        name: [weight_similarity(sublayer_weight(model, i, name), sublayer_weight(model, i + 1, name))
-               for i in range(n - 1)]
+        name: [
+            weight_similarity(
+                sublayer_weight(model, i, name), sublayer_weight(model, i + 1, name)
+            )
+            for i in range(n - 1)
+        ]
         for name in SUBLAYER_WEIGHTS
     }
-

@@ -22,9 +22,19 @@ from .runtime import DEVICES, atomic_write, resolve_device, unwritable_reason
 
 Batch = tuple[torch.Tensor, ...]
 
-CHECKPOINT_FORMAT = 2  # bumped whenever the checkpoint layout changes; older files are refused
-RESUME_FREE_FIELDS: frozenset[str] = frozenset({"device", "progress"})  # may differ between a run and its resume
-_INT_FIELDS = {"steps": 1, "warmup": 0, "eval_every": 1, "eval_batches": 1, "seed": 0}  # name -> minimum
+CHECKPOINT_FORMAT = (
+    2  # bumped whenever the checkpoint layout changes; older files are refused
+)
+RESUME_FREE_FIELDS: frozenset[str] = frozenset(
+    {"device", "progress"}
+)  # may differ between a run and its resume
+_INT_FIELDS = {
+    "steps": 1,
+    "warmup": 0,
+    "eval_every": 1,
+    "eval_batches": 1,
+    "seed": 0,
+}  # name -> minimum
 _FLOAT_FIELDS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip")
 _BOOL_FIELDS = ("amp", "progress")
 
@@ -47,12 +57,16 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # floor of the cosine schedule, relative to lr
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
-    eval_every: int = 50  # evaluate on the validation batches every this many steps (and at the end)
+    eval_every: int = (
+        50  # evaluate on the validation batches every this many steps (and at the end)
+    )
     eval_batches: int = 4  # validation batches per evaluation
     seed: int = 0  # seeds the batch generators
     device: str = "auto"  # "auto" picks CUDA when present
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    progress: bool = False  # show a tqdm bar (off in notebooks whose outputs are compared)
+    progress: bool = (
+        False  # show a tqdm bar (off in notebooks whose outputs are compared)
+    )
 
     def __post_init__(self) -> None:
         for name, minimum in _INT_FIELDS.items():
@@ -64,20 +78,32 @@ class TrainConfig:
             object.__setattr__(self, name, int(value))
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+            if (
+                not isinstance(value, numbers.Real)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+            raise ValueError(
+                f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}"
+            )
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if not isinstance(self.device, str) or not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
-            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+                raise ValueError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        if not isinstance(self.device, str) or not (
+            self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)
+        ):
+            raise ValueError(
+                f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}"
+            )
 
 
 @dataclass
@@ -96,7 +122,9 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     if step < config.warmup:
         return (step + 1) / config.warmup
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (
+        1 + math.cos(math.pi * min(progress, 1.0))
+    )
 
 
 def train(
@@ -119,19 +147,34 @@ def train(
     (a ``FloatingPointError``): the checkpoint on disk stays the last good one (chapter 6).
     """
     _check_train_arguments(model, loss_fn, get_batch, config)
-    path = checkpoint_path(checkpoint)  # before any step: a path that cannot be written fails now, not at the save
+    path = checkpoint_path(
+        checkpoint
+    )  # before any step: a path that cannot be written fails now, not at the save
     device = resolve_device(config.device)
-    saved = _read(path, model, config) if path is not None and path.exists() else None  # modifies nothing
+    saved = (
+        _read(path, model, config) if path is not None and path.exists() else None
+    )  # modifies nothing
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, config)
+    )
     train_gen = torch.Generator().manual_seed(config.seed)
     history, start = History(), 0
     if saved is not None:
         start, history = _apply(saved, path, model, optimizer, scheduler, train_gen)
     last_saved = start if saved is not None else None
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=config.amp and device.type == "cuda")
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not config.progress)
+    autocast = torch.autocast(
+        "cuda", torch.bfloat16, enabled=config.amp and device.type == "cuda"
+    )
+    bar = tqdm(
+        range(start, config.steps),
+        initial=start,
+        total=config.steps,
+        disable=not config.progress,
+    )
     for step in bar:
         model.train()
         batch = tuple(t.to(device) for t in get_batch("train", train_gen))
@@ -159,12 +202,23 @@ def train(
             history.val_loss.append(val_loss)
             bar.set_postfix(train=f"{loss_value:.3f}", val=f"{val_loss:.3f}")
             if path is not None:
-                _save(path, model, optimizer, scheduler, train_gen, step + 1, history, config)
+                _save(
+                    path,
+                    model,
+                    optimizer,
+                    scheduler,
+                    train_gen,
+                    step + 1,
+                    history,
+                    config,
+                )
                 last_saved = step + 1
     return history
 
 
-def _check_train_arguments(model: object, loss_fn: object, get_batch: object, config: object) -> None:
+def _check_train_arguments(
+    model: object, loss_fn: object, get_batch: object, config: object
+) -> None:
     """``ValueError`` naming the argument of ``train`` that is of the wrong kind."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
@@ -172,7 +226,9 @@ def _check_train_arguments(model: object, loss_fn: object, get_batch: object, co
         if not callable(fn):
             raise ValueError(f"{name} must be a function, got {type(fn).__name__}")
     if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a sharedlib TrainConfig, got {type(config).__name__}")
+        raise ValueError(
+            f"config must be a sharedlib TrainConfig, got {type(config).__name__}"
+        )
 
 
 def checkpoint_path(checkpoint: object) -> Path | None:
@@ -180,10 +236,16 @@ def checkpoint_path(checkpoint: object) -> Path | None:
     naming the problem: empty, a directory, a parent that is a file, or a directory that is not writable."""
     if checkpoint is None:
         return None
-    if not isinstance(checkpoint, (str, os.PathLike)) or not isinstance(os.fspath(checkpoint), str):
-        raise ValueError(f"checkpoint must be None or a file path (str or pathlib.Path), got {checkpoint!r}")
+    if not isinstance(checkpoint, (str, os.PathLike)) or not isinstance(
+        os.fspath(checkpoint), str
+    ):
+        raise ValueError(
+            f"checkpoint must be None or a file path (str or pathlib.Path), got {checkpoint!r}"
+        )
     if not os.fspath(checkpoint).strip():
-        raise ValueError(f"checkpoint must be a file path such as 'run.pt' or None (no checkpoint), got {checkpoint!r}")
+        raise ValueError(
+            f"checkpoint must be a file path such as 'run.pt' or None (no checkpoint), got {checkpoint!r}"
+        )
     reason = unwritable_reason(checkpoint)
     if reason:
         raise ValueError(f"checkpoint {reason}")
@@ -208,7 +270,9 @@ def evaluate(
     return sum(losses) / len(losses)
 
 
-def _require_finite(what: str, value: float, step: int, path: Path | None, last_saved: int | None) -> None:
+def _require_finite(
+    what: str, value: float, step: int, path: Path | None, last_saved: int | None
+) -> None:
     """Raise ``NonFiniteLossError`` naming the step, the value and what happened to the checkpoint."""
     if math.isfinite(value):
         return
@@ -218,7 +282,11 @@ def _require_finite(what: str, value: float, step: int, path: Path | None, last_
         kept = f"no checkpoint had been written yet, nothing was saved to {path}"
     else:
         kept = f"the last good checkpoint {path} (step {last_saved}) was kept unchanged"
-    when = "before the checkpoint save" if what == "validation loss" else "before the optimizer step"
+    when = (
+        "before the checkpoint save"
+        if what == "validation loss"
+        else "before the optimizer step"
+    )
     raise NonFiniteLossError(
         f"{what} is {value} at step {step}; training stopped {when} and {kept}. "
         "Lower lr, keep grad_clip > 0, or check the model and data for overflow."
@@ -231,7 +299,9 @@ def model_signature(model: nn.Module) -> dict[str, Any]:
     is_config = dataclasses.is_dataclass(config) and not isinstance(config, type)
     return {
         "class": type(model).__qualname__,
-        "state": {k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()},
+        "state": {
+            k: [list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()
+        },
         "config": _plain(asdict(config)) if is_config else None,
     }
 
@@ -242,10 +312,23 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+    return (
+        value
+        if value is None or isinstance(value, (bool, int, float, str))
+        else repr(value)
+    )
 
 
-def _save(path: Path, model, optimizer, scheduler, generator, step: int, history: History, config: TrainConfig):
+def _save(
+    path: Path,
+    model,
+    optimizer,
+    scheduler,
+    generator,
+    step: int,
+    history: History,
+    config: TrainConfig,
+):
     """Write the checkpoint to a temporary file, fsync it, read it back and check it (``_read``), then rename it
     over the old one under its lock: a broken or unreadable state never replaces a good checkpoint."""
     state = {
@@ -266,18 +349,24 @@ def _save(path: Path, model, optimizer, scheduler, generator, step: int, history
         try:
             _read(written, model, config)
         except CheckpointError as error:
-            raise CheckpointError(f"the new checkpoint for {path} did not read back ({error}); {path} is left as it "
-                                  "was") from error
+            raise CheckpointError(
+                f"the new checkpoint for {path} did not read back ({error}); {path} is left as it "
+                "was"
+            ) from error
 
     atomic_write(path, lambda file: torch.save(state, file), binary=True, verify=verify)
 
 
-def _differences(saved: dict, current: dict, ignore: frozenset[str] = frozenset()) -> list[str]:
+def _differences(
+    saved: dict, current: dict, ignore: frozenset[str] = frozenset()
+) -> list[str]:
     """``key: saved -> current`` for every key whose value differs (a missing key shows as <absent>)."""
     keys = sorted((set(saved) | set(current)) - ignore)
     absent = "<absent>"
     return [
-        f"{k}: {saved.get(k, absent)!r} -> {current.get(k, absent)!r}" for k in keys if saved.get(k) != current.get(k)
+        f"{k}: {saved.get(k, absent)!r} -> {current.get(k, absent)!r}"
+        for k in keys
+        if saved.get(k) != current.get(k)
     ]
 
 
@@ -290,14 +379,30 @@ def _read(path: Path, model: nn.Module, config: TrainConfig) -> dict:
             f"checkpoint {path} could not be read (corrupt or truncated?): {type(error).__name__}: {error}. "
             "Delete it or pass another path to start afresh."
         ) from error
-    required = {"format", "model", "optimizer", "scheduler", "generator", "cpu_rng", "cuda_rng", "step", "history"}
+    required = {
+        "format",
+        "model",
+        "optimizer",
+        "scheduler",
+        "generator",
+        "cpu_rng",
+        "cuda_rng",
+        "step",
+        "history",
+    }
     required |= {"train_config", "signature"}
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not required <= set(state):
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != CHECKPOINT_FORMAT
+        or not required <= set(state)
+    ):
         raise CheckpointError(
             f"checkpoint {path} is not a format-{CHECKPOINT_FORMAT} sharedlib.train checkpoint (written by an older "
             "version or another program); delete it or pass another path to start afresh."
         )
-    changed = _differences(state["train_config"], _plain(asdict(config)), RESUME_FREE_FIELDS)
+    changed = _differences(
+        state["train_config"], _plain(asdict(config)), RESUME_FREE_FIELDS
+    )
     if changed:
         raise CheckpointError(
             f"cannot resume from {path}: the TrainConfig differs in {', '.join(changed)}. Only "
@@ -311,10 +416,18 @@ def _read(path: Path, model: nn.Module, config: TrainConfig) -> dict:
         torch.Generator().set_state(state["generator"])
         torch.Generator().set_state(state["cpu_rng"])
     except Exception as error:
-        raise CheckpointError(f"checkpoint {path} has an invalid history or RNG state: {error}") from error
+        raise CheckpointError(
+            f"checkpoint {path} has an invalid history or RNG state: {error}"
+        ) from error
     valid_step = isinstance(step, int) and 1 <= step <= config.steps
-    if not valid_step or len(history.steps) != step or state["scheduler"].get("last_epoch") != step:
-        raise CheckpointError(f"checkpoint {path} is inconsistent: step {step!r} does not match its history/schedule")
+    if (
+        not valid_step
+        or len(history.steps) != step
+        or state["scheduler"].get("last_epoch") != step
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} is inconsistent: step {step!r} does not match its history/schedule"
+        )
     return state
 
 
@@ -324,14 +437,29 @@ def _check_model(path: Path, state: dict, model: nn.Module) -> None:
     if saved.get("class") != current["class"]:
         problems.append(f"model class {saved.get('class')!r} -> {current['class']!r}")
     if saved.get("config") != current["config"]:
-        problems.append("model.config " + "; ".join(_differences(saved.get("config") or {}, current["config"] or {})))
-    problems += [f"parameter {d}" for d in _differences(saved.get("state", {}), current["state"])][:8]
+        problems.append(
+            "model.config "
+            + "; ".join(
+                _differences(saved.get("config") or {}, current["config"] or {})
+            )
+        )
+    problems += [
+        f"parameter {d}" for d in _differences(saved.get("state", {}), current["state"])
+    ][:8]
     tensors = state["model"]
-    actual = {k: [list(v.shape), str(v.dtype)] for k, v in tensors.items()} if isinstance(tensors, dict) else None
+    actual = (
+        {k: [list(v.shape), str(v.dtype)] for k, v in tensors.items()}
+        if isinstance(tensors, dict)
+        else None
+    )
     if actual != current["state"] and not problems:
-        problems.append("the stored tensors do not match the stored signature (edited or damaged file?)")
+        problems.append(
+            "the stored tensors do not match the stored signature (edited or damaged file?)"
+        )
     if problems:
-        raise CheckpointError(f"checkpoint {path} was written for another model: {'; '.join(problems)}")
+        raise CheckpointError(
+            f"checkpoint {path} was written for another model: {'; '.join(problems)}"
+        )
 
 
 def _check_optimizer(path: Path, saved: dict, shapes: list[torch.Size]) -> None:
@@ -340,14 +468,22 @@ def _check_optimizer(path: Path, saved: dict, shapes: list[torch.Size]) -> None:
         groups, per_param = saved["param_groups"], saved["state"]
         ok = len(groups) == 1 and list(groups[0]["params"]) == list(range(len(shapes)))
         for index, entry in per_param.items():
-            ok = ok and all(t.dim() == 0 or t.shape == shapes[index] for t in entry.values() if torch.is_tensor(t))
+            ok = ok and all(
+                t.dim() == 0 or t.shape == shapes[index]
+                for t in entry.values()
+                if torch.is_tensor(t)
+            )
     except (KeyError, TypeError, IndexError, AttributeError):
         ok = False
     if not ok:
-        raise CheckpointError(f"checkpoint {path} has an optimizer state that does not fit this model's parameters")
+        raise CheckpointError(
+            f"checkpoint {path} has an optimizer state that does not fit this model's parameters"
+        )
 
 
-def _apply(state: dict, path: Path, model, optimizer, scheduler, generator) -> tuple[int, History]:
+def _apply(
+    state: dict, path: Path, model, optimizer, scheduler, generator
+) -> tuple[int, History]:
     """Put a checked checkpoint into the model, optimizer, schedule and RNGs; on failure restore the model."""
     previous = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
@@ -357,8 +493,13 @@ def _apply(state: dict, path: Path, model, optimizer, scheduler, generator) -> t
         generator.set_state(state["generator"])
     except Exception as error:
         model.load_state_dict(previous)
-        raise CheckpointError(f"checkpoint {path} could not be applied ({error}); model left unchanged") from error
+        raise CheckpointError(
+            f"checkpoint {path} could not be applied ({error}); model left unchanged"
+        ) from error
     torch.set_rng_state(state["cpu_rng"])
-    if torch.cuda.is_available() and len(state["cuda_rng"]) == torch.cuda.device_count():
+    if (
+        torch.cuda.is_available()
+        and len(state["cuda_rng"]) == torch.cuda.device_count()
+    ):
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["step"], History(**state["history"])

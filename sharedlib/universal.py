@@ -24,8 +24,9 @@ from .models import SharedTransformer, init_weights
 TIMESTEP_SIGNALS: tuple[str, ...] = ("sinusoidal", "none")
 
 
-def timestep_signal(step: int, d_model: int,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+def timestep_signal(
+    step: int, d_model: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """The sinusoidal signal of step ``step`` (1, 2, ...), shape (d_model,); the same
     vector at every position."""
     # (ceil(H/2),) 1 / 10000^(2j/H)
@@ -36,8 +37,11 @@ def timestep_signal(step: int, d_model: int,
 
 
 def halting_step(
-    p: torch.Tensor, cumulative: torch.Tensor, running: torch.Tensor, threshold: float,
-    last: bool
+    p: torch.Tensor,
+    cumulative: torch.Tensor,
+    running: torch.Tensor,
+    threshold: float,
+    last: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One step n of ACT's halting rule for every position: returns (weight w_n, new
     cumulative, halts now).
@@ -56,13 +60,17 @@ def halting_step(
     return weight, cumulative + weight, halt
 
 
-def act_weights(p: torch.Tensor, threshold: float = 0.99) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def act_weights(
+    p: torch.Tensor, threshold: float = 0.99
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ACT's halting weights (S, B, T), steps N (B, T) and remainders R (B, T) for probabilities ``p`` (S, B, T).
 
     The step S is the last allowed one: positions still running there halt with their remainder.
     """
     if not isinstance(p, torch.Tensor) or p.dim() < 1 or p.shape[0] < 1:
-        raise ValueError(f"p must be a tensor of halting probabilities (steps, ...), got {type(p).__name__}")
+        raise ValueError(
+            f"p must be a tensor of halting probabilities (steps, ...), got {type(p).__name__}"
+        )
     _check_threshold(threshold)
     cumulative = torch.zeros_like(p[0])  # sum_{k<n} p_k
     running = torch.ones_like(p[0], dtype=torch.bool)
@@ -70,9 +78,15 @@ def act_weights(p: torch.Tensor, threshold: float = 0.99) -> tuple[torch.Tensor,
     remainders = torch.zeros_like(p[0])
     weights = []
     for n in range(p.shape[0]):
-        steps = steps + running.long()  # N counts the steps taken while running, the halting one included
-        weight, new_cumulative, halt = halting_step(p[n], cumulative, running, threshold, last=n == p.shape[0] - 1)
-        remainders = torch.where(halt, weight, remainders)  # R(t): the weight of the halting step
+        steps = (
+            steps + running.long()
+        )  # N counts the steps taken while running, the halting one included
+        weight, new_cumulative, halt = halting_step(
+            p[n], cumulative, running, threshold, last=n == p.shape[0] - 1
+        )
+        remainders = torch.where(
+            halt, weight, remainders
+        )  # R(t): the weight of the halting step
         cumulative, running = new_cumulative, running & ~halt
         weights.append(weight)
     return torch.stack(weights), steps, remainders
@@ -82,12 +96,20 @@ def act_weights(p: torch.Tensor, threshold: float = 0.99) -> tuple[torch.Tensor,
 class Halting:
     """What ACT decided for each position: ``weights`` and ``probabilities`` are (S, B, T), S = steps the batch ran."""
 
-    steps: torch.Tensor  # (B, T) int64: N(t), the block applications position t received, 1..max_steps
-    weights: torch.Tensor  # (S, B, T): halting weights w_n(t); they sum to 1 over n for every position
+    steps: (
+        torch.Tensor
+    )  # (B, T) int64: N(t), the block applications position t received, 1..max_steps
+    weights: (
+        torch.Tensor
+    )  # (S, B, T): halting weights w_n(t); they sum to 1 over n for every position
     probabilities: torch.Tensor  # (S, B, T): p_n(t) while running, 0 after halting
     remainders: torch.Tensor  # (B, T): R(t) = 1 - sum_{n<N(t)} p_n(t)
-    ponder_cost: torch.Tensor  # (): mean of N(t) + R(t) over real positions; gradient flows through R only
-    states: torch.Tensor | None = None  # (S, B, T, H) the state after each step (with return_states=True)
+    ponder_cost: (
+        torch.Tensor
+    )  # (): mean of N(t) + R(t) over real positions; gradient flows through R only
+    states: torch.Tensor | None = (
+        None  # (S, B, T, H) the state after each step (with return_states=True)
+    )
 
 
 class UniversalTransformer(nn.Module):
@@ -110,10 +132,17 @@ class UniversalTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(config, TransformerConfig):
-            raise ValueError(f"config must be a TransformerConfig, got {type(config).__name__}")
+            raise ValueError(
+                f"config must be a TransformerConfig, got {type(config).__name__}"
+            )
         if config.strategy != "all":
-            raise ValueError(f"config.strategy must be 'all' (one shared block), got {config.strategy!r}")
-        if max_steps is not None and check_steps("max_steps", max_steps) != config.n_layers:
+            raise ValueError(
+                f"config.strategy must be 'all' (one shared block), got {config.strategy!r}"
+            )
+        if (
+            max_steps is not None
+            and check_steps("max_steps", max_steps) != config.n_layers
+        ):
             raise ValueError(
                 f"max_steps={max_steps} differs from config.n_layers={config.n_layers}: the config's depth is the "
                 "largest number of steps; build the config with n_layers=max_steps"
@@ -121,20 +150,32 @@ class UniversalTransformer(nn.Module):
         if not isinstance(act, bool):
             raise ValueError(f"act must be True or False, got {act!r}")
         if timestep not in TIMESTEP_SIGNALS:
-            raise ValueError(f"timestep must be one of {TIMESTEP_SIGNALS}, got {timestep!r}")
-        if isinstance(halting_bias, bool) or not isinstance(halting_bias, numbers.Real) or not math.isfinite(
-            halting_bias
+            raise ValueError(
+                f"timestep must be one of {TIMESTEP_SIGNALS}, got {timestep!r}"
+            )
+        if (
+            isinstance(halting_bias, bool)
+            or not isinstance(halting_bias, numbers.Real)
+            or not math.isfinite(halting_bias)
         ):
-            raise ValueError(f"halting_bias must be a finite real number, got {halting_bias!r}")
+            raise ValueError(
+                f"halting_bias must be a finite real number, got {halting_bias!r}"
+            )
         self.config = config
         self.max_steps = config.n_layers
         self.act = act
         self.threshold = _check_threshold(threshold)
         self.timestep = timestep
-        self.base = SharedTransformer(config)  # embeddings, the shared block, final norm, tied output layer
-        self.halting = nn.Linear(config.d_model, 1)  # p = sigmoid(w . h + b), one unit shared by every step
+        self.base = SharedTransformer(
+            config
+        )  # embeddings, the shared block, final norm, tied output layer
+        self.halting = nn.Linear(
+            config.d_model, 1
+        )  # p = sigmoid(w . h + b), one unit shared by every step
         init_weights(self.halting)
-        nn.init.constant_(self.halting.bias, float(halting_bias))  # b = 1: p ~ 0.73, about two steps at first
+        nn.init.constant_(
+            self.halting.bias, float(halting_bias)
+        )  # b = 1: p ~ 0.73, about two steps at first
 
     def forward(
         self,
@@ -145,8 +186,15 @@ class UniversalTransformer(nn.Module):
         return_states: bool = False,
     ) -> tuple[torch.Tensor, Halting]:
         """Hidden states (B, T, H) and the ``Halting`` record; ``max_steps`` overrides the depth bound."""
-        key_mask = self.base.check_inputs(input_ids, attention_mask, token_type_ids)  # (B, T) or None
-        return self.encode(self.base.embeddings(input_ids, token_type_ids), key_mask, max_steps, return_states)
+        key_mask = self.base.check_inputs(
+            input_ids, attention_mask, token_type_ids
+        )  # (B, T) or None
+        return self.encode(
+            self.base.embeddings(input_ids, token_type_ids),
+            key_mask,
+            max_steps,
+            return_states,
+        )
 
     def encode(
         self,
@@ -157,15 +205,19 @@ class UniversalTransformer(nn.Module):
     ) -> tuple[torch.Tensor, Halting]:
         """Apply the shared block to embedded inputs (B, T, H) until every position
         halts or ``max_steps``."""
-        M = (self.max_steps if max_steps is None
-             else check_steps("max_steps", max_steps))
+        M = self.max_steps if max_steps is None else check_steps("max_steps", max_steps)
         if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError(f"x must be (batch, sequence, {self.config.d_model}) "
-                             f"hidden states, got {tuple(x.shape)}")
-        if key_mask is not None and (key_mask.dtype != torch.bool
-                                     or key_mask.shape != x.shape[:2]):
-            raise ValueError("key_mask must be a bool tensor of shape "
-                             f"{tuple(x.shape[:2])} (True = real token)")
+            raise ValueError(
+                f"x must be (batch, sequence, {self.config.d_model}) "
+                f"hidden states, got {tuple(x.shape)}"
+            )
+        if key_mask is not None and (
+            key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]
+        ):
+            raise ValueError(
+                "key_mask must be a bool tensor of shape "
+                f"{tuple(x.shape[:2])} (True = real token)"
+            )
         B, T = x.shape[:2]
         state = x  # h^0: the embedded input
         output = torch.zeros_like(x)  # y = sum_n w_n h^n, accumulated step by step
@@ -186,8 +238,9 @@ class UniversalTransformer(nn.Module):
             else:
                 # no halting: every position runs all M steps, w_M = R = 1
                 p = torch.zeros_like(cumulative)
-            weight, new_cumulative, halt = halting_step(p, cumulative, running,
-                                                        self.threshold, last=n == M)
+            weight, new_cumulative, halt = halting_step(
+                p, cumulative, running, self.threshold, last=n == M
+            )
             # R(t) = 1 - sum_{k<N} p_k, the halting weight
             remainders = torch.where(halt, weight, remainders)
             output = output + weight[..., None] * state  # (B, T, H) y += w_n h^n
@@ -212,8 +265,9 @@ class UniversalTransformer(nn.Module):
         )
         return self._normed(output), record
 
-    def step(self, state: torch.Tensor, n: int,
-             key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def step(
+        self, state: torch.Tensor, n: int, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Step ``n`` of the recurrence: add the timestep signal P_n, then the shared
         attention and FFN block."""
         if self.timestep == "sinusoidal":
@@ -233,10 +287,14 @@ class UniversalTransformer(nn.Module):
 
 def scored_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of logits (B, T, V) over the targets (B, T) that are scored (not ``IGNORE``)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
+    )
 
 
-def act_loss(model: UniversalTransformer, batch: tuple[torch.Tensor, ...], ponder_weight: float) -> torch.Tensor:
+def act_loss(
+    model: UniversalTransformer, batch: tuple[torch.Tensor, ...], ponder_weight: float
+) -> torch.Tensor:
     """Cross-entropy of the scored targets (not ``IGNORE``) plus ``ponder_weight`` (tau) times the ponder cost."""
     _check_nonnegative("ponder_weight", ponder_weight)
     inputs, targets = batch[0], batch[1]
@@ -257,7 +315,11 @@ def chain_vocab_size(max_offset: int) -> int:
 
 
 def pointer_chain_batch(
-    batch_size: int, length: int, max_offset: int, root_probability: float, generator: torch.Generator
+    batch_size: int,
+    length: int,
+    max_offset: int,
+    root_probability: float,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random forests laid out left to right: inputs (B, L), targets (B, L) and depths (B, L).
 
@@ -269,29 +331,49 @@ def pointer_chain_batch(
     check_steps("batch_size", batch_size)
     check_steps("length", length)
     check_steps("max_offset", max_offset)
-    if isinstance(root_probability, bool) or not isinstance(root_probability, numbers.Real):
-        raise ValueError(f"root_probability must be a real number in (0, 1], got {root_probability!r}")
+    if isinstance(root_probability, bool) or not isinstance(
+        root_probability, numbers.Real
+    ):
+        raise ValueError(
+            f"root_probability must be a real number in (0, 1], got {root_probability!r}"
+        )
     if not 0 < root_probability <= 1:
-        raise ValueError(f"root_probability must be a real number in (0, 1], got {root_probability!r}")
-    root = torch.rand(batch_size, length, generator=generator) < root_probability  # (B, L)
+        raise ValueError(
+            f"root_probability must be a real number in (0, 1], got {root_probability!r}"
+        )
+    root = (
+        torch.rand(batch_size, length, generator=generator) < root_probability
+    )  # (B, L)
     root[:, 0] = True  # nothing lies to the left of position 0
     bit = torch.randint(0, 2, (batch_size, length), generator=generator)  # (B, L)
     position = torch.arange(length).expand(batch_size, length)  # (B, L)
-    offset = torch.randint(1, max_offset + 1, (batch_size, length), generator=generator)  # (B, L)
-    offset = torch.minimum(offset, position.clamp(min=1))  # never point before position 0
+    offset = torch.randint(
+        1, max_offset + 1, (batch_size, length), generator=generator
+    )  # (B, L)
+    offset = torch.minimum(
+        offset, position.clamp(min=1)
+    )  # never point before position 0
     inputs = torch.where(root, ROOT_OFFSET + bit, POINTER_OFFSET - 1 + offset)  # (B, L)
     targets = torch.zeros_like(bit)
     depth = torch.zeros_like(bit)
-    for t in range(length):  # parents lie to the left, so they are resolved before their children
+    for t in range(
+        length
+    ):  # parents lie to the left, so they are resolved before their children
         parent = (t - offset[:, t]).clamp(min=0)[:, None]  # (B, 1)
-        targets[:, t] = torch.where(root[:, t], bit[:, t], targets.gather(1, parent)[:, 0])
+        targets[:, t] = torch.where(
+            root[:, t], bit[:, t], targets.gather(1, parent)[:, 0]
+        )
         depth[:, t] = torch.where(root[:, t], 0, depth.gather(1, parent)[:, 0] + 1)
     return inputs, targets, depth
 
 
 def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     """Spearman's rank correlation of two equally long tensors (``scipy.stats.spearmanr``; chapter 5b)."""
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.numel() != y.numel():
+    if (
+        not isinstance(x, torch.Tensor)
+        or not isinstance(y, torch.Tensor)
+        or x.numel() != y.numel()
+    ):
         raise ValueError("x and y must be tensors with the same number of elements")
     if x.numel() < 2:
         raise ValueError(f"need at least 2 values, got {x.numel()}")
@@ -310,12 +392,23 @@ def check_steps(name: str, value: object) -> int:
 
 
 def _check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold <= 1:
-        raise ValueError(f"threshold (1 - epsilon) must be a real number in (0, 1], got {threshold!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not 0 < threshold <= 1
+    ):
+        raise ValueError(
+            f"threshold (1 - epsilon) must be a real number in (0, 1], got {threshold!r}"
+        )
     return float(threshold)
 
 
 def _check_nonnegative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
     return float(value)

@@ -27,8 +27,14 @@ def labels(data: Mapping[str, Any]) -> list[str]:
 def final_runs(data: Mapping[str, Any], label: str) -> list[Mapping[str, Any]]:
     """The finished runs of ``label`` at its chosen learning rate, one per seed."""
     lr = chosen_lr(data["runs"], label)
-    return sorted((r for r in data["runs"] if r["label"] == label and r["status"] == "ok" and r["lr"] == lr),
-                  key=lambda r: r["seed"])
+    return sorted(
+        (
+            r
+            for r in data["runs"]
+            if r["label"] == label and r["status"] == "ok" and r["lr"] == lr
+        ),
+        key=lambda r: r["seed"],
+    )
 
 
 def trained_depth(data: Mapping[str, Any]) -> int:
@@ -36,15 +42,26 @@ def trained_depth(data: Mapping[str, Any]) -> int:
     return int(settings(data)["n_layers"])
 
 
-def accuracy_by_seed(data: Mapping[str, Any], label: str, bits: int, iterations: int | None = None,
-                     metric: str = "sequence_accuracy") -> dict[int, float]:
+def accuracy_by_seed(
+    data: Mapping[str, Any],
+    label: str,
+    bits: int,
+    iterations: int | None = None,
+    metric: str = "sequence_accuracy",
+) -> dict[int, float]:
     """``{seed: percent}`` of ``label`` at ``bits`` bits and ``iterations`` (default: the trained depth N)."""
     k = trained_depth(data) if iterations is None else iterations
     out = {}
     for run in final_runs(data, label):
-        rows = [row for row in run["accuracy"] if row["bits"] == bits and row["iterations"] == k]
+        rows = [
+            row
+            for row in run["accuracy"]
+            if row["bits"] == bits and row["iterations"] == k
+        ]
         if len(rows) != 1:
-            raise ValueError(f"{label!r} seed {run['seed']} has no accuracy at {bits} bits and {k} iterations")
+            raise ValueError(
+                f"{label!r} seed {run['seed']} has no accuracy at {bits} bits and {k} iterations"
+            )
         out[run["seed"]] = 100.0 * rows[0][metric]
     return out
 
@@ -60,13 +77,19 @@ def length_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
         cells = []
         for n in s["test_bits"]:
             values = list(accuracy_by_seed(data, label, n).values())
-            mean, low, high = mean_interval(values) if len(values) > 1 else (values[0], values[0], values[0])
+            mean, low, high = (
+                mean_interval(values)
+                if len(values) > 1
+                else (values[0], values[0], values[0])
+            )
             cells.append(f"{mean:.1f} [{max(low, 0):.1f}, {min(high, 100):.1f}]")
         rows.append((label, f"{runs[0]['parameters']:,}", f"{runs[0]['lr']:g}", *cells))
     return header, rows
 
 
-def iteration_curves(data: Mapping[str, Any], bits: int) -> dict[str, dict[int, tuple[float, float, float]]]:
+def iteration_curves(
+    data: Mapping[str, Any], bits: int
+) -> dict[str, dict[int, tuple[float, float, float]]]:
     """For every looped arm: ``{iterations: (mean, low, high)}`` sequence accuracy in percent at ``bits``."""
     out = {}
     for label in labels(data):
@@ -90,39 +113,70 @@ def unshared_label(data: Mapping[str, Any], position: str) -> str:
     raise ValueError(f"no unshared arm with position {position!r}")
 
 
-def looped_vs_unshared(data: Mapping[str, Any], bits: int) -> list[tuple[str, str, PairedDifference]]:
+def looped_vs_unshared(
+    data: Mapping[str, Any], bits: int
+) -> list[tuple[str, str, PairedDifference]]:
     """(looped label, unshared label, paired difference in percentage points) at ``bits``, both at depth N."""
     out = []
     for label in labels(data):
         run = final_runs(data, label)[0]
         if run["strategy"] == "all":
             base = unshared_label(data, run["position"])
-            out.append((label, base, paired_difference(accuracy_by_seed(data, label, bits),
-                                                        accuracy_by_seed(data, base, bits))))
+            out.append(
+                (
+                    label,
+                    base,
+                    paired_difference(
+                        accuracy_by_seed(data, label, bits),
+                        accuracy_by_seed(data, base, bits),
+                    ),
+                )
+            )
     return out
 
 
-def more_iterations(data: Mapping[str, Any], bits: int, iterations: int) -> list[tuple[str, PairedDifference]]:
+def more_iterations(
+    data: Mapping[str, Any], bits: int, iterations: int
+) -> list[tuple[str, PairedDifference]]:
     """(looped label, paired difference) of sequence accuracy at ``iterations`` minus at the trained depth N."""
     out = []
     for label in iteration_curves(data, bits):
-        out.append((label, paired_difference(accuracy_by_seed(data, label, bits, iterations),
-                                             accuracy_by_seed(data, label, bits))))
+        out.append(
+            (
+                label,
+                paired_difference(
+                    accuracy_by_seed(data, label, bits, iterations),
+                    accuracy_by_seed(data, label, bits),
+                ),
+            )
+        )
     return out
 
 
 def sentence(difference: PairedDifference, subject: str, baseline: str) -> str:
     """``evidence.conclusion`` worded for sequence accuracy in percentage points (higher is better)."""
     digits = 1  # more where an interval that excludes zero would otherwise print a bound of 0.0
-    while difference.excludes_zero and round(min(abs(difference.low), abs(difference.high)), digits) == 0:
+    while (
+        difference.excludes_zero
+        and round(min(abs(difference.low), abs(difference.high)), digits) == 0
+    ):
         digits += 1
-    text = conclusion(difference, subject, baseline, quantity="sequence accuracy", unit="percentage points",
-                      digits=digits)
+    text = conclusion(
+        difference,
+        subject,
+        baseline,
+        quantity="sequence accuracy",
+        unit="percentage points",
+        digits=digits,
+    )
     return text.replace("has a lower sequence accuracy", "is less accurate").replace(
-        "has a higher sequence accuracy", "is more accurate")
+        "has a higher sequence accuracy", "is more accurate"
+    )
 
 
-def mean_accuracy(data: Mapping[str, Any], label: str, bits: int, iterations: int | None = None) -> float:
+def mean_accuracy(
+    data: Mapping[str, Any], label: str, bits: int, iterations: int | None = None
+) -> float:
     """Mean sequence accuracy (percent) over seeds of ``label`` at ``bits`` and ``iterations`` (default N)."""
     values = accuracy_by_seed(data, label, bits, iterations)
     return sum(values.values()) / len(values)
@@ -132,14 +186,22 @@ def best_mean(data: Mapping[str, Any], bits: int) -> float:
     """The highest mean sequence accuracy (percent) of any model at ``bits``, looped ones at any iterations."""
     depth = trained_depth(data)
     looped = set(iteration_curves(data, bits))
-    return max(mean_accuracy(data, label, bits, k) for label in labels(data)
-               for k in (settings(data)["test_iterations"] if label in looped else [depth]))
+    return max(
+        mean_accuracy(data, label, bits, k)
+        for label in labels(data)
+        for k in (settings(data)["test_iterations"] if label in looped else [depth])
+    )
 
 
-def iteration_changes(data: Mapping[str, Any], bits: int, iterations: int) -> dict[str, float]:
+def iteration_changes(
+    data: Mapping[str, Any], bits: int, iterations: int
+) -> dict[str, float]:
     """Per looped model: mean accuracy at ``iterations`` minus at N, in percentage points, at ``bits``."""
-    return {label: mean_accuracy(data, label, bits, iterations) - mean_accuracy(data, label, bits)
-            for label in iteration_curves(data, bits)}
+    return {
+        label: mean_accuracy(data, label, bits, iterations)
+        - mean_accuracy(data, label, bits)
+        for label in iteration_curves(data, bits)
+    }
 
 
 def summary(data: Mapping[str, Any]) -> list[str]:
@@ -153,14 +215,23 @@ def summary(data: Mapping[str, Any]) -> list[str]:
     for n in s["test_bits"][1:]:
         best = best_mean(data, n)
         if best < 1.0:
-            lines.append(f"At {n} bits no model gets more than {best:.1f}% of additions right on average, at any "
-                         "number of iterations: there is nothing left to compare.")
+            lines.append(
+                f"At {n} bits no model gets more than {best:.1f}% of additions right on average, at any "
+                "number of iterations: there is nothing left to compare."
+            )
             continue
         for label, base, diff in looped_vs_unshared(data, n):
             lines.append(f"At {n} bits, " + sentence(diff, label, base) + ".")
         for label, diff in more_iterations(data, n, more):
-            lines.append(f"At {n} bits, " + sentence(diff, f"{label} run {more} times",
-                                                     f"the same model run {depth} times") + ".")
+            lines.append(
+                f"At {n} bits, "
+                + sentence(
+                    diff,
+                    f"{label} run {more} times",
+                    f"the same model run {depth} times",
+                )
+                + "."
+            )
     return lines
 
 
@@ -193,8 +264,17 @@ def sweep_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
         chosen = chosen_lr(data["runs"], label)
         cells = []
         for lr in lrs:
-            run = next((r for r in data["runs"] if r["label"] == label and r["seed"] == 0 and r.get("sweep")
-                        and r["lr"] == lr), None)
+            run = next(
+                (
+                    r
+                    for r in data["runs"]
+                    if r["label"] == label
+                    and r["seed"] == 0
+                    and r.get("sweep")
+                    and r["lr"] == lr
+                ),
+                None,
+            )
             if run is None:
                 cells.append("(not run)")
             elif run["status"] != "ok":
@@ -212,26 +292,59 @@ def plot_iterations_by_length(data: Mapping[str, Any]):
 
     s = settings(data)
     lengths = list(s["test_bits"])
-    fig, axes = plt.subplots(1, len(lengths), figsize=(3.0 * len(lengths) + 0.6, 3.6), sharey=True, squeeze=False)
-    colours = {p: c for p, c in zip(("learned", "rotary", "none"), ("#7f7f7f", "#1f77b4", "#d62728"), strict=True)}
+    fig, axes = plt.subplots(
+        1,
+        len(lengths),
+        figsize=(3.0 * len(lengths) + 0.6, 3.6),
+        sharey=True,
+        squeeze=False,
+    )
+    colours = {
+        p: c
+        for p, c in zip(
+            ("learned", "rotary", "none"),
+            ("#7f7f7f", "#1f77b4", "#d62728"),
+            strict=True,
+        )
+    }
     for ax, n in zip(axes[0], lengths, strict=True):
         for label, by_k in iteration_curves(data, n).items():
             position = final_runs(data, label)[0]["position"]
             ks = list(by_k)
             style = ":" if "random depth" in label else "-"
-            ax.plot(ks, [v[0] for v in by_k.values()], style, marker="o", markersize=3, color=colours[position],
-                    label=label)
-            ax.fill_between(ks, [max(v[1], 0) for v in by_k.values()], [min(v[2], 100) for v in by_k.values()],
-                            color=colours[position], alpha=0.12, linewidth=0)
+            ax.plot(
+                ks,
+                [v[0] for v in by_k.values()],
+                style,
+                marker="o",
+                markersize=3,
+                color=colours[position],
+                label=label,
+            )
+            ax.fill_between(
+                ks,
+                [max(v[1], 0) for v in by_k.values()],
+                [min(v[2], 100) for v in by_k.values()],
+                color=colours[position],
+                alpha=0.12,
+                linewidth=0,
+            )
         for label in labels(data):
             run = final_runs(data, label)[0]
             if run["strategy"] == "none":
                 values = accuracy_by_seed(data, label, n)
-                ax.axhline(sum(values.values()) / len(values), color=colours[run["position"]], linestyle="--",
-                           linewidth=1, label=label)
+                ax.axhline(
+                    sum(values.values()) / len(values),
+                    color=colours[run["position"]],
+                    linestyle="--",
+                    linewidth=1,
+                    label=label,
+                )
         ax.axvline(trained_depth(data), color="black", linewidth=0.8, alpha=0.5)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(list(s["test_iterations"]), [str(k) for k in s["test_iterations"]])
+        ax.set_xticks(
+            list(s["test_iterations"]), [str(k) for k in s["test_iterations"]]
+        )
         ax.set_title(f"{n} bits" + (" (trained)" if n == s["train_bits"] else ""))
         ax.set_xlabel("iterations at test time")
         ax.grid(True, alpha=0.3)
@@ -259,9 +372,17 @@ def headline(data: Mapping[str, Any]) -> str:
     more = 2 * depth if 2 * depth in s["test_iterations"] else max(s["test_iterations"])
     versus = [d for *_, d in looped_vs_unshared(data, n)]
     deeper = [d for _, d in more_iterations(data, n, more)]
-    best_label, best = max(((sum(v.values()) / len(v), label) for label in labels(data)
-                            for v in [accuracy_by_seed(data, label, n)]), key=lambda t: t[0])[::-1]
-    return (f"On binary addition trained on up to {s['train_bits']} bits and tested on {n}, the looped models "
-            f"against the unshared model with the same position scheme: {_tally(versus)}; run {more} instead of "
-            f"{depth} times, the looped models are {_tally(deeper)} (95% CIs over {versus[0].n} paired seeds); the "
-            f"most accurate model there is {best_label}, with {best:.1f}% of additions exactly right")
+    best_label, best = max(
+        (
+            (sum(v.values()) / len(v), label)
+            for label in labels(data)
+            for v in [accuracy_by_seed(data, label, n)]
+        ),
+        key=lambda t: t[0],
+    )[::-1]
+    return (
+        f"On binary addition trained on up to {s['train_bits']} bits and tested on {n}, the looped models "
+        f"against the unshared model with the same position scheme: {_tally(versus)}; run {more} instead of "
+        f"{depth} times, the looped models are {_tally(deeper)} (95% CIs over {versus[0].n} paired seeds); the "
+        f"most accurate model there is {best_label}, with {best:.1f}% of additions exactly right"
+    )

@@ -17,7 +17,9 @@ from ..config import TransformerConfig
 from ..counting import count_parameters
 
 CONVENTIONS: tuple[str, ...] = ("tf", "hf")
-ALBERT_VOCAB = 30_000  # ALBERT's SentencePiece vocabulary (also used for BERT in ALBERT's tables)
+ALBERT_VOCAB = (
+    30_000  # ALBERT's SentencePiece vocabulary (also used for BERT in ALBERT's tables)
+)
 BERT_VOCAB = 30_522  # BERT's WordPiece vocabulary (Devlin et al.)
 
 
@@ -29,7 +31,9 @@ class ReportedSize:
     model: str  # "ALBERT-base", "BERT-large", ...
     d_model: int  # H
     n_layers: int  # L
-    embedding_size: int  # E as the paper writes it (E = H means "not factorised" in the paper)
+    embedding_size: (
+        int  # E as the paper writes it (E = H means "not factorised" in the paper)
+    )
     strategy: str  # sharedlib strategy: "none", "attention", "ffn" or "all"
     reported_millions: float
     family: str = "albert"  # "albert" or "bert" (BERT never has an E -> H projection)
@@ -41,27 +45,61 @@ class ReportedSize:
         return f"{self.model}, E={self.embedding_size}, {self.strategy} ({self.source})"
 
 
-def _albert_base(source: str, embedding_size: int, strategy: str, reported: float) -> ReportedSize:
-    return ReportedSize(source, "ALBERT-base", 768, 12, embedding_size, strategy, reported)
+def _albert_base(
+    source: str, embedding_size: int, strategy: str, reported: float
+) -> ReportedSize:
+    return ReportedSize(
+        source, "ALBERT-base", 768, 12, embedding_size, strategy, reported
+    )
 
 
 # Lan et al. (2020), ALBERT, Tables 1, 3 and 4; Devlin et al. (2019), BERT, Section 3.
 REPORTED_SIZES: tuple[ReportedSize, ...] = (
-    ReportedSize("ALBERT Table 1", "BERT-base", 768, 12, 768, "none", 108, family="bert"),
-    ReportedSize("ALBERT Table 1", "BERT-large", 1024, 24, 1024, "none", 334, family="bert"),
+    ReportedSize(
+        "ALBERT Table 1", "BERT-base", 768, 12, 768, "none", 108, family="bert"
+    ),
+    ReportedSize(
+        "ALBERT Table 1", "BERT-large", 1024, 24, 1024, "none", 334, family="bert"
+    ),
     ReportedSize("ALBERT Table 1", "ALBERT-base", 768, 12, 128, "all", 12),
     ReportedSize("ALBERT Table 1", "ALBERT-large", 1024, 24, 128, "all", 18),
     ReportedSize("ALBERT Table 1", "ALBERT-xlarge", 2048, 24, 128, "all", 60),
     ReportedSize("ALBERT Table 1", "ALBERT-xxlarge", 4096, 12, 128, "all", 235),
-    *(_albert_base("ALBERT Table 3", E, "none", r) for E, r in ((64, 87), (128, 89), (256, 93), (768, 108))),
-    *(_albert_base("ALBERT Table 3", E, "all", r) for E, r in ((64, 10), (128, 12), (256, 16), (768, 31))),
+    *(
+        _albert_base("ALBERT Table 3", E, "none", r)
+        for E, r in ((64, 87), (128, 89), (256, 93), (768, 108))
+    ),
+    *(
+        _albert_base("ALBERT Table 3", E, "all", r)
+        for E, r in ((64, 10), (128, 12), (256, 16), (768, 31))
+    ),
     *(
         _albert_base("ALBERT Table 4", E, s, r)
         for E, counts in ((768, (31, 83, 57, 108)), (128, (12, 64, 38, 89)))
         for s, r in zip(("all", "attention", "ffn", "none"), counts, strict=True)
     ),
-    ReportedSize("Devlin et al.", "BERT-base", 768, 12, 768, "none", 110, family="bert", vocab_size=BERT_VOCAB),
-    ReportedSize("Devlin et al.", "BERT-large", 1024, 24, 1024, "none", 340, family="bert", vocab_size=BERT_VOCAB),
+    ReportedSize(
+        "Devlin et al.",
+        "BERT-base",
+        768,
+        12,
+        768,
+        "none",
+        110,
+        family="bert",
+        vocab_size=BERT_VOCAB,
+    ),
+    ReportedSize(
+        "Devlin et al.",
+        "BERT-large",
+        1024,
+        24,
+        1024,
+        "none",
+        340,
+        family="bert",
+        vocab_size=BERT_VOCAB,
+    ),
 )
 
 
@@ -87,21 +125,31 @@ def count_reported(size: ReportedSize, convention: str, pooler: bool) -> int:
     """Exact parameters of a reported model under ``convention``, with or without the pooler."""
     if not isinstance(pooler, bool):
         raise ValueError(f"pooler must be True or False, got {pooler!r}")
-    return count_parameters(reported_config(size, convention)) + (pooler_parameters(size.d_model) if pooler else 0)
+    return count_parameters(reported_config(size, convention)) + (
+        pooler_parameters(size.d_model) if pooler else 0
+    )
 
 
 def size_gaps(size: ReportedSize) -> dict[tuple[str, bool], float]:
     """Count minus reported size, in millions, for every (convention, pooler) pair."""
     return {
-        (c, p): count_reported(size, c, p) / 1e6 - size.reported_millions for c in CONVENTIONS for p in (False, True)
+        (c, p): count_reported(size, c, p) / 1e6 - size.reported_millions
+        for c in CONVENTIONS
+        for p in (False, True)
     }
 
 
-def reproducing_conventions(size: ReportedSize, tolerance_millions: float = 0.5) -> list[tuple[str, bool]]:
+def reproducing_conventions(
+    size: ReportedSize, tolerance_millions: float = 0.5
+) -> list[tuple[str, bool]]:
     """The (convention, pooler) pairs whose exact count rounds to the reported size (|gap| < 0.5M)."""
     if not tolerance_millions > 0:
-        raise ValueError(f"tolerance_millions must be positive, got {tolerance_millions!r}")
-    return [key for key, gap in size_gaps(size).items() if abs(gap) < tolerance_millions]
+        raise ValueError(
+            f"tolerance_millions must be positive, got {tolerance_millions!r}"
+        )
+    return [
+        key for key, gap in size_gaps(size).items() if abs(gap) < tolerance_millions
+    ]
 
 
 def hugging_face_parameters(size: ReportedSize) -> int:
@@ -111,7 +159,9 @@ def hugging_face_parameters(size: ReportedSize) -> int:
     import transformers
 
     if size.strategy not in ("none", "all"):
-        raise ValueError(f"Hugging Face models express strategy 'none' or 'all' only, got {size.strategy!r}")
+        raise ValueError(
+            f"Hugging Face models express strategy 'none' or 'all' only, got {size.strategy!r}"
+        )
     H = size.d_model
     shape = dict(
         vocab_size=size.vocab_size, hidden_size=H, num_hidden_layers=size.n_layers, num_attention_heads=H // 64,
@@ -119,7 +169,9 @@ def hugging_face_parameters(size: ReportedSize) -> int:
     )  # fmt: skip
     if size.family == "albert":
         groups = 1 if size.strategy == "all" else size.n_layers
-        config = transformers.AlbertConfig(embedding_size=size.embedding_size, num_hidden_groups=groups, **shape)
+        config = transformers.AlbertConfig(
+            embedding_size=size.embedding_size, num_hidden_groups=groups, **shape
+        )
         model_class = transformers.AlbertModel
     else:
         config, model_class = transformers.BertConfig(**shape), transformers.BertModel

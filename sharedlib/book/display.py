@@ -15,7 +15,11 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Mar
     """A Markdown table; integers get thousands separators."""
 
     def cell(value: Any) -> str:
-        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        return (
+            f"{value:,}"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else str(value)
+        )
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -49,7 +53,9 @@ def show_source(*names: str) -> None:
     for name in names:
         parts = name.split(".")
         if len(parts) < 2:
-            raise ValueError(f"names must look like 'module.Object' or 'module.Class.method', got {name!r}")
+            raise ValueError(
+                f"names must look like 'module.Object' or 'module.Class.method', got {name!r}"
+            )
         # the module is the longest importable prefix: "relaxed.f", or "experiments.suite.f" in a subpackage
         for cut in range(len(parts) - 1, 0, -1):
             module_name = ".".join(parts[:cut])
@@ -62,4 +68,8 @@ def show_source(*names: str) -> None:
         for part in parts[cut:]:
             obj = getattr(obj, part)
         path = module_name.replace(".", "/")
-        display(Markdown(f"`sharedlib/{path}.py`\n\n```python\n{textwrap.dedent(inspect.getsource(obj))}```"))
+        display(
+            Markdown(
+                f"`sharedlib/{path}.py`\n\n```python\n{textwrap.dedent(inspect.getsource(obj))}```"
+            )
+        )

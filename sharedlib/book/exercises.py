@@ -27,7 +27,9 @@ TIMEOUT_S = 10.0  # seconds one call of a student's function may take before the
 
 def _require_callable(name: str, fn: object) -> None:
     if not callable(fn):
-        raise ValueError(f"{name} must be a function you wrote, got {type(fn).__name__} {fn!r}")
+        raise ValueError(
+            f"{name} must be a function you wrote, got {type(fn).__name__} {fn!r}"
+        )
 
 
 def _require_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -48,14 +50,24 @@ def _require_count(name: str, value: object) -> None:
 def _require_timeout(timeout: object) -> None:
     number = isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
     if not (number and math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a positive finite number of seconds, got {timeout!r}")
+        raise ValueError(
+            f"timeout must be a positive finite number of seconds, got {timeout!r}"
+        )
 
 
-def _call(fn: Callable[..., Any], description: str, *args: Any, timeout: float = TIMEOUT_S) -> Any:
+def _call(
+    fn: Callable[..., Any], description: str, *args: Any, timeout: float = TIMEOUT_S
+) -> Any:
     """``fn(*args)`` in a helper thread (torch's grad and inference modes carried over); ``AssertionError`` naming
     the input if it raises or does not return within ``timeout`` seconds (a thread works on every platform)."""
-    torch = sys.modules.get("torch")  # the modes are thread-local: the helper thread starts with the defaults
-    modes = (torch.is_inference_mode_enabled(), torch.is_grad_enabled()) if torch is not None else None
+    torch = sys.modules.get(
+        "torch"
+    )  # the modes are thread-local: the helper thread starts with the defaults
+    modes = (
+        (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+        if torch is not None
+        else None
+    )
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -83,9 +95,13 @@ def _call(fn: Callable[..., Any], description: str, *args: Any, timeout: float =
     error = outcome.get("error")
     if error is None:
         return outcome["value"]
-    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: not a wrong answer
+    if not isinstance(
+        error, Exception
+    ):  # KeyboardInterrupt, SystemExit: not a wrong answer
         raise error
-    raise AssertionError(f"your function raised {type(error).__name__}: {error} for {description}") from error
+    raise AssertionError(
+        f"your function raised {type(error).__name__}: {error} for {description}"
+    ) from error
 
 
 def _as_list(value: object) -> list | None:
@@ -106,7 +122,9 @@ def random_config(rng: random.Random, strategy: str) -> TransformerConfig:
     n_unique = None
     if strategy in NEEDS_N_UNIQUE:
         divisors = [m for m in range(1, n_layers + 1) if n_layers % m == 0]
-        n_unique = rng.choice(divisors if strategy == "sequence" else range(1, n_layers + 1))
+        n_unique = rng.choice(
+            divisors if strategy == "sequence" else range(1, n_layers + 1)
+        )
     return TransformerConfig(
         d_model=n_heads * rng.randint(1, 16),
         n_heads=n_heads,
@@ -126,7 +144,11 @@ def random_config(rng: random.Random, strategy: str) -> TransformerConfig:
 
 
 def check_count_function(
-    fn: Callable[[TransformerConfig], int], strategy: str, trials: int = 200, *, timeout: float = TIMEOUT_S
+    fn: Callable[[TransformerConfig], int],
+    strategy: str,
+    trials: int = 200,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> str:
     """Compare a student's ``fn(config) -> int`` with the closed form on random configs of ``strategy``."""
     _require_callable("fn", fn)
@@ -136,14 +158,23 @@ def check_count_function(
     rng = random.Random(f"{strategy}-{trials}")
     for _ in range(trials):
         config = random_config(rng, strategy)
-        expected, got = count_parameters(config), _call(fn, f"config {config}", config, timeout=timeout)
+        expected, got = (
+            count_parameters(config),
+            _call(fn, f"config {config}", config, timeout=timeout),
+        )
         if got != expected:
-            raise AssertionError(f"for {config} expected {expected:,} parameters, got {got!r}")
+            raise AssertionError(
+                f"for {config} expected {expected:,} parameters, got {got!r}"
+            )
     return f"correct: your count matches the closed form on {trials} random {strategy!r} configs"
 
 
 def check_layer_map(
-    fn: Callable[[int, int], list[int]], strategy: str, max_layers: int | None = None, *, timeout: float = TIMEOUT_S
+    fn: Callable[[int, int], list[int]],
+    strategy: str,
+    max_layers: int | None = None,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> str:
     """Compare a student's ``fn(n_layers, n_unique) -> list[int]`` with ``layer_to_block`` for all small N, M.
 
@@ -162,9 +193,15 @@ def check_layer_map(
             if strategy == "sequence" and n_layers % n_unique:
                 continue
             expected = layer_to_block(strategy, n_layers, n_unique)
-            got = _call(fn, f"N={n_layers}, M={n_unique}", n_layers, n_unique, timeout=timeout)
+            got = _call(
+                fn, f"N={n_layers}, M={n_unique}", n_layers, n_unique, timeout=timeout
+            )
             if _as_list(got) != expected:
-                hint = " (Hugging Face computes int(i / (N / G)) in floating point)" if strategy == "groups" else ""
+                hint = (
+                    " (Hugging Face computes int(i / (N / G)) in floating point)"
+                    if strategy == "groups"
+                    else ""
+                )
                 raise AssertionError(
                     f"{strategy}: for N={n_layers}, M={n_unique} expected {expected}, got {got!r}{hint}"
                 )
@@ -172,21 +209,35 @@ def check_layer_map(
     return f"correct: your {strategy!r} map agrees with the published definition on {cases} (N, M) pairs"
 
 
-def check_embedding_saving(value: int, vocab_size: int = 30000, d_model: int = 768, embedding_size: int = 128) -> str:
+def check_embedding_saving(
+    value: int, vocab_size: int = 30000, d_model: int = 768, embedding_size: int = 128
+) -> str:
     """Check the parameters saved by factorising the token table V*H into V*E + E*H + H."""
-    for name, size in (("vocab_size", vocab_size), ("d_model", d_model), ("embedding_size", embedding_size)):
+    for name, size in (
+        ("vocab_size", vocab_size),
+        ("d_model", d_model),
+        ("embedding_size", embedding_size),
+    ):
         _require_count(name, size)
     if not _is_integer(value):
-        raise ValueError(f"value must be an integer number of parameters, got {value!r}")
+        raise ValueError(
+            f"value must be an integer number of parameters, got {value!r}"
+        )
     value = int(value)  # a NumPy integer answers as well as a Python one
     untied = vocab_size * d_model  # the token table of an unfactorised model
-    factorised = vocab_size * embedding_size + embedding_size * d_model + d_model  # table + projection
+    factorised = (
+        vocab_size * embedding_size + embedding_size * d_model + d_model
+    )  # table + projection
     expected = untied - factorised
     if value != expected:
         V, H, E = vocab_size, d_model, embedding_size
         known = {  # common slips, recognised by the value they produce
-            untied - V * E: "you left out the E -> H projection that maps the small table up to H",
-            untied - V * E - E * H: "the E -> H projection is an nn.Linear: count its bias too",
+            untied
+            - V
+            * E: "you left out the E -> H projection that maps the small table up to H",
+            untied
+            - V * E
+            - E * H: "the E -> H projection is an nn.Linear: count its bias too",
             untied - factorised + H - E: "the projection's bias has H entries, not E",
             factorised: "that is the size of the factorised tables; the question asks what they save",
         }
@@ -202,12 +253,18 @@ def check_tensor_layout(answer: tuple[str, str, str]) -> str:
     """Check the meaning of each axis of ``torch.rand(10, 32, 512)`` fed to ``nn.MultiheadAttention`` (chapter 5)."""
     expected = ("sequence", "batch", "features")
     if isinstance(answer, str) or not hasattr(answer, "__len__") or len(answer) != 3:
-        raise ValueError(f"answer must be three axis names, each one of {sorted(expected)}, got {answer!r}")
+        raise ValueError(
+            f"answer must be three axis names, each one of {sorted(expected)}, got {answer!r}"
+        )
     names = tuple(str(a).lower() for a in answer)
     unknown = [name for name in names if name not in expected]
     if unknown:
-        raise ValueError(f"answer must use the axis names {sorted(expected)}, got {unknown}")
-    for axis, (size, want, got) in enumerate(zip((10, 32, 512), expected, names, strict=True)):
+        raise ValueError(
+            f"answer must use the axis names {sorted(expected)}, got {unknown}"
+        )
+    for axis, (size, want, got) in enumerate(
+        zip((10, 32, 512), expected, names, strict=True)
+    ):
         if got != want:
             raise AssertionError(
                 f"axis {axis} (size {size}) is not {got!r}: look up what nn.MultiheadAttention expects when "
@@ -220,12 +277,16 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
     """Check the doubling time (months) of the largest published model per year, from ``since`` on (chapter 1)."""
     years = sorted({m.year for m in PUBLISHED_MODELS})
     if not _is_integer(since) or since > years[-2]:
-        raise ValueError(f"since must be a year <= {years[-2]} (two years of models are needed), got {since!r}")
+        raise ValueError(
+            f"since must be a year <= {years[-2]} (two years of models are needed), got {since!r}"
+        )
     for name, number in (("value", value), ("tolerance_months", tolerance_months)):
         if isinstance(number, bool) or not isinstance(number, numbers.Real):
             raise ValueError(f"{name} must be a number of months, got {number!r}")
     if not (math.isfinite(tolerance_months) and tolerance_months > 0):
-        raise ValueError(f"tolerance_months must be a positive number, got {tolerance_months!r}")
+        raise ValueError(
+            f"tolerance_months must be a positive number, got {tolerance_months!r}"
+        )
     models = tuple(m for m in PUBLISHED_MODELS if m.year >= since)
     expected = doubling_time_months(models)
     if not abs(value - expected) <= tolerance_months:
@@ -237,7 +298,11 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
         elif abs(12 * value - expected) <= tolerance_months:
             hint = "that is in years; the question asks for months"
         else:
-            slower = "too slow (too many months)" if value > expected else "too fast (too few months)"
+            slower = (
+                "too slow (too many months)"
+                if value > expected
+                else "too fast (too few months)"
+            )
             hint = f"{slower}; fit one point per year, log2 of that year's largest model, then take 12 / slope"
         raise AssertionError(
             f"from {since} on (years {frontier}) your doubling time of {value!r} months is off by more than "
@@ -247,7 +312,10 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
 
 
 def check_delta_count(
-    fn: Callable[[TransformerConfig, int], int], trials: int = 100, *, timeout: float = TIMEOUT_S
+    fn: Callable[[TransformerConfig, int], int],
+    trials: int = 100,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> str:
     """Compare a student's ``fn(config, rank) -> int`` (parameters the per-layer deltas add), chapter 8."""
     from ..relaxed import delta_parameters
@@ -259,22 +327,32 @@ def check_delta_count(
     for _ in range(trials):
         config, rank = random_config(rng, "all"), rng.randint(1, 8)
         expected = delta_parameters(config, rank)
-        got = _call(fn, f"rank {rank} and config {config}", config, rank, timeout=timeout)
+        got = _call(
+            fn, f"rank {rank} and config {config}", config, rank, timeout=timeout
+        )
         if got != expected:
             raise AssertionError(
                 f"for rank {rank}, d_model={config.d_model}, d_ff={config.d_ff}, depth={config.depth} expected "
                 f"{expected:,} delta parameters, got {got!r} (each weight matrix of shape (out, in) adds rank*(out+in))"
             )
-    return f"correct: your delta count matches the closed form on {trials} random configs"
+    return (
+        f"correct: your delta count matches the closed form on {trials} random configs"
+    )
 
 
 def _require_config(name: str, config: object) -> None:
     if not isinstance(config, TransformerConfig):
-        raise ValueError(f"{name} must be a sharedlib TransformerConfig, got {type(config).__name__}")
+        raise ValueError(
+            f"{name} must be a sharedlib TransformerConfig, got {type(config).__name__}"
+        )
 
 
 def _require_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
@@ -287,7 +365,10 @@ def _flops_parts(parts: dict[str, int]) -> str:
 
 
 def check_flops_per_token(
-    fn: Callable[[TransformerConfig, int], int], trials: int = 200, *, timeout: float = TIMEOUT_S
+    fn: Callable[[TransformerConfig, int], int],
+    trials: int = 200,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> str:
     """Compare a student's ``fn(config, seq_len)`` (forward FLOPs per token) with the closed form, chapter 4."""
     from ..counting import forward_flops_per_token
@@ -302,13 +383,31 @@ def check_flops_per_token(
         seq_len = rng.randint(1, 512)
         parts = forward_flops_per_token(config, seq_len)
         expected = sum(parts.values())
-        got = _call(fn, f"seq_len {seq_len} and config {config}", config, seq_len, timeout=timeout)
+        got = _call(
+            fn,
+            f"seq_len {seq_len} and config {config}",
+            config,
+            seq_len,
+            timeout=timeout,
+        )
         if got != expected:
             sets = n_parameter_sets(
-                config.strategy, config.n_layers, config.n_unique, inner_group_num=config.inner_group_num
+                config.strategy,
+                config.n_layers,
+                config.n_unique,
+                inner_group_num=config.inner_group_num,
             )
-            per_layer = sum(parts[k] for k in ("attention_projections", "attention_scores", "ffn")) // config.depth
-            if config.depth != sets and got == expected - (config.depth - sets) * per_layer:
+            per_layer = (
+                sum(
+                    parts[k]
+                    for k in ("attention_projections", "attention_scores", "ffn")
+                )
+                // config.depth
+            )
+            if (
+                config.depth != sets
+                and got == expected - (config.depth - sets) * per_layer
+            ):
                 hint = f"you counted {sets} unique blocks; every one of the {config.depth} applied layers computes"
             else:
                 hint = "a multiply-add is 2 FLOPs; per applied layer 8H^2 (projections) + 4TH (scores) + 4H*d_ff (FFN)"
@@ -319,7 +418,9 @@ def check_flops_per_token(
     return f"correct: your FLOPs per token match the closed form on {trials} random configs of every strategy"
 
 
-def check_training_step_flops(value: float, config: TransformerConfig, batch_size: int, seq_len: int) -> str:
+def check_training_step_flops(
+    value: float, config: TransformerConfig, batch_size: int, seq_len: int
+) -> str:
     """Check the FLOPs of one training step (forward and backward) of ``batch_size`` sequences, chapter 6b."""
     from ..counting import forward_flops_per_token
 
@@ -327,7 +428,9 @@ def check_training_step_flops(value: float, config: TransformerConfig, batch_siz
     _require_config("config", config)
     _require_count("batch_size", batch_size)
     _require_count("seq_len", seq_len)
-    forward = batch_size * seq_len * sum(forward_flops_per_token(config, seq_len).values())
+    forward = (
+        batch_size * seq_len * sum(forward_flops_per_token(config, seq_len).values())
+    )
     expected = 3 * forward
     if not _close(value, expected, 1e-3):
         if _close(value, forward, 1e-3):
@@ -337,13 +440,17 @@ def check_training_step_flops(value: float, config: TransformerConfig, batch_siz
         elif value < expected:
             hint = "too small; count every applied layer for every token of the batch (depth counts, sharing does not)"
         else:
-            hint = ("too large; is the config you pass the one you counted for (lm_head, embedding_size)? "
-                    "Each matrix multiplication counts once forward and twice backward")
+            hint = (
+                "too large; is the config you pass the one you counted for (lm_head, embedding_size)? "
+                "Each matrix multiplication counts once forward and twice backward"
+            )
         raise AssertionError(
             f"for B={batch_size}, T={seq_len}, depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} "
             f"your {value!r} FLOPs per step is not right: {hint}"
         )
-    return f"correct: {expected:.4g} FLOPs per training step (3 x {forward:.4g} forward)"
+    return (
+        f"correct: {expected:.4g} FLOPs per training step (3 x {forward:.4g} forward)"
+    )
 
 
 def check_break_even_rank(value: int, config: TransformerConfig) -> str:
@@ -381,7 +488,10 @@ def check_break_even_rank(value: int, config: TransformerConfig) -> str:
 
 
 def check_activation_memory(
-    fn: Callable[[TransformerConfig], int], trials: int = 200, *, timeout: float = TIMEOUT_S
+    fn: Callable[[TransformerConfig], int],
+    trials: int = 200,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> str:
     """Compare a student's ``fn(config)`` (values per token kept for backward) with the closed form, chapter 5b."""
     from ..counting import activation_values_per_token
@@ -393,20 +503,30 @@ def check_activation_memory(
     rng = random.Random(f"activations-{trials}")
     for _ in range(trials):
         config = random_config(rng, rng.choice(STRATEGIES))
-        expected, got = activation_values_per_token(config), _call(fn, f"config {config}", config, timeout=timeout)
+        expected, got = (
+            activation_values_per_token(config),
+            _call(fn, f"config {config}", config, timeout=timeout),
+        )
         if got != expected:
             per_layer = expected // config.depth
             sets = n_parameter_sets(
-                config.strategy, config.n_layers, config.n_unique, inner_group_num=config.inner_group_num
+                config.strategy,
+                config.n_layers,
+                config.n_unique,
+                inner_group_num=config.inner_group_num,
             )
             if got == per_layer * sets and sets != config.depth:
-                hint = (f"you counted {sets} unique blocks: a looped block keeps its activations once per application, "
-                        f"{config.depth} here")
+                hint = (
+                    f"you counted {sets} unique blocks: a looped block keeps its activations once per application, "
+                    f"{config.depth} here"
+                )
             elif config.strategy == "groups" and got == per_layer * config.n_layers:
                 hint = "each ALBERT group holds inner_group_num layers: depth is n_layers * inner_group_num"
             elif config.norm == "none" or config.activation == "relu":
-                hint = (f"norm={config.norm!r}, activation={config.activation!r}: a model without LayerNorms keeps "
-                        "no LayerNorm values, and ReLU's backward needs only its output")
+                hint = (
+                    f"norm={config.norm!r}, activation={config.activation!r}: a model without LayerNorms keeps "
+                    "no LayerNorm values, and ReLU's backward needs only its output"
+                )
             else:
                 hint = "per applied layer, list what each LayerNorm, linear layer, attention kernel and FFN keep"
             raise AssertionError(
@@ -416,7 +536,9 @@ def check_activation_memory(
     return f"correct: your activation count matches the closed form on {trials} random configs of every strategy"
 
 
-def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: float = TIMEOUT_S) -> str:
+def check_halting_rule(
+    fn: Callable[..., tuple], trials: int = 60, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(p, threshold) -> (weights, steps, remainders)`` with ``act_weights``, chapter 5b."""
     import torch
 
@@ -429,15 +551,27 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: f
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
         steps, batch, length = 1 + trial % 6, 2, 3
-        scale = (1.0, 0.2, 0.02)[trial % 3]  # halts early, runs long, hits the step limit
-        p = (torch.rand(steps, batch, length, generator=g, dtype=torch.float64) * scale).requires_grad_()
+        scale = (1.0, 0.2, 0.02)[
+            trial % 3
+        ]  # halts early, runs long, hits the step limit
+        p = (
+            torch.rand(steps, batch, length, generator=g, dtype=torch.float64) * scale
+        ).requires_grad_()
         if trial % 4 == 1:
             p.data[0, 0, 0] = 0.995  # halts at the first step
         threshold = (0.99, 0.5, 0.9)[trial % 3]
-        if trial % 6 == 4:  # 0.25 + 0.25 lands exactly on 0.5: the rule halts at >=, not only at >
+        if (
+            trial % 6 == 4
+        ):  # 0.25 + 0.25 lands exactly on 0.5: the rule halts at >=, not only at >
             p.data[:2, 0, 0], threshold = 0.25, 0.5
         expected = act_weights(p, threshold)
-        got = _call(fn, f"p of shape {tuple(p.shape)}, threshold {threshold}", p, threshold, timeout=timeout)
+        got = _call(
+            fn,
+            f"p of shape {tuple(p.shape)}, threshold {threshold}",
+            p,
+            threshold,
+            timeout=timeout,
+        )
         if not isinstance(got, tuple | list) or len(got) != 3:
             raise AssertionError(
                 f"return (weights, steps, remainders), a tuple of three tensors; got {type(got).__name__}"
@@ -445,8 +579,14 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: f
         for name, want, have in zip(names, expected, got, strict=True):
             have_t = torch.as_tensor(have)
             if have_t.shape != want.shape:
-                raise AssertionError(f"{name}: expected shape {tuple(want.shape)}, got {tuple(have_t.shape)}")
-            bad = ~torch.isclose(have_t.detach().to(torch.float64), want.detach().to(torch.float64), atol=1e-9)
+                raise AssertionError(
+                    f"{name}: expected shape {tuple(want.shape)}, got {tuple(have_t.shape)}"
+                )
+            bad = ~torch.isclose(
+                have_t.detach().to(torch.float64),
+                want.detach().to(torch.float64),
+                atol=1e-9,
+            )
             if bad.any():
                 index = tuple(int(i) for i in bad.nonzero()[0])
                 column = (slice(None), *index[-2:])
@@ -457,10 +597,16 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: f
                     "(or at the last step) and takes R = 1 - (p_1 + ... + p_{N-1}) there, weight 0 after"
                 )
         direction = torch.randn(p.shape, generator=g, dtype=torch.float64)
-        want_grad, = torch.autograd.grad((expected[0] * direction).sum() + expected[2].sum(), p)
+        (want_grad,) = torch.autograd.grad(
+            (expected[0] * direction).sum() + expected[2].sum(), p
+        )
         if not (isinstance(got[0], torch.Tensor) and got[0].requires_grad):
-            raise AssertionError("your weights carry no gradient: build them from p with differentiable operations")
-        have_grad, = torch.autograd.grad((got[0] * direction).sum() + got[2].sum(), p, allow_unused=True)
+            raise AssertionError(
+                "your weights carry no gradient: build them from p with differentiable operations"
+            )
+        (have_grad,) = torch.autograd.grad(
+            (got[0] * direction).sum() + got[2].sum(), p, allow_unused=True
+        )
         if have_grad is None or not torch.allclose(have_grad, want_grad, atol=1e-9):
             raise AssertionError(
                 f"for p of shape {tuple(p.shape)}, threshold {threshold}, the values agree but the gradient with "
@@ -469,7 +615,9 @@ def check_halting_rule(fn: Callable[..., tuple], trials: int = 60, *, timeout: f
     return f"correct: weights, steps, remainders and their gradients match act_weights on {trials} random cases"
 
 
-def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50, *, timeout: float = TIMEOUT_S) -> str:
+def check_attention_mask(
+    fn: Callable[[Any, str], Any], trials: int = 50, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(mask, convention)`` that returns the book's key mask (bool, True = real token)
     from PyTorch's ``src_key_padding_mask`` ("padding") or an additive float mask ("additive"), chapter 5."""
     import torch
@@ -482,22 +630,43 @@ def check_attention_mask(fn: Callable[[Any, str], Any], trials: int = 50, *, tim
         batch, length = 1 + trial % 3, 1 + trial % 7
         keep = torch.rand(batch, length, generator=g) < 0.7  # (B, T) True = real token
         keep[:, 0] = True
-        masked_value = (float("-inf"), -10000.0, torch.finfo(torch.float32).min)[trial % 3]
+        masked_value = (float("-inf"), -10000.0, torch.finfo(torch.float32).min)[
+            trial % 3
+        ]
         cases = {
             "padding": ~keep,  # nn.TransformerEncoder: True = padding
-            "additive": torch.where(keep, 0.0, masked_value),  # (B, T): 0 = keep, very negative = masked
+            "additive": torch.where(
+                keep, 0.0, masked_value
+            ),  # (B, T): 0 = keep, very negative = masked
         }
         for convention, mask in cases.items():
-            got = _call(fn, f"the {convention} mask {mask.tolist()}", mask.clone(), convention, timeout=timeout)
-            if not isinstance(got, torch.Tensor) or got.dtype != torch.bool or got.shape != keep.shape:
-                described = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+            got = _call(
+                fn,
+                f"the {convention} mask {mask.tolist()}",
+                mask.clone(),
+                convention,
+                timeout=timeout,
+            )
+            if (
+                not isinstance(got, torch.Tensor)
+                or got.dtype != torch.bool
+                or got.shape != keep.shape
+            ):
+                described = (
+                    f"{got.dtype} {tuple(got.shape)}"
+                    if isinstance(got, torch.Tensor)
+                    else type(got).__name__
+                )
                 raise AssertionError(
                     f"for the {convention} mask {mask.tolist()} expected a bool tensor of shape {tuple(keep.shape)}, "
                     f"got {described}"
                 )
             if not torch.equal(got, keep):
-                hint = ("True marks padding there: invert it" if convention == "padding"
-                        else "0 means keep and a large negative number (or -inf) means masked: compare with 0")
+                hint = (
+                    "True marks padding there: invert it"
+                    if convention == "padding"
+                    else "0 means keep and a large negative number (or -inf) means masked: compare with 0"
+                )
                 raise AssertionError(
                     f"for the {convention} mask {mask.tolist()} expected {keep.tolist()} (True = real token), "
                     f"got {got.tolist()}; {hint}"
@@ -510,13 +679,25 @@ def _small_causal_lm(strategy: str, n_unique: int | None) -> Any:
 
     from ..models import SharedTransformer
 
-    config = TransformerConfig(d_model=16, n_heads=2, d_ff=32, n_layers=4, strategy=strategy, n_unique=n_unique,
-                               vocab_size=20, max_len=16, causal=True, lm_head=True)
+    config = TransformerConfig(
+        d_model=16,
+        n_heads=2,
+        d_ff=32,
+        n_layers=4,
+        strategy=strategy,
+        n_unique=n_unique,
+        vocab_size=20,
+        max_len=16,
+        causal=True,
+        lm_head=True,
+    )
     torch.manual_seed(0)
     return SharedTransformer(config).eval()
 
 
-def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4, *, timeout: float = TIMEOUT_S) -> str:
+def check_kv_cache_step(
+    fn: Callable[..., Any], steps: int = 4, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(model, token, cache) -> logits (B, V)`` with ``decode_step``, chapter 6b."""
     import torch
 
@@ -526,10 +707,14 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4, *, timeout: floa
     _require_timeout(timeout)
     _require_count("steps", steps)
     if steps > 8:
-        raise ValueError(f"steps must be at most 8 (the prompt of 4 and the steps fit max_len=16), got {steps!r}")
+        raise ValueError(
+            f"steps must be at most 8 (the prompt of 4 and the steps fit max_len=16), got {steps!r}"
+        )
     for strategy, n_unique in (("none", None), ("all", None), ("cycle-rev", 3)):
         model = _small_causal_lm(strategy, n_unique)
-        ids = torch.randint(0, 20, (2, 4 + steps), generator=torch.Generator().manual_seed(1))
+        ids = torch.randint(
+            0, 20, (2, 4 + steps), generator=torch.Generator().manual_seed(1)
+        )
         _, ours = prefill(model, ids[:, :4])
         _, theirs = prefill(model, ids[:, :4])
         for t in range(4, 4 + steps):
@@ -539,15 +724,23 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4, *, timeout: floa
                 got = _call(fn, where, model, ids[:, t], theirs, timeout=timeout)
             got = got[0] if isinstance(got, tuple) else got
             if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-                described = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-                raise AssertionError(f"{where}: expected logits of shape {tuple(want.shape)} (B, V), got {described}")
+                described = (
+                    tuple(got.shape)
+                    if isinstance(got, torch.Tensor)
+                    else type(got).__name__
+                )
+                raise AssertionError(
+                    f"{where}: expected logits of shape {tuple(want.shape)} (B, V), got {described}"
+                )
             if theirs.length != t + 1:
                 raise AssertionError(
                     f"{where}: the cache should hold {t + 1} positions after the step, it holds {theirs.length}; "
                     "append the new K, V of every applied layer"
                 )
             error = (got.float() - want).abs().max().item()
-            if not error <= 1e-4:  # NaN or infinite logits are wrong too (NaN > 1e-4 is False)
+            if (
+                not error <= 1e-4
+            ):  # NaN or infinite logits are wrong too (NaN > 1e-4 is False)
                 raise AssertionError(
                     f"{where}: logits differ from decode_step's by up to {error:.3g}; check the three steps: embed "
                     "the token at position cache.length (read before the layers append), give each applied layer its "
@@ -557,7 +750,9 @@ def check_kv_cache_step(fn: Callable[..., Any], steps: int = 4, *, timeout: floa
     return f"correct: your step matches decode_step for {steps} tokens with unshared, shared and cycle-rev models"
 
 
-def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOUT_S) -> str:
+def check_shared_stack(
+    fn: Callable[[int, int], Any], *, timeout: float = TIMEOUT_S
+) -> str:
     """Check a student's ``fn(width, depth)``: a module that applies one ``nn.Linear(width, width)`` ``depth``
     times with ReLU between, so that it holds one layer's parameters and sums the gradients of every use (ch. 2)."""
     import torch
@@ -568,9 +763,13 @@ def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOU
     _require_callable("fn", fn)
     _require_timeout(timeout)
     for width, depth in ((3, 1), (4, 3), (8, 5)):
-        module = _call(fn, f"width={width}, depth={depth}", width, depth, timeout=timeout)
+        module = _call(
+            fn, f"width={width}, depth={depth}", width, depth, timeout=timeout
+        )
         if not isinstance(module, nn.Module):
-            raise AssertionError(f"for width={width}, depth={depth} expected an nn.Module, got {type(module).__name__}")
+            raise AssertionError(
+                f"for width={width}, depth={depth} expected an nn.Module, got {type(module).__name__}"
+            )
         expected, got = width * width + width, count_module_parameters(module)
         if got != expected:
             raise AssertionError(
@@ -580,17 +779,25 @@ def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOU
             )
         linear = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
         if linear is None:
-            raise AssertionError(f"for width={width}, depth={depth} your module holds no nn.Linear")
+            raise AssertionError(
+                f"for width={width}, depth={depth} your module holds no nn.Linear"
+            )
         copies = [nn.Linear(width, width) for _ in range(depth)]
         for copy in copies:
             copy.load_state_dict(linear.state_dict())
         x = torch.randn(5, width, generator=torch.Generator().manual_seed(depth))
         reference = x
         for i, copy in enumerate(copies):
-            reference = copy(reference if i == 0 else torch.relu(reference))  # (5, width)
+            reference = copy(
+                reference if i == 0 else torch.relu(reference)
+            )  # (5, width)
         module.zero_grad()
         out = _call(module, f"an input of shape (5, {width})", x, timeout=timeout)
-        if not isinstance(out, torch.Tensor) or out.shape != reference.shape or not torch.allclose(out, reference):
+        if (
+            not isinstance(out, torch.Tensor)
+            or out.shape != reference.shape
+            or not torch.allclose(out, reference)
+        ):
             raise AssertionError(
                 f"for width={width}, depth={depth}: the output differs from applying the Linear {depth} times with "
                 "ReLU between (none after the last)"
@@ -598,7 +805,9 @@ def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOU
         out.sum().backward()
         reference.sum().backward()
         summed = sum(copy.weight.grad for copy in copies)
-        if linear.weight.grad is None or not torch.allclose(linear.weight.grad, summed, atol=1e-6):
+        if linear.weight.grad is None or not torch.allclose(
+            linear.weight.grad, summed, atol=1e-6
+        ):
             raise AssertionError(
                 f"for width={width}, depth={depth}: the weight's gradient is not the sum of its {depth} uses' "
                 "gradients: is the Linear detached or replaced in forward?"
@@ -606,7 +815,9 @@ def check_shared_stack(fn: Callable[[int, int], Any], *, timeout: float = TIMEOU
     return "correct: one Linear's parameters, the right output, and gradients summed over every use"
 
 
-def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30, *, timeout: float = TIMEOUT_S) -> str:
+def check_linear_cka(
+    fn: Callable[[Any, Any], float], trials: int = 30, *, timeout: float = TIMEOUT_S
+) -> str:
     """Compare a student's ``fn(x, y)`` (linear CKA of (n, p) and (n, q) features) with ``similarity.linear_cka``
     on random features with non-zero means, different widths and related pairs, chapter 5c."""
     import torch
@@ -619,23 +830,42 @@ def check_linear_cka(fn: Callable[[Any, Any], float], trials: int = 30, *, timeo
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
         n, p, q = 20 + 7 * trial, 2 + trial % 5, 3 + trial % 4
-        x = torch.randn(n, p, generator=g, dtype=torch.float64) + 3 * torch.randn(p, generator=g, dtype=torch.float64)
+        x = torch.randn(n, p, generator=g, dtype=torch.float64) + 3 * torch.randn(
+            p, generator=g, dtype=torch.float64
+        )
         mix = torch.randn(p, q, generator=g, dtype=torch.float64)
-        y = x @ mix + (trial % 3) * torch.randn(n, q, generator=g, dtype=torch.float64) + 5.0  # related, shifted
+        y = (
+            x @ mix
+            + (trial % 3) * torch.randn(n, q, generator=g, dtype=torch.float64)
+            + 5.0
+        )  # related, shifted
         expected = linear_cka(x, y)
-        got = _call(fn, f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}", x.clone(), y.clone(),
-                    timeout=timeout)
+        got = _call(
+            fn,
+            f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}",
+            x.clone(),
+            y.clone(),
+            timeout=timeout,
+        )
         try:
             got = float(got)
         except (TypeError, ValueError) as error:
-            raise AssertionError(f"expected a number (a float or a 0-d tensor), got {type(got).__name__}") from error
+            raise AssertionError(
+                f"expected a number (a float or a 0-d tensor), got {type(got).__name__}"
+            ) from error
         if not math.isfinite(got) or abs(got - expected) > 1e-6:
             xc, yc = x - x.mean(0), y - y.mean(0)
             uncentred = (y.T @ x).square().sum() / ((x.T @ x).norm() * (y.T @ y).norm())
             cross = (yc.T @ xc).norm()
             if abs(got - uncentred.item()) < 1e-6:
                 hint = "you did not centre the features: subtract each column's mean over the examples first"
-            elif abs(got - (cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm()).sqrt()).item()) < 1e-6:
+            elif (
+                abs(
+                    got
+                    - (cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm()).sqrt()).item()
+                )
+                < 1e-6
+            ):
                 hint = "that is the square root of CKA: the numerator is ||Y^T X||_F squared, the denominator is not"
             else:
                 hint = "CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred x and y"
@@ -658,7 +888,9 @@ def shared_weight_gradient(weight: Any, x: Any, n_uses: int) -> Any:
     return grad
 
 
-def check_shared_gradient(fn: Callable[[Any, Any, int], Any], *, timeout: float = TIMEOUT_S) -> str:
+def check_shared_gradient(
+    fn: Callable[[Any, Any, int], Any], *, timeout: float = TIMEOUT_S
+) -> str:
     """Check a student's ``fn(weight, x, n_uses)``: the gradient of L = ||W^n x||^2 / 2 with respect to the one
     matrix W used n times, (d, d), compared with autograd (chapter 5c)."""
     import torch
@@ -670,18 +902,32 @@ def check_shared_gradient(fn: Callable[[Any, Any, int], Any], *, timeout: float 
         weight = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
         x = torch.randn(d, generator=g, dtype=torch.float64)
         expected = shared_weight_gradient(weight, x, n_uses)
-        got = _call(fn, f"a ({d}, {d}) weight used n_uses={n_uses} times", weight.clone(), x.clone(), n_uses,
-                    timeout=timeout)
+        got = _call(
+            fn,
+            f"a ({d}, {d}) weight used n_uses={n_uses} times",
+            weight.clone(),
+            x.clone(),
+            n_uses,
+            timeout=timeout,
+        )
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (d, d):
-            described = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise AssertionError(f"for d={d}, n_uses={n_uses} expected a ({d}, {d}) tensor, got {described}")
+            described = (
+                tuple(got.shape)
+                if isinstance(got, torch.Tensor)
+                else type(got).__name__
+            )
+            raise AssertionError(
+                f"for d={d}, n_uses={n_uses} expected a ({d}, {d}) tensor, got {described}"
+            )
         if torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-9):
             continue
         states = [x]
         for _ in range(n_uses):
             states.append(weight @ states[-1])  # h_0 .. h_n
         upstream = states[-1]  # dL/dh_n
-        last_use = torch.outer(upstream, states[-2])  # the contribution of the last use alone
+        last_use = torch.outer(
+            upstream, states[-2]
+        )  # the contribution of the last use alone
         if n_uses > 1 and torch.allclose(got.double(), last_use, atol=1e-9):
             hint = "that is the last use's contribution only: add the contributions of all n uses"
         elif n_uses > 1 and torch.allclose(got.double(), n_uses * last_use, atol=1e-9):

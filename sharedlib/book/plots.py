@@ -44,7 +44,9 @@ PART_COLOURS: dict[str, str] = {
 }
 
 
-def plot_parameter_breakdown(configs: Mapping[str, TransformerConfig], title: str = "") -> Figure:
+def plot_parameter_breakdown(
+    configs: Mapping[str, TransformerConfig], title: str = ""
+) -> Figure:
     """Stacked horizontal bars of unique parameters (millions) by part, one bar per labelled config."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(configs) + 1.4))
     labels = list(configs)
@@ -65,13 +67,22 @@ def plot_parameter_breakdown(configs: Mapping[str, TransformerConfig], title: st
     return fig
 
 
-def plot_depth_curves(curves: Mapping[str, list[float]], ylabel: str, title: str = "") -> Figure:
+def plot_depth_curves(
+    curves: Mapping[str, list[float]], ylabel: str, title: str = ""
+) -> Figure:
     """One line per model of a quantity measured after each applied layer, on a log scale; labels containing
     "unshared" are dashed, and a legend beside the axes keeps many curves readable (chapter 5)."""
     fig, ax = plt.subplots(figsize=(8.5, 3.8))
     for label, values in curves.items():
         style = "--" if "unshared" in label else "-"
-        ax.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3, label=label)
+        ax.plot(
+            range(1, len(values) + 1),
+            values,
+            style,
+            marker="o",
+            markersize=3,
+            label=label,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("layers applied")
     ax.set_ylabel(ylabel)
@@ -83,7 +94,9 @@ def plot_depth_curves(curves: Mapping[str, list[float]], ylabel: str, title: str
 
 def _relative_luminance(rgb: Sequence[float]) -> float:
     """WCAG relative luminance of an sRGB colour with channels in 0..1."""
-    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3])
+    r, g, b = (
+        c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]
+    )
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
@@ -93,7 +106,9 @@ def label_colour(background: Sequence[float]) -> str:
     return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
 
-def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | None = None) -> Figure:
+def plot_layer_maps(
+    n_layers: int, n_unique: int, strategies: tuple[str, ...] | None = None
+) -> Figure:
     """A grid: one row per strategy, one column per layer, each cell coloured and labelled by its block.
 
     Each label is black or white, whichever contrasts more with its cell (WCAG contrast ratio)."""
@@ -102,22 +117,39 @@ def plot_layer_maps(n_layers: int, n_unique: int, strategies: tuple[str, ...] | 
     from ..sharing import NEEDS_N_UNIQUE, layer_to_block
 
     names = strategies or ("none", "all", "sequence", "cycle", "cycle-rev", "groups")
-    maps = [layer_to_block(s, n_layers, n_unique if s in NEEDS_N_UNIQUE else None) for s in names]
+    maps = [
+        layer_to_block(s, n_layers, n_unique if s in NEEDS_N_UNIQUE else None)
+        for s in names
+    ]
     cmap = colormaps["tab20"]
     fig, ax = plt.subplots(figsize=(0.42 * n_layers + 1.6, 0.42 * len(names) + 0.9))
     ax.imshow(maps, cmap=cmap, vmin=-0.5, vmax=19.5, aspect="auto")
     for row, blocks in enumerate(maps):
         for col, block in enumerate(blocks):
-            ax.text(col, row, str(block), ha="center", va="center", fontsize=10, color=label_colour(cmap(block % 20)))
+            ax.text(
+                col,
+                row,
+                str(block),
+                ha="center",
+                va="center",
+                fontsize=10,
+                color=label_colour(cmap(block % 20)),
+            )
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(n_layers), [str(i) for i in range(n_layers)])
     ax.set_xlabel("layer (applied in this order)")
-    ax.set_title(f"which parameter set each layer uses, N={n_layers}, M={n_unique}", fontsize=10)
+    ax.set_title(
+        f"which parameter set each layer uses, N={n_layers}, M={n_unique}", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
 
-def plot_seconds(seconds: Mapping[str, float], title: str = "", xlabel: str = "median seconds per step") -> Figure:
+def plot_seconds(
+    seconds: Mapping[str, float],
+    title: str = "",
+    xlabel: str = "median seconds per step",
+) -> Figure:
     """Horizontal bars of measured times, labelled with their values."""
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(seconds) + 1.2))
     names = list(seconds)
@@ -132,12 +164,16 @@ def plot_seconds(seconds: Mapping[str, float], title: str = "", xlabel: str = "m
     return fig
 
 
-def plot_accuracy_vs_iterations(curves: Mapping[str, Mapping[int, float]], trained: int, title: str = "") -> Figure:
+def plot_accuracy_vs_iterations(
+    curves: Mapping[str, Mapping[int, float]], trained: int, title: str = ""
+) -> Figure:
     """Exact-answer accuracy of a fully shared model run for different numbers of iterations."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for label, points in curves.items():
         ax.plot(list(points), list(points.values()), marker="o", label=label)
-    ax.axvline(trained, color="grey", linestyle="--", linewidth=1, label="trained depth")
+    ax.axvline(
+        trained, color="grey", linestyle="--", linewidth=1, label="trained depth"
+    )
     ax.set_xlabel("iterations of the shared block at test time")
     ax.set_ylabel("exact-answer accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -147,7 +183,9 @@ def plot_accuracy_vs_iterations(curves: Mapping[str, Mapping[int, float]], train
     return fig
 
 
-def plot_model_sizes(models: Sequence[PublishedModel], title: str = "", fit_since: int | None = None) -> Figure:
+def plot_model_sizes(
+    models: Sequence[PublishedModel], title: str = "", fit_since: int | None = None
+) -> Figure:
     """Reported parameter counts by year on a log scale; models that share layers are highlighted (chapter 1).
 
     With ``fit_since`` the least-squares doubling line through the largest model of each year from then on is drawn.
@@ -155,30 +193,58 @@ def plot_model_sizes(models: Sequence[PublishedModel], title: str = "", fit_sinc
     from .background import frontier_fit
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for shared, style in ((False, dict(color="#1f77b4", marker="o")), (True, dict(color="#d62728", marker="s"))):
+    for shared, style in (
+        (False, dict(color="#1f77b4", marker="o")),
+        (True, dict(color="#d62728", marker="s")),
+    ):
         group = [m for m in models if m.shares_layers == shared]
-        ax.scatter([m.year for m in group], [m.parameters for m in group],
-                   label="shares layers" if shared else "no sharing", zorder=3, **style)
+        ax.scatter(
+            [m.year for m in group],
+            [m.parameters for m in group],
+            label="shares layers" if shared else "no sharing",
+            zorder=3,
+            **style,
+        )
         for m in group:
-            ax.annotate(m.name, (m.year, m.parameters), textcoords="offset points", xytext=(5, -3), fontsize=9)
+            ax.annotate(
+                m.name,
+                (m.year, m.parameters),
+                textcoords="offset points",
+                xytext=(5, -3),
+                fontsize=9,
+            )
     if fit_since is not None:
         recent = tuple(m for m in models if m.year >= fit_since)
         slope, intercept = frontier_fit(recent)
         years = [min(m.year for m in recent), max(m.year for m in recent)]
-        ax.plot(years, [2 ** (slope * y + intercept) for y in years], color="grey", linestyle="--", zorder=2,
-                label=f"largest of each year since {fit_since}, least squares: x2 every {12 / slope:.1f} months")
+        ax.plot(
+            years,
+            [2 ** (slope * y + intercept) for y in years],
+            color="grey",
+            linestyle="--",
+            zorder=2,
+            label=f"largest of each year since {fit_since}, least squares: x2 every {12 / slope:.1f} months",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("year of first release")
     ax.set_ylabel("parameters (as reported)")
     ax.set_xlim(min(m.year for m in models) - 0.5, max(m.year for m in models) + 1.5)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=9, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    ax.legend(
+        fontsize=9,
+        frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.15),
+        ncol=2,
+    )
     ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def plot_loss_by_model(summaries: Mapping[str, object], title: str = "", unit: str = "nats / byte") -> Figure:
+def plot_loss_by_model(
+    summaries: Mapping[str, object], title: str = "", unit: str = "nats / byte"
+) -> Figure:
     """Validation loss per model: mean over seeds, bars of one standard deviation, every seed as a dot (ch. 6, 8).
 
     Models are rows (no jitter on a quantitative axis); each label carries the unique parameter count.
@@ -187,9 +253,21 @@ def plot_loss_by_model(summaries: Mapping[str, object], title: str = "", unit: s
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.5))
     for row, label in enumerate(labels):
         s = summaries[label]
-        ax.errorbar(s.mean, row, xerr=s.std, fmt="o", color="#1f77b4", capsize=4, zorder=3)
-        ax.plot(s.losses, [row] * len(s.losses), "x", color="#7f7f7f", markersize=5, zorder=2)
-    ax.set_yticks(range(len(labels)), [f"{label} ({summaries[label].parameters:,} params)" for label in labels])
+        ax.errorbar(
+            s.mean, row, xerr=s.std, fmt="o", color="#1f77b4", capsize=4, zorder=3
+        )
+        ax.plot(
+            s.losses,
+            [row] * len(s.losses),
+            "x",
+            color="#7f7f7f",
+            markersize=5,
+            zorder=2,
+        )
+    ax.set_yticks(
+        range(len(labels)),
+        [f"{label} ({summaries[label].parameters:,} params)" for label in labels],
+    )
     ax.invert_yaxis()
     seeds = {len(summaries[label].losses) for label in labels}
     n = f"{seeds.pop()} seeds" if len(seeds) == 1 else "seeds per model vary"
@@ -205,13 +283,22 @@ def plot_throughput_by_width(timings: Mapping[int, object], title: str = "") -> 
     the range over all samples as a bar."""
     widths = sorted(timings)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    rates = [[timings[w].flops * timings[w].calls / s / 1e9 for s in timings[w].seconds] for w in widths]
+    rates = [
+        [timings[w].flops * timings[w].calls / s / 1e9 for s in timings[w].seconds]
+        for w in widths
+    ]
     medians = [timings[w].gflops_per_second for w in widths]
     low = [m - min(r) for m, r in zip(medians, rates, strict=True)]
     high = [max(r) - m for m, r in zip(medians, rates, strict=True)]
     n = len(timings[widths[0]].seconds)
-    ax.errorbar(widths, medians, yerr=[low, high], fmt="o-", capsize=3,
-                label=f"median of {n} timed samples; bar: min to max")
+    ax.errorbar(
+        widths,
+        medians,
+        yerr=[low, high],
+        fmt="o-",
+        capsize=3,
+        label=f"median of {n} timed samples; bar: min to max",
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [str(w) for w in widths])
     ax.set_ylim(0, max(max(r) for r in rates) * 1.15)
@@ -224,7 +311,10 @@ def plot_throughput_by_width(timings: Mapping[int, object], title: str = "") -> 
 
 
 def plot_time_spread(
-    groups: Mapping[str, Mapping[str, Sequence[float]]], title: str = "", unit: str = "s", log: bool = False
+    groups: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "",
+    unit: str = "s",
+    log: bool = False,
 ) -> Figure:
     """Grouped horizontal bars of repeated timings (chapter 6b): bar = median, error bar = interquartile range."""
     import numpy as np
@@ -236,11 +326,27 @@ def plot_time_spread(
     height = 0.8 / len(names)
     repeats = set()
     for i, name in enumerate(names):
-        rows = [(g, np.asarray(groups[g][name]) * scale) for g in groups if name in groups[g]]
-        y = [list(groups).index(g) + (i - (len(names) - 1) / 2) * height for g, _ in rows]
-        q1, med, q3 = (np.array([np.quantile(t, q) for _, t in rows]) for q in (0.25, 0.5, 0.75))
+        rows = [
+            (g, np.asarray(groups[g][name]) * scale)
+            for g in groups
+            if name in groups[g]
+        ]
+        y = [
+            list(groups).index(g) + (i - (len(names) - 1) / 2) * height for g, _ in rows
+        ]
+        q1, med, q3 = (
+            np.array([np.quantile(t, q) for _, t in rows]) for q in (0.25, 0.5, 0.75)
+        )
         repeats.update(len(t) for _, t in rows)
-        ax.barh(y, med, height=height * 0.9, xerr=[med - q1, q3 - med], capsize=3, color=colours[i % 4], label=name)
+        ax.barh(
+            y,
+            med,
+            height=height * 0.9,
+            xerr=[med - q1, q3 - med],
+            capsize=3,
+            color=colours[i % 4],
+            label=name,
+        )
         for yy, m, hi in zip(y, med, q3, strict=True):
             ax.text(hi, yy, f" {m:.3g}", va="center", fontsize=9)
     ax.set_yticks(range(len(groups)), list(groups))
@@ -272,18 +378,37 @@ def plot_steps_by_difficulty(
     """Chapter 5b: mean ACT steps (or MoR recursions: ``quantity``) per difficulty (error bars given by the caller)
     and a grid of example sequences coloured by the steps each position took, each cell labelled with its
     difficulty."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.5]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.5]}
+    )
     left.errorbar(difficulty, mean_steps, yerr=error, marker="o", capsize=3)
     left.set_xlabel(xlabel)
     left.set_ylabel(f"{quantity} (mean)")
     left.set_ylim(0.5, max_steps + 0.5)
     left.axhline(max_steps, color="#8c8c8c", linestyle="--", linewidth=1)
-    left.text(min(difficulty), max_steps - 0.15, limit_label, va="top", fontsize=9, color="#555555")
-    image = right.imshow(example_steps, cmap="viridis", vmin=1, vmax=max_steps, aspect="auto")
+    left.text(
+        min(difficulty),
+        max_steps - 0.15,
+        limit_label,
+        va="top",
+        fontsize=9,
+        color="#555555",
+    )
+    image = right.imshow(
+        example_steps, cmap="viridis", vmin=1, vmax=max_steps, aspect="auto"
+    )
     for row, labels in enumerate(example_difficulty):
         for column, value in enumerate(labels):
             shade = image.cmap(image.norm(example_steps[row][column]))
-            right.text(column, row, str(value), ha="center", va="center", fontsize=9, color=label_colour(shade[:3]))
+            right.text(
+                column,
+                row,
+                str(value),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color=label_colour(shade[:3]),
+            )
     right.set_xlabel("position (cell text: hops to the root)")
     right.set_ylabel("example")
     right.set_yticks(range(len(example_steps)))
@@ -294,7 +419,9 @@ def plot_steps_by_difficulty(
 
 
 def plot_lr_sweep(
-    sweep: Mapping[str, Mapping[float, float | None]], chosen: Mapping[str, float], title: str = "",
+    sweep: Mapping[str, Mapping[float, float | None]],
+    chosen: Mapping[str, float],
+    title: str = "",
     unit: str = "nats / byte",
 ) -> Figure:
     """Chapter 6: validation loss against learning rate, one line per strategy (one seed); the chosen rate ringed,
@@ -306,12 +433,26 @@ def plot_lr_sweep(
         colour = f"C{i % 10}"
         ok = [(lr, v) for lr, v in points.items() if v is not None]
         if ok:
-            ax.plot(*zip(*ok, strict=True), "o-", color=colour, markersize=4, linewidth=1.2, label=label)
+            ax.plot(
+                *zip(*ok, strict=True),
+                "o-",
+                color=colour,
+                markersize=4,
+                linewidth=1.2,
+                label=label,
+            )
         bad = [lr for lr, v in points.items() if v is None]
         if bad:
             ax.plot(bad, [top] * len(bad), "x", color=colour, markersize=8)
         if label in chosen and points.get(chosen[label]) is not None:
-            ax.plot(chosen[label], points[chosen[label]], "o", markersize=10, markerfacecolor="none", color=colour)
+            ax.plot(
+                chosen[label],
+                points[chosen[label]],
+                "o",
+                markersize=10,
+                markerfacecolor="none",
+                color=colour,
+            )
     ax.set_xscale("log", base=2)
     rates = sorted({lr for points in sweep.values() for lr in points})
     ax.set_xticks(rates, [f"{lr:g}" for lr in rates])
@@ -326,21 +467,33 @@ def plot_lr_sweep(
 
 
 def plot_paired_differences(
-    rows: Sequence[tuple[str, float, float, float, int]], baseline: str, title: str = "",
-    quantity: str = "validation loss", unit: str = "nats / byte",
+    rows: Sequence[tuple[str, float, float, float, int]],
+    baseline: str,
+    title: str = "",
+    quantity: str = "validation loss",
+    unit: str = "nats / byte",
 ) -> Figure:
     """Chapters 6 and 8: per model, the mean paired difference to ``baseline`` with its 95% interval; rows are
     (label, mean, low, high, paired seeds). A bar that crosses the zero line is no evidence of a difference."""
     fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(rows) + 1.5))
     for y, (_, mean, low, high, _) in enumerate(rows):
         colour = "#1f77b4" if low > 0 or high < 0 else "#7f7f7f"
-        ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=4)
+        ax.errorbar(
+            mean,
+            y,
+            xerr=[[mean - low], [high - mean]],
+            fmt="o",
+            color=colour,
+            capsize=4,
+        )
     ax.axvline(0, color="black", linewidth=1)
     ax.set_yticks(range(len(rows)), [label for label, *_ in rows])
     ax.invert_yaxis()
     seeds = sorted({n for *_, n in rows})
     n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
-    ax.set_xlabel(f"{quantity} minus {baseline}'s ({unit})\nmean and 95% CI over {n} paired seeds; grey: spans 0")
+    ax.set_xlabel(
+        f"{quantity} minus {baseline}'s ({unit})\nmean and 95% CI over {n} paired seeds; grey: spans 0"
+    )
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title)
     fig.tight_layout()
@@ -348,25 +501,60 @@ def plot_paired_differences(
 
 
 def plot_loss_curves(
-    by_steps: Mapping[str, Mapping[str, Sequence[float]]], by_flops: Mapping[str, Mapping[str, Sequence[float]]],
-    titles: tuple[str, str] = ("", ""), baselines: Mapping[str, float] | None = None, unit: str = "nats / byte",
+    by_steps: Mapping[str, Mapping[str, Sequence[float]]],
+    by_flops: Mapping[str, Mapping[str, Sequence[float]]],
+    titles: tuple[str, str] = ("", ""),
+    baselines: Mapping[str, float] | None = None,
+    unit: str = "nats / byte",
 ) -> Figure:
     """Chapter 6: mean validation loss against training steps (left, ``by_steps``) and against training FLOPs
     (right, ``by_flops``), one line per model; each curve holds "steps", "flops", "val" and "seeds" ([n]); dashed
     lines mark the n-gram ``baselines``. An empty mapping leaves its panel with a note."""
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.0), sharey=True)
-    for ax, curves, x, title in zip(axes, (by_steps, by_flops), ("steps", "flops"), titles, strict=True):
+    for ax, curves, x, title in zip(
+        axes, (by_steps, by_flops), ("steps", "flops"), titles, strict=True
+    ):
         for i, (label, c) in enumerate(curves.items()):
-            ax.plot(c[x], c["val"], "o-", color=f"C{i % 10}", markersize=2.5, linewidth=1.2, label=label)
+            ax.plot(
+                c[x],
+                c["val"],
+                "o-",
+                color=f"C{i % 10}",
+                markersize=2.5,
+                linewidth=1.2,
+                label=label,
+            )
         if not curves:
-            ax.text(0.5, 0.5, "not recorded yet", transform=ax.transAxes, ha="center", fontsize=9)
+            ax.text(
+                0.5,
+                0.5,
+                "not recorded yet",
+                transform=ax.transAxes,
+                ha="center",
+                fontsize=9,
+            )
         for j, (name, value) in enumerate((baselines or {}).items()):
-            ax.axhline(value, color="#555555", linestyle=(0, (4, 2 + 2 * j)), linewidth=1)
-            ax.text(0.01, value, f" {name}", va="bottom", fontsize=9, color="#555555",
-                    transform=ax.get_yaxis_transform())
+            ax.axhline(
+                value, color="#555555", linestyle=(0, (4, 2 + 2 * j)), linewidth=1
+            )
+            ax.text(
+                0.01,
+                value,
+                f" {name}",
+                va="bottom",
+                fontsize=9,
+                color="#555555",
+                transform=ax.get_yaxis_transform(),
+            )
         ax.grid(True, alpha=0.3)
         seeds = sorted({c.get("seeds", [1])[0] for c in curves.values()})
-        n = "" if not seeds else f", mean of {seeds[0]}" if len(seeds) == 1 else f", mean of {seeds[0]}-{seeds[-1]}"
+        n = (
+            ""
+            if not seeds
+            else f", mean of {seeds[0]}"
+            if len(seeds) == 1
+            else f", mean of {seeds[0]}-{seeds[-1]}"
+        )
         ax.set_title(f"{title}{n}{' seeds' if seeds else ''}", fontsize=10)
         if curves:
             ax.legend(fontsize=9, frameon=False)
@@ -379,21 +567,42 @@ def plot_loss_curves(
     return fig
 
 
-def plot_train_val(curves: Mapping[str, Mapping[str, Sequence[float]]], title: str = "",
-                   unit: str = "nats / byte") -> Figure:
+def plot_train_val(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "",
+    unit: str = "nats / byte",
+) -> Figure:
     """Chapter 6: training (dashed) and validation (solid) loss against steps, seed means, one colour per model;
     the space between a model's two lines is its train-validation gap."""
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     for i, (label, c) in enumerate(curves.items()):
-        ax.plot(c["steps"], c["val"], "o-", color=f"C{i % 10}", markersize=2.5, linewidth=1.2, label=label)
+        ax.plot(
+            c["steps"],
+            c["val"],
+            "o-",
+            color=f"C{i % 10}",
+            markersize=2.5,
+            linewidth=1.2,
+            label=label,
+        )
         ax.plot(c["steps"], c["train"], "--", color=f"C{i % 10}", linewidth=1.2)
     seeds = sorted({c.get("seeds", [1])[0] for c in curves.values()})
-    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}" if seeds else "no"
+    n = (
+        f"{seeds[0]}"
+        if len(seeds) == 1
+        else f"{seeds[0]}-{seeds[-1]}"
+        if seeds
+        else "no"
+    )
     ax.set_xlabel("training step")
     ax.set_ylabel(f"loss ({unit})")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9, frameon=False, title=f"solid: validation, dashed: training\nmean of {n} seeds",
-              title_fontsize=9)
+    ax.legend(
+        fontsize=9,
+        frameon=False,
+        title=f"solid: validation, dashed: training\nmean of {n} seeds",
+        title_fontsize=9,
+    )
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -49,14 +49,29 @@ METRICS: dict[str, str] = {
 }
 # Outcome of a comparison: lower / higher (the 95% interval excludes zero), none (it spans zero), too few paired
 # seeds for an interval, one of the two arms not recorded, or the baseline itself.
-EFFECTS: tuple[str, ...] = ("lower", "higher", "none", "too few", "not recorded", "baseline")
+EFFECTS: tuple[str, ...] = (
+    "lower",
+    "higher",
+    "none",
+    "too few",
+    "not recorded",
+    "baseline",
+)
 PROGRESS_HEADERS = ("experiment", "finished runs", "diverged", "planned", "state")
-COMPARISON_HEADERS = ("model", "parameters", "training FLOPs / token", "seeds", "mean (95% CI)",
-                      "paired difference (95% CI)")
+COMPARISON_HEADERS = (
+    "model",
+    "parameters",
+    "training FLOPs / token",
+    "seeds",
+    "mean (95% CI)",
+    "paired difference (95% CI)",
+)
 
 
 # ------------------------------------------------------------------------------------------------ the file
-def load_experiments(path: str | Path | None = None, profile: str | None = None) -> dict[str, Any]:
+def load_experiments(
+    path: str | Path | None = None, profile: str | None = None
+) -> dict[str, Any]:
     """The experiments file at ``path``, or the best recorded profile's (gpu > cpu, or ``profile``), validated.
 
     ``"profile"`` and ``"path"`` are added as ``recorded.load_recorded`` does.
@@ -66,7 +81,11 @@ def load_experiments(path: str | Path | None = None, profile: str | None = None)
         validate_results(data)
         return data
     data = load_results(path)
-    return {**data, "profile": data.get("profile") or Path(path).name.split(".")[-2], "path": str(path)}
+    return {
+        **data,
+        "profile": data.get("profile") or Path(path).name.split(".")[-2],
+        "path": str(path),
+    }
 
 
 def file_profile(data: Mapping[str, Any]) -> Profile:
@@ -75,7 +94,13 @@ def file_profile(data: Mapping[str, Any]) -> Profile:
     if not settings:
         return get_profile(data.get("profile", ""))
     names = {f.name for f in dataclasses.fields(Profile)}
-    return Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names})
+    return Profile(
+        **{
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in settings.items()
+            if k in names
+        }
+    )
 
 
 def provenance_line(data: Mapping[str, Any]) -> str:
@@ -83,22 +108,41 @@ def provenance_line(data: Mapping[str, Any]) -> str:
     prov = data["provenance"]
 
     def short(commit: str) -> str:
-        return commit.split("+")[0][:12] + ("+dirty" if commit.endswith("+dirty") else "")
+        return commit.split("+")[0][:12] + (
+            "+dirty" if commit.endswith("+dirty") else ""
+        )
 
     by_commit = Counter(str(r.get("commit", prov["commit"])) for r in data["runs"])
-    made_at = (f"commit `{short(next(iter(by_commit)))}`" if len(by_commit) == 1 else "commits " + ", ".join(
-        f"`{short(c)}` ({n} runs)" for c, n in by_commit.items()))
+    made_at = (
+        f"commit `{short(next(iter(by_commit)))}`"
+        if len(by_commit) == 1
+        else "commits "
+        + ", ".join(f"`{short(c)}` ({n} runs)" for c, n in by_commit.items())
+    )
     if len(prov.get("sharedlib_hashes", [])) == 1:
-        made_at += f", all by the same library code (hash `{prov['sharedlib_hashes'][0]}`)"
+        made_at += (
+            f", all by the same library code (hash `{prov['sharedlib_hashes'][0]}`)"
+        )
     machine = f" ({prov['machine']})" if prov.get("machine") else ""
     runs = data["runs"]
     trained = sum(1 for r in runs if not r.get("reused_from"))
     hashes = prov.get("sharedlib_hashes", [])
-    code = (f" The runs come from {len(hashes)} versions of the library code ({', '.join(hashes)})."
-            if len(hashes) > 1 else "")
+    code = (
+        f" The runs come from {len(hashes)} versions of the library code ({', '.join(hashes)})."
+        if len(hashes) > 1
+        else ""
+    )
     minutes = prov["wall_seconds"] / 60
-    took = "under a minute" if minutes < 1 else f"{minutes:.0f} minute{'s' if round(minutes) != 1 else ''}"
-    reused = "all trained" if trained == len(runs) else f"{trained} trained, the rest copied from an identical run"
+    took = (
+        "under a minute"
+        if minutes < 1
+        else f"{minutes:.0f} minute{'s' if round(minutes) != 1 else ''}"
+    )
+    reused = (
+        "all trained"
+        if trained == len(runs)
+        else f"{trained} trained, the rest copied from an identical run"
+    )
     return (
         f"Profile `{data.get('profile', '?')}`: written by `{prov['command']}` at {made_at}; last on "
         f"{prov['date']}, on {prov['device']}{machine}, torch {prov['torch']}, Python {prov['python']}, "
@@ -111,7 +155,9 @@ def _plan(data: Mapping[str, Any], experiment: str) -> list:
     p = file_profile(data)
     if experiment == "lr-sweep":
         return plan(p, experiment)
-    return plan(p, experiment, {s: p.lrs[0] for s in ALL_STRATEGIES})  # how many runs does not depend on the rates
+    return plan(
+        p, experiment, {s: p.lrs[0] for s in ALL_STRATEGIES}
+    )  # how many runs does not depend on the rates
 
 
 def planned_labels(data: Mapping[str, Any], experiment: str) -> list[str]:
@@ -131,52 +177,102 @@ def progress(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         elif len(mine) >= planned:
             state = "complete"
         else:
-            state = f"partial: {len(mine)} of {planned} runs; the rest is {NOT_RECORDED}"
-        out.append({"experiment": name, "finished": ok, "diverged": len(mine) - ok, "planned": planned,
-                    "state": state})
+            state = (
+                f"partial: {len(mine)} of {planned} runs; the rest is {NOT_RECORDED}"
+            )
+        out.append(
+            {
+                "experiment": name,
+                "finished": ok,
+                "diverged": len(mine) - ok,
+                "planned": planned,
+                "state": state,
+            }
+        )
     for name, where in SEPARATE_EXPERIMENTS.items():
-        out.append({"experiment": name, "finished": 0, "diverged": 0, "planned": 0,
-                    "state": f"not part of this suite: {where}"})
+        out.append(
+            {
+                "experiment": name,
+                "finished": 0,
+                "diverged": 0,
+                "planned": 0,
+                "state": f"not part of this suite: {where}",
+            }
+        )
     return out
 
 
 def progress_rows(data: Mapping[str, Any]) -> list[tuple]:
     """``progress`` as table rows (``PROGRESS_HEADERS``)."""
-    return [(p["experiment"], p["finished"], p["diverged"], p["planned"], p["state"]) for p in progress(data)]
+    return [
+        (p["experiment"], p["finished"], p["diverged"], p["planned"], p["state"])
+        for p in progress(data)
+    ]
 
 
 def is_recorded(data: Mapping[str, Any], experiment: str) -> bool:
     """True when at least one run of ``experiment`` finished."""
-    return any(r["experiment"] == experiment and r["status"] == "ok" for r in data["runs"])
+    return any(
+        r["experiment"] == experiment and r["status"] == "ok" for r in data["runs"]
+    )
 
 
 # ----------------------------------------------------------------------------------------- baselines, sweep
-def baseline_rows(data: Mapping[str, Any], live: Mapping[str, float]) -> list[tuple[str, str, str, str]]:
+def baseline_rows(
+    data: Mapping[str, Any], live: Mapping[str, float]
+) -> list[tuple[str, str, str, str]]:
     """n-gram baselines: (order, recorded in the file, computed now, whether they agree to 1e-9)."""
-    recorded = {k: v for k, v in data.get("baselines", {}).items() if isinstance(v, (int, float))
-                and not isinstance(v, bool) and k not in ("val_fraction",)}
+    recorded = {
+        k: v
+        for k, v in data.get("baselines", {}).items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in ("val_fraction",)
+    }
     rows = []
     for name in dict.fromkeys([*live, *recorded]):
         a, b = recorded.get(name), live.get(name)
-        same = "yes" if a is not None and b is not None and math.isclose(a, b, rel_tol=0, abs_tol=1e-9) else (
-            "no" if a is not None and b is not None else "-")
-        rows.append((name, "not recorded" if a is None else f"{a:.3f}", "-" if b is None else f"{b:.3f}", same))
+        same = (
+            "yes"
+            if a is not None
+            and b is not None
+            and math.isclose(a, b, rel_tol=0, abs_tol=1e-9)
+            else ("no" if a is not None and b is not None else "-")
+        )
+        rows.append(
+            (
+                name,
+                "not recorded" if a is None else f"{a:.3f}",
+                "-" if b is None else f"{b:.3f}",
+                same,
+            )
+        )
     return rows
 
 
 def learned_sentence(data: Mapping[str, Any], baselines: Mapping[str, float]) -> str:
     """Where the recorded models end (final validation loss of every finished training run on the full training
     split, copies of an identical run counted once) against the n-gram ``baselines``: how many runs beat each."""
-    losses = [r["val_loss"] for r in data["runs"] if r["status"] == "ok" and r["kind"] == "train"
-              and not r.get("split", {}).get("train_bytes") and not r.get("reused_from")]  # each trained run once
+    losses = [
+        r["val_loss"]
+        for r in data["runs"]
+        if r["status"] == "ok"
+        and r["kind"] == "train"
+        and not r.get("split", {}).get("train_bytes")
+        and not r.get("reused_from")
+    ]  # each trained run once
     if not losses:
         return f"Trained models: {NOT_RECORDED}."
-    below = "; ".join(f"below the {name} ({value:.3f}): {sum(x < value for x in losses)} of {len(losses)}"
-                      for name, value in baselines.items())
+    below = "; ".join(
+        f"below the {name} ({value:.3f}): {sum(x < value for x in losses)} of {len(losses)}"
+        for name, value in baselines.items()
+    )
     if len(losses) == 1:
         return f"The one finished training run on the full training split ends at {losses[0]:.3f} {UNIT}; {below}."
-    return (f"The {len(losses)} finished training runs on the full training split end between {min(losses):.3f} "
-            f"and {max(losses):.3f} {UNIT} of validation loss; {below}.")
+    return (
+        f"The {len(losses)} finished training runs on the full training split end between {min(losses):.3f} "
+        f"and {max(losses):.3f} {UNIT} of validation loss; {below}."
+    )
 
 
 def sweep_table(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
@@ -192,11 +288,19 @@ def sweep_table(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
         cells = []
         for lr in p.lrs:
             r = mine.get(float(lr))
-            cells.append("-" if r is None else "diverged" if r["status"] != "ok" else f"{r['val_loss']:.3f}")
+            cells.append(
+                "-"
+                if r is None
+                else "diverged"
+                if r["status"] != "ok"
+                else f"{r['val_loss']:.3f}"
+            )
         if label in chosen:
             pick = f"{chosen[label]:g}" + (" (grid edge)" if label in edge else "")
         else:
-            pick = f"{len(mine)} of {len(p.lrs)} rates recorded" if mine else NOT_RECORDED
+            pick = (
+                f"{len(mine)} of {len(p.lrs)} rates recorded" if mine else NOT_RECORDED
+            )
         rows.append((label, *cells, pick))
     return headers, rows
 
@@ -206,7 +310,9 @@ def sweep_curves(data: Mapping[str, Any]) -> dict[str, dict[float, float | None]
     out: dict[str, dict[float, float | None]] = {}
     for r in data["runs"]:
         if r["experiment"] == "lr-sweep":
-            out.setdefault(r["label"], {})[float(r["lr"])] = r["val_loss"] if r["status"] == "ok" else None
+            out.setdefault(r["label"], {})[float(r["lr"])] = (
+                r["val_loss"] if r["status"] == "ok" else None
+            )
     return {label: dict(sorted(v.items())) for label, v in out.items()}
 
 
@@ -220,20 +326,32 @@ def sweep_sentences(data: Mapping[str, Any]) -> list[str]:
     out = []
     missing = [s for s in p.strategies if s not in chosen]
     if chosen:
-        out.append("Chosen rates: " + ", ".join(f"{s} {lr:g}" for s, lr in chosen.items()) + ".")
+        out.append(
+            "Chosen rates: "
+            + ", ".join(f"{s} {lr:g}" for s, lr in chosen.items())
+            + "."
+        )
     if missing:
-        out.append(f"Sweep incomplete for {', '.join(missing)}: {NOT_RECORDED}, so "
-                   f"{'its' if len(missing) == 1 else 'their'} other experiments have not started.")
+        out.append(
+            f"Sweep incomplete for {', '.join(missing)}: {NOT_RECORDED}, so "
+            f"{'its' if len(missing) == 1 else 'their'} other experiments have not started."
+        )
     edge = lrs_at_grid_edge(runs, p)
     for side, rate in (("smallest", min(p.lrs)), ("largest", max(p.lrs))):
         at = [label for label in edge if chosen[label] == rate]
         if at:
-            out.append(f"At the {side} rate of the grid ({rate:g}): {', '.join(at)}. A wider grid might find a "
-                       f"better rate, so {'this strategy' if len(at) == 1 else 'these strategies'} may be "
-                       "under-tuned.")
-    diverged = sorted({(r["label"], float(r["lr"])) for r in runs if r["status"] != "ok"})
+            out.append(
+                f"At the {side} rate of the grid ({rate:g}): {', '.join(at)}. A wider grid might find a "
+                f"better rate, so {'this strategy' if len(at) == 1 else 'these strategies'} may be "
+                "under-tuned."
+            )
+    diverged = sorted(
+        {(r["label"], float(r["lr"])) for r in runs if r["status"] != "ok"}
+    )
     if diverged:
-        out.append("Diverged: " + ", ".join(f"{s} at {lr:g}" for s, lr in diverged) + ".")
+        out.append(
+            "Diverged: " + ", ".join(f"{s} at {lr:g}" for s, lr in diverged) + "."
+        )
     return out
 
 
@@ -245,17 +363,27 @@ def metric_value(run: Mapping[str, Any], metric: str) -> float:
     if metric == "gap":
         return float(run["val_loss"]) - float(run["train_loss"])
     if run.get(metric) is None:
-        raise ValueError(f"run {run['experiment']!r} / {run['label']!r} has no {metric!r}")
+        raise ValueError(
+            f"run {run['experiment']!r} / {run['label']!r} has no {metric!r}"
+        )
     return float(run[metric])
 
 
-def values(data: Mapping[str, Any], experiment: str, label: str, metric: str = "val_loss") -> dict[int, float]:
+def values(
+    data: Mapping[str, Any], experiment: str, label: str, metric: str = "val_loss"
+) -> dict[int, float]:
     """``{seed: metric}`` of the finished runs of ``experiment`` / ``label`` (empty when none finished)."""
     out = {}
     for r in data["runs"]:
-        if r["experiment"] == experiment and r["label"] == label and r["status"] == "ok":
+        if (
+            r["experiment"] == experiment
+            and r["label"] == label
+            and r["status"] == "ok"
+        ):
             if r["seed"] in out:
-                raise ValueError(f"two runs of {experiment!r} / {label!r} have seed {r['seed']}; expected one")
+                raise ValueError(
+                    f"two runs of {experiment!r} / {label!r} have seed {r['seed']}; expected one"
+                )
             out[r["seed"]] = metric_value(r, metric)
     return out
 
@@ -275,7 +403,9 @@ class Comparison:
     mean: float | None  # mean of the metric over the arm's seeds
     low: float | None  # its 95% t-interval (None below 2 seeds)
     high: float | None
-    difference: PairedDifference | None  # label - baseline over the common seeds (None below 2 of them)
+    difference: (
+        PairedDifference | None
+    )  # label - baseline over the common seeds (None below 2 of them)
     effect: str  # one of EFFECTS
     sentence: str  # generated, claims no more than ``difference`` allows
 
@@ -288,7 +418,10 @@ def _digits(difference: PairedDifference, least: int = 3) -> int:
 
 
 def compare_pairs(
-    data: Mapping[str, Any], experiment: str, pairs: Sequence[tuple[str, str]], metric: str = "val_loss",
+    data: Mapping[str, Any],
+    experiment: str,
+    pairs: Sequence[tuple[str, str]],
+    metric: str = "val_loss",
     level: float = 0.95,
 ) -> list[Comparison]:
     """A ``Comparison`` of each (label, baseline) pair of ``experiment``; a pair with a label equal to its baseline
@@ -297,9 +430,20 @@ def compare_pairs(
     quantity = METRICS[metric] if metric in METRICS else metric
     out = []
     for label, baseline in pairs:
-        mine, base = values(data, experiment, label, metric), values(data, experiment, baseline, metric)
-        run = next((r for r in data["runs"] if r["experiment"] == experiment and r["label"] == label
-                    and r["status"] == "ok"), None)
+        mine, base = (
+            values(data, experiment, label, metric),
+            values(data, experiment, baseline, metric),
+        )
+        run = next(
+            (
+                r
+                for r in data["runs"]
+                if r["experiment"] == experiment
+                and r["label"] == label
+                and r["status"] == "ok"
+            ),
+            None,
+        )
         mean = low = high = None
         if len(mine) >= 2:
             mean, low, high = mean_interval(mine.values(), level)
@@ -309,7 +453,11 @@ def compare_pairs(
         diff = None
         if label == baseline:
             effect = "baseline"
-            sentence = f"{label} is the baseline" if mine else f"{label} (the baseline): {NOT_RECORDED}"
+            sentence = (
+                f"{label} is the baseline"
+                if mine
+                else f"{label} (the baseline): {NOT_RECORDED}"
+            )
         elif not mine or not base:
             effect = "not recorded"
             missing = [x for x, v in ((label, mine), (baseline, base)) if not v]
@@ -317,26 +465,53 @@ def compare_pairs(
             sentence = f"{label} against {baseline}: {' and '.join(missing)} {verb} {NOT_RECORDED}"
         elif len(common) < 2:
             effect = "too few"
-            sentence = (f"{label} against {baseline}: {len(common)} paired seed(s) recorded so far, too few for an "
-                        "interval, so no conclusion yet")
+            sentence = (
+                f"{label} against {baseline}: {len(common)} paired seed(s) recorded so far, too few for an "
+                "interval, so no conclusion yet"
+            )
         else:
-            diff = paired_difference({s: mine[s] for s in common}, {s: base[s] for s in common}, level)
+            diff = paired_difference(
+                {s: mine[s] for s in common}, {s: base[s] for s in common}, level
+            )
             effect = "lower" if diff.high < 0 else "higher" if diff.low > 0 else "none"
             sentence = conclusion(diff, label, baseline, quantity, UNIT, _digits(diff))
             if len(common) < planned:
                 sentence += f"; {len(common)} of the {planned} planned seeds are recorded so far"
-        out.append(Comparison(experiment, label, baseline, metric, None if run is None else run["parameters"],
-                              None if run is None else run["flops_per_token"], len(mine), planned, mean, low, high,
-                              diff, effect, sentence))
+        out.append(
+            Comparison(
+                experiment,
+                label,
+                baseline,
+                metric,
+                None if run is None else run["parameters"],
+                None if run is None else run["flops_per_token"],
+                len(mine),
+                planned,
+                mean,
+                low,
+                high,
+                diff,
+                effect,
+                sentence,
+            )
+        )
     return out
 
 
-def compare(data: Mapping[str, Any], experiment: str, baseline: str, labels: Iterable[str] | None = None,
-            metric: str = "val_loss", level: float = 0.95) -> list[Comparison]:
+def compare(
+    data: Mapping[str, Any],
+    experiment: str,
+    baseline: str,
+    labels: Iterable[str] | None = None,
+    metric: str = "val_loss",
+    level: float = 0.95,
+) -> list[Comparison]:
     """Every label of ``experiment`` (default: all planned, baseline first) against ``baseline``."""
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     labels = [baseline, *[x for x in labels if x != baseline]]
-    return compare_pairs(data, experiment, [(label, baseline) for label in labels], metric, level)
+    return compare_pairs(
+        data, experiment, [(label, baseline) for label in labels], metric, level
+    )
 
 
 def comparison_table(comparisons: Sequence[Comparison]) -> Markdown | None:
@@ -354,17 +529,34 @@ def comparison_rows(comparisons: Iterable[Comparison], digits: int = 3) -> list[
     rows = []
     for c in comparisons:
         if c.seeds == 0:
-            rows.append((c.label, "-", "-", f"0 of {c.planned_seeds}", NOT_RECORDED, "-"))
+            rows.append(
+                (c.label, "-", "-", f"0 of {c.planned_seeds}", NOT_RECORDED, "-")
+            )
             continue
-        mean = f(c.mean) + (f" ({f(c.low)} to {f(c.high)})" if c.low is not None else "")
+        mean = f(c.mean) + (
+            f" ({f(c.low)} to {f(c.high)})" if c.low is not None else ""
+        )
         if c.label == c.baseline:
             diff = "baseline"
         elif c.difference is None:
-            diff = "too few paired seeds" if c.effect == "too few" else f"baseline {NOT_RECORDED}"
+            diff = (
+                "too few paired seeds"
+                if c.effect == "too few"
+                else f"baseline {NOT_RECORDED}"
+            )
         else:
             d, k = c.difference, _digits(c.difference, digits)
             diff = f"{d.mean:+.{k}f} ({d.low:+.{k}f} to {d.high:+.{k}f})"
-        rows.append((c.label, c.parameters, c.flops_per_token, f"{c.seeds} of {c.planned_seeds}", mean, diff))
+        rows.append(
+            (
+                c.label,
+                c.parameters,
+                c.flops_per_token,
+                f"{c.seeds} of {c.planned_seeds}",
+                mean,
+                diff,
+            )
+        )
     return rows
 
 
@@ -386,46 +578,80 @@ def effect_summary(comparisons: Iterable[Comparison], what: str) -> str:
     rest = [c for c in comparisons if c.effect != "baseline"]
     if not rest:
         raise ValueError("comparisons must hold at least one arm besides its baseline")
-    counts = {k: sum(c.effect == k for c in rest) for k in ("lower", "higher", "none", "too few", "not recorded")}
+    counts = {
+        k: sum(c.effect == k for c in rest)
+        for k in ("lower", "higher", "none", "too few", "not recorded")
+    }
     if counts["not recorded"] == len(rest):
         return f"{what}: {NOT_RECORDED}"
     quantity = METRICS.get(rest[0].metric, rest[0].metric)
     n_seeds = sorted({c.difference.n for c in rest if c.difference is not None})
-    seeds = (f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]} to {n_seeds[-1]}") if n_seeds else "no"
+    seeds = (
+        (f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]} to {n_seeds[-1]}")
+        if n_seeds
+        else "no"
+    )
     parts = []
     if counts["lower"]:
-        parts.append(f"{counts['lower']} {'has' if counts['lower'] == 1 else 'have'} a lower {quantity}")
+        parts.append(
+            f"{counts['lower']} {'has' if counts['lower'] == 1 else 'have'} a lower {quantity}"
+        )
     if counts["higher"]:
-        parts.append(f"{counts['higher']} {'has' if counts['higher'] == 1 else 'have'} a higher {quantity}")
+        parts.append(
+            f"{counts['higher']} {'has' if counts['higher'] == 1 else 'have'} a higher {quantity}"
+        )
     if counts["none"]:
-        parts.append(f"{counts['none']} {'shows' if counts['none'] == 1 else 'show'} no evidence of a difference")
+        parts.append(
+            f"{counts['none']} {'shows' if counts['none'] == 1 else 'show'} no evidence of a difference"
+        )
     if counts["too few"]:
-        parts.append(f"{counts['too few']} {'has' if counts['too few'] == 1 else 'have'} too few paired seeds to say")
+        parts.append(
+            f"{counts['too few']} {'has' if counts['too few'] == 1 else 'have'} too few paired seeds to say"
+        )
     if counts["not recorded"]:
-        parts.append(f"{counts['not recorded']} {'is' if counts['not recorded'] == 1 else 'are'} {NOT_RECORDED}")
+        parts.append(
+            f"{counts['not recorded']} {'is' if counts['not recorded'] == 1 else 'are'} {NOT_RECORDED}"
+        )
     baselines = sorted({c.baseline for c in rest})
     n = f"{len(rest)} comparison{'s' if len(rest) != 1 else ''}"
-    return (f"{what}: of {n} against {' / '.join(baselines)}, " + ", ".join(parts)
-            + f" (95% CI of the paired difference, {seeds} paired seeds)")
+    return (
+        f"{what}: of {n} against {' / '.join(baselines)}, "
+        + ", ".join(parts)
+        + f" (95% CI of the paired difference, {seeds} paired seeds)"
+    )
 
 
 # -------------------------------------------------------------------------------------------------- curves
-def mean_curves(data: Mapping[str, Any], experiment: str, labels: Iterable[str] | None = None
-                ) -> dict[str, dict[str, list[float]]]:
+def mean_curves(
+    data: Mapping[str, Any], experiment: str, labels: Iterable[str] | None = None
+) -> dict[str, dict[str, list[float]]]:
     """Per label with finished runs: steps, training FLOPs, mean training and validation loss over its seeds at
     the evaluation points they share, and the number of seeds (``"seeds": [n]``)."""
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     out = {}
     for label in labels:
-        runs = [r for r in data["runs"] if r["experiment"] == experiment and r["label"] == label
-                and r["status"] == "ok" and r["kind"] != "svd"]
+        runs = [
+            r
+            for r in data["runs"]
+            if r["experiment"] == experiment
+            and r["label"] == label
+            and r["status"] == "ok"
+            and r["kind"] != "svd"
+        ]
         if not runs:
             continue
         steps = sorted(set.intersection(*({p[0] for p in r["curve"]} for r in runs)))
         at = [{p[0]: p for p in r["curve"]} for r in runs]
-        flops = dict(zip([p[0] for p in runs[0]["curve"]], [f for f, _ in flops_curve(runs[0])], strict=True))
+        flops = dict(
+            zip(
+                [p[0] for p in runs[0]["curve"]],
+                [f for f, _ in flops_curve(runs[0])],
+                strict=True,
+            )
+        )
         out[label] = {
-            "steps": steps, "flops": [flops[s] for s in steps],
+            "steps": steps,
+            "flops": [flops[s] for s in steps],
             "train": [statistics.fmean(a[s][1] for a in at) for s in steps],
             "val": [statistics.fmean(a[s][2] for a in at) for s in steps],
             "seeds": [len(runs)],
@@ -435,31 +661,53 @@ def mean_curves(data: Mapping[str, Any], experiment: str, labels: Iterable[str] 
 
 def overfitting_sentence(data: Mapping[str, Any], experiment: str, label: str) -> str:
     """How far ``label``'s final validation loss is above its best, averaged over seeds (does it overfit?)."""
-    runs = [r for r in data["runs"] if r["experiment"] == experiment and r["label"] == label and r["status"] == "ok"]
+    runs = [
+        r
+        for r in data["runs"]
+        if r["experiment"] == experiment and r["label"] == label and r["status"] == "ok"
+    ]
     if not runs:
         return f"{label}: {NOT_RECORDED}"
     rise = [r["val_loss"] - r["best_val_loss"] for r in runs]
     best_steps = sorted(r["best_val_step"] for r in runs)
     steps = runs[0]["steps"]
-    where = (f"at step {best_steps[0]}" if best_steps[0] == best_steps[-1]
-             else f"between steps {best_steps[0]} and {best_steps[-1]}")
+    where = (
+        f"at step {best_steps[0]}"
+        if best_steps[0] == best_steps[-1]
+        else f"between steps {best_steps[0]} and {best_steps[-1]}"
+    )
     if max(rise) == 0:
-        return (f"{label} has not overfitted within {steps} steps: every seed's validation loss is lowest at the "
-                f"last evaluation ({len(runs)} seeds)")
-    return (f"{label} overfits: its validation loss is lowest {where} and ends {statistics.fmean(rise):.3f} {UNIT} "
-            f"above that on average ({len(runs)} seeds, {steps} steps)")
+        return (
+            f"{label} has not overfitted within {steps} steps: every seed's validation loss is lowest at the "
+            f"last evaluation ({len(runs)} seeds)"
+        )
+    return (
+        f"{label} overfits: its validation loss is lowest {where} and ends {statistics.fmean(rise):.3f} {UNIT} "
+        f"above that on average ({len(runs)} seeds, {steps} steps)"
+    )
 
 
 # -------------------------------------------------------------------------------------- experiment-specific
-def equal_params_comparisons(data: Mapping[str, Any]) -> tuple[list[Comparison], list[Comparison]]:
+def equal_params_comparisons(
+    data: Mapping[str, Any],
+) -> tuple[list[Comparison], list[Comparison]]:
     """Takase & Kiyono's setting: every shared arm against the vanilla M-layer model (same parameters) and against
     the vanilla model of its own depth N (same FLOPs)."""
     p = file_profile(data)
     m = p.n_unique
-    shared = [label for label in planned_labels(data, "equal-params") if not label.startswith("none")]
-    same_params = compare_pairs(data, "equal-params", [(label, f"none N={m}") for label in shared])
-    same_flops = compare_pairs(data, "equal-params",
-                               [(label, f"none N={label.rsplit('N=', 1)[1]}") for label in shared])
+    shared = [
+        label
+        for label in planned_labels(data, "equal-params")
+        if not label.startswith("none")
+    ]
+    same_params = compare_pairs(
+        data, "equal-params", [(label, f"none N={m}") for label in shared]
+    )
+    same_flops = compare_pairs(
+        data,
+        "equal-params",
+        [(label, f"none N={label.rsplit('N=', 1)[1]}") for label in shared],
+    )
     return same_params, same_flops
 
 
@@ -467,26 +715,43 @@ def takase_kiyono_sentences(data: Mapping[str, Any]) -> list[str]:
     """The paper's two findings at equal parameters, each set against what the recorded runs show."""
     same_params, _ = equal_params_comparisons(data)
     if all(c.effect == "not recorded" for c in same_params):
-        return [f"The equal-parameter experiment is {NOT_RECORDED}, so neither finding is tested here yet"]
+        return [
+            f"The equal-parameter experiment is {NOT_RECORDED}, so neither finding is tested here yet"
+        ]
     better = [c.label for c in same_params if c.effect == "lower"]
-    first = (f"Takase & Kiyono report that M blocks applied N > M times beat the vanilla M-layer model. Here "
-             f"{len(better)} of {len(same_params)} shared orders {'has' if len(better) == 1 else 'have'} a lower "
-             "validation loss than it with a 95% "
-             f"interval that excludes zero" + (f" ({', '.join(better)})" if better else ""))
+    first = (
+        f"Takase & Kiyono report that M blocks applied N > M times beat the vanilla M-layer model. Here "
+        f"{len(better)} of {len(same_params)} shared orders {'has' if len(better) == 1 else 'have'} a lower "
+        "validation loss than it with a 95% "
+        f"interval that excludes zero" + (f" ({', '.join(better)})" if better else "")
+    )
     p = file_profile(data)
     n = 2 * p.n_unique
-    orders = compare_pairs(data, "equal-params", [(f"{s} M={p.n_unique} N={n}", f"sequence M={p.n_unique} N={n}")
-                                                 for s in ("cycle", "cycle-rev")])
+    orders = compare_pairs(
+        data,
+        "equal-params",
+        [
+            (f"{s} M={p.n_unique} N={n}", f"sequence M={p.n_unique} N={n}")
+            for s in ("cycle", "cycle-rev")
+        ],
+    )
     lower = [c.label for c in orders if c.effect == "lower"]
-    second = (f"They find cycle and cycle-rev stronger than sequence. Here {len(lower)} of the two have a lower "
-              "validation loss than sequence with an interval that excludes zero: "
-              + "; ".join(c.sentence for c in orders))
+    second = (
+        f"They find cycle and cycle-rev stronger than sequence. Here {len(lower)} of the two have a lower "
+        "validation loss than sequence with an interval that excludes zero: "
+        + "; ".join(c.sentence for c in orders)
+    )
     return [first, second]
 
 
 # ------------------------------------------------------------------------------------------------ live "try it"
-def live_profile(profile: str | Profile = "ci", strategies: Sequence[str] | None = None, steps: int | None = None,
-                 seeds: int | None = None, device: str | None = None) -> Profile:
+def live_profile(
+    profile: str | Profile = "ci",
+    strategies: Sequence[str] | None = None,
+    steps: int | None = None,
+    seeds: int | None = None,
+    device: str | None = None,
+) -> Profile:
     """``profile`` cut down for a live run in a notebook: fewer strategies (``limited_strategies`` and the sweep
     follow), fewer steps (full and limited-data runs alike) or seeds, another device."""
     p = get_profile(profile)
@@ -494,14 +759,23 @@ def live_profile(profile: str | Profile = "ci", strategies: Sequence[str] | None
     if strategies is not None:
         strategies = tuple(strategies)
         if "none" not in strategies:
-            raise ValueError(f"strategies must include the baseline 'none', got {strategies}")
-        changes.update(strategies=strategies,
-                       limited_strategies=tuple(s for s in p.limited_strategies if s in strategies) or ("none",))
+            raise ValueError(
+                f"strategies must include the baseline 'none', got {strategies}"
+            )
+        changes.update(
+            strategies=strategies,
+            limited_strategies=tuple(s for s in p.limited_strategies if s in strategies)
+            or ("none",),
+        )
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
-        changes.update(steps=steps, limited_steps=steps, eval_every=min(p.eval_every, steps),
-                       limited_eval_every=min(p.limited_eval_every, steps))
+        changes.update(
+            steps=steps,
+            limited_steps=steps,
+            eval_every=min(p.eval_every, steps),
+            limited_eval_every=min(p.limited_eval_every, steps),
+        )
     if seeds is not None:
         changes["seeds"] = seeds
     if device is not None:

@@ -38,19 +38,34 @@ class ParameterExplorer(widgets.VBox):
         c = config or TransformerConfig(n_layers=12, d_model=768, n_heads=12, d_ff=3072)
         self.controls = {
             "n_layers": widgets.IntSlider(c.n_layers, 1, 48, description="layers N"),
-            "d_model": widgets.IntSlider(c.d_model, 64, 2048, 64, description="width H"),
+            "d_model": widgets.IntSlider(
+                c.d_model, 64, 2048, 64, description="width H"
+            ),
             "d_ff": widgets.IntSlider(c.d_ff, 64, 8192, 64, description="FFN d_ff"),
             "n_heads": widgets.IntSlider(c.n_heads, 1, 32, description="heads"),
-            "vocab_size": widgets.IntSlider(c.vocab_size, 1000, 100000, 1000, description="vocab V"),
-            "embedding_size": widgets.IntSlider(c.embedding_size or 0, 0, 1024, 32, description="E (0: H)"),
-            "strategy": widgets.Dropdown(options=STRATEGIES, value=c.strategy, description="strategy"),
-            "n_unique": widgets.IntSlider(c.n_unique or 1, 1, 48, description="unique M"),
+            "vocab_size": widgets.IntSlider(
+                c.vocab_size, 1000, 100000, 1000, description="vocab V"
+            ),
+            "embedding_size": widgets.IntSlider(
+                c.embedding_size or 0, 0, 1024, 32, description="E (0: H)"
+            ),
+            "strategy": widgets.Dropdown(
+                options=STRATEGIES, value=c.strategy, description="strategy"
+            ),
+            "n_unique": widgets.IntSlider(
+                c.n_unique or 1, 1, 48, description="unique M"
+            ),
         }
         self.table = widgets.HTML()
         self.chart = widgets.Output()
         for control in self.controls.values():
             control.observe(self.update, "value")
-        super().__init__([widgets.HBox([widgets.VBox(list(self.controls.values())), self.table]), self.chart])
+        super().__init__(
+            [
+                widgets.HBox([widgets.VBox(list(self.controls.values())), self.table]),
+                self.chart,
+            ]
+        )
         self.update()
 
     def config(self) -> TransformerConfig:
@@ -66,7 +81,9 @@ class ParameterExplorer(widgets.VBox):
         try:
             config = self.config()
         except ValueError as error:
-            self.table.value = f"<p style='color:#b00'><b>Invalid:</b> {html.escape(str(error))}</p>"
+            self.table.value = (
+                f"<p style='color:#b00'><b>Invalid:</b> {html.escape(str(error))}</p>"
+            )
             return
         self.table.value = breakdown_html(config)
         unshared = replace(config, strategy="none", n_unique=None)
@@ -80,11 +97,15 @@ class ParameterExplorer(widgets.VBox):
 class LayerMapExplorer(widgets.VBox):
     """Pick N, M and a strategy; see the layer -> block map and the blocks kept (chapter 3)."""
 
-    def __init__(self, n_layers: int = 12, n_unique: int = 3, strategy: str = "cycle-rev") -> None:
+    def __init__(
+        self, n_layers: int = 12, n_unique: int = 3, strategy: str = "cycle-rev"
+    ) -> None:
         self.controls = {
             "n_layers": widgets.IntSlider(n_layers, 1, 48, description="layers N"),
             "n_unique": widgets.IntSlider(n_unique, 1, 48, description="unique M"),
-            "strategy": widgets.Dropdown(options=STRATEGIES, value=strategy, description="strategy"),
+            "strategy": widgets.Dropdown(
+                options=STRATEGIES, value=strategy, description="strategy"
+            ),
         }
         self.view = widgets.HTML()
         for control in self.controls.values():
@@ -97,9 +118,14 @@ class LayerMapExplorer(widgets.VBox):
         strategy, n = self.controls["strategy"].value, self.controls["n_layers"].value
         m = self.controls["n_unique"].value if strategy in NEEDS_N_UNIQUE else None
         try:
-            maps = {part: layer_to_block(strategy, n, m, sublayer=part) for part in ("attention", "ffn")}
+            maps = {
+                part: layer_to_block(strategy, n, m, sublayer=part)
+                for part in ("attention", "ffn")
+            }
         except ValueError as error:
-            self.view.value = f"<p style='color:#b00'><b>Invalid:</b> {html.escape(str(error))}</p>"
+            self.view.value = (
+                f"<p style='color:#b00'><b>Invalid:</b> {html.escape(str(error))}</p>"
+            )
             return
         rows = "".join(
             f"<tr><td>{part}</td>{''.join(f'<td>{b}</td>' for b in blocks)}<td>{len(set(blocks))} kept</td></tr>"

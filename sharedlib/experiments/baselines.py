@@ -21,7 +21,11 @@ import torch
 ORDER_NAMES: dict[int, str] = {1: "unigram", 2: "bigram", 3: "trigram"}
 
 
-def _as_bytes(name: str, data: torch.Tensor | np.ndarray | Sequence[int] | bytes | str, vocab_size: int) -> np.ndarray:
+def _as_bytes(
+    name: str,
+    data: torch.Tensor | np.ndarray | Sequence[int] | bytes | str,
+    vocab_size: int,
+) -> np.ndarray:
     """``data`` as a 1-D int64 array of symbols in 0..vocab_size-1 (a ``str`` is UTF-8 encoded)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -32,13 +36,19 @@ def _as_bytes(name: str, data: torch.Tensor | np.ndarray | Sequence[int] | bytes
     else:
         array = np.asarray(data, dtype=np.int64)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of symbols, got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be a 1-D sequence of symbols, got shape {array.shape}"
+        )
     if array.size and (array.min() < 0 or array.max() >= vocab_size):
-        raise ValueError(f"{name} must hold symbols in 0..{vocab_size - 1}, found {array.min()}..{array.max()}")
+        raise ValueError(
+            f"{name} must hold symbols in 0..{vocab_size - 1}, found {array.min()}..{array.max()}"
+        )
     return array
 
 
-def _history_ids(data: np.ndarray, positions: np.ndarray, length: int, vocab_size: int) -> np.ndarray:
+def _history_ids(
+    data: np.ndarray, positions: np.ndarray, length: int, vocab_size: int
+) -> np.ndarray:
     """Integer id of the ``length`` symbols before each position (0 for the empty history)."""
     ids = np.zeros(len(positions), dtype=np.int64)
     for back in range(length, 0, -1):
@@ -68,18 +78,31 @@ def ngram_probabilities(
     several orders on the same positions.
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be a positive integer (1 = unigram, 2 = bigram, ...), got {order!r}")
-    if isinstance(add_k, bool) or not isinstance(add_k, (int, float)) or not math.isfinite(add_k) or add_k < 0:
+        raise ValueError(
+            f"order must be a positive integer (1 = unigram, 2 = bigram, ...), got {order!r}"
+        )
+    if (
+        isinstance(add_k, bool)
+        or not isinstance(add_k, (int, float))
+        or not math.isfinite(add_k)
+        or add_k < 0
+    ):
         raise ValueError(f"add_k must be a finite number >= 0, got {add_k!r}")
     start = order - 1 if start is None else start
     if isinstance(start, bool) or not isinstance(start, int) or start < order - 1:
-        raise ValueError(f"start must be an integer >= order - 1 = {order - 1}, got {start!r}")
+        raise ValueError(
+            f"start must be an integer >= order - 1 = {order - 1}, got {start!r}"
+        )
     train_ids = _as_bytes("train", train, vocab_size)
     target_ids = _as_bytes("targets", targets, vocab_size)
     if len(train_ids) < order:
-        raise ValueError(f"train must hold at least order = {order} symbols, got {len(train_ids)}")
+        raise ValueError(
+            f"train must hold at least order = {order} symbols, got {len(train_ids)}"
+        )
     if len(target_ids) <= start:
-        raise ValueError(f"targets must hold more than start = {start} symbols, got {len(target_ids)}")
+        raise ValueError(
+            f"targets must hold more than start = {start} symbols, got {len(target_ids)}"
+        )
     positions = np.arange(start, len(target_ids))
     symbols = target_ids[positions]
     counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64)  # (V,)
@@ -90,9 +113,13 @@ def ngram_probabilities(
     for length in range(1, order):
         train_positions = np.arange(length, len(train_ids))
         h_train = _history_ids(train_ids, train_positions, length, vocab_size)
-        pairs, pair_counts = np.unique(h_train * vocab_size + train_ids[train_positions], return_counts=True)
+        pairs, pair_counts = np.unique(
+            h_train * vocab_size + train_ids[train_positions], return_counts=True
+        )
         histories, history_counts = np.unique(h_train, return_counts=True)
-        pair_histories, distinct = np.unique(pairs // vocab_size, return_counts=True)  # T(h)
+        pair_histories, distinct = np.unique(
+            pairs // vocab_size, return_counts=True
+        )  # T(h)
         h = _history_ids(target_ids, positions, length, vocab_size)
         c_hc = _lookup(pairs, pair_counts, h * vocab_size + symbols).astype(np.float64)
         c_h = _lookup(histories, history_counts, h).astype(np.float64)
@@ -127,6 +154,8 @@ def ngram_baselines(
     if isinstance(max_order, bool) or not isinstance(max_order, int) or max_order < 1:
         raise ValueError(f"max_order must be a positive integer, got {max_order!r}")
     return {
-        ORDER_NAMES.get(n, f"{n}-gram"): ngram_cross_entropy(train, val, n, vocab_size, add_k, start=max_order - 1)
+        ORDER_NAMES.get(n, f"{n}-gram"): ngram_cross_entropy(
+            train, val, n, vocab_size, add_k, start=max_order - 1
+        )
         for n in range(1, max_order + 1)
     }

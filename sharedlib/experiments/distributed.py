@@ -41,12 +41,16 @@ class NextTokenLoss(nn.Module):
         return next_token_loss(self.model, (tokens[:, :-1], tokens[:, 1:]))
 
 
-def allreduce_bytes_per_step(module: nn.Module, tokens: torch.Tensor, steps: int = 2) -> int:
+def allreduce_bytes_per_step(
+    module: nn.Module, tokens: torch.Tensor, steps: int = 2
+) -> int:
     """Train ``module`` (whose forward returns the loss) under DDP; gradient bytes all-reduced per step."""
     ddp = DistributedDataParallel(module)
     sent = {"bytes": 0}
 
-    def counting_allreduce(state, bucket):  # unannotated: DDP checks annotations at runtime
+    def counting_allreduce(
+        state, bucket
+    ):  # unannotated: DDP checks annotations at runtime
         sent["bytes"] += bucket.buffer().numel() * bucket.buffer().element_size()
         return default_hooks.allreduce_hook(None, bucket)
 
@@ -98,7 +102,10 @@ def workers_stderr(stderr: str, tail_lines: int = 40) -> str:
     traceback, which only says that a child failed (all of ``stderr`` when there is no such traceback)."""
     lines = stderr.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
-    launcher = next((i for i in starts if "distributed/run.py" in "".join(lines[i : i + 6])), len(lines))
+    launcher = next(
+        (i for i in starts if "distributed/run.py" in "".join(lines[i : i + 6])),
+        len(lines),
+    )
     return "\n".join((lines[:launcher] or lines)[-tail_lines:])
 
 
@@ -125,7 +132,9 @@ def counting_collectives() -> Iterator[dict[str, int]]:
 
     def counted(name: str, full: str):
         def collective(*args, **kwargs):
-            tensor = kwargs[full] if full in kwargs else args[0 if full == "output" else 1]
+            tensor = (
+                kwargs[full] if full in kwargs else args[0 if full == "output" else 1]
+            )
             counts[name] += tensor.numel() * tensor.element_size()
             return originals[name](*args, **kwargs)
 
@@ -141,11 +150,17 @@ def counting_collectives() -> Iterator[dict[str, int]]:
 
 
 def fsdp_bytes_per_step(
-    module: NextTokenLoss, tokens: torch.Tensor, reshard_after_forward: bool, steps: int = 2
+    module: NextTokenLoss,
+    tokens: torch.Tensor,
+    reshard_after_forward: bool,
+    steps: int = 2,
 ) -> dict[str, int]:
     """Shard every attention and FFN block, then the whole model, with ``fully_shard``; train ``steps`` steps
     and return the bytes all-gathered and reduce-scattered per step."""
-    for block in [*module.model.attention, *module.model.ffn]:  # the unique blocks, each sharded once
+    for block in [
+        *module.model.attention,
+        *module.model.ffn,
+    ]:  # the unique blocks, each sharded once
         fully_shard(block, reshard_after_forward=reshard_after_forward)
     fully_shard(module, reshard_after_forward=reshard_after_forward)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
@@ -155,17 +170,30 @@ def fsdp_bytes_per_step(
             module(tokens).backward()
             optimizer.step()
     if not all(counts.values()):
-        raise RuntimeError(f"no FSDP collective was counted ({counts}): torch's FSDP calls other functions")
+        raise RuntimeError(
+            f"no FSDP collective was counted ({counts}): torch's FSDP calls other functions"
+        )
     return {
         "all_gather_bytes_per_step": counts["all_gather_single"] // steps,
         "reduce_scatter_bytes_per_step": counts["reduce_scatter_single"] // steps,
     }
 
 
-def model_config(d_model: int, layers: int, seq_len: int, strategy: str) -> TransformerConfig:
+def model_config(
+    d_model: int, layers: int, seq_len: int, strategy: str
+) -> TransformerConfig:
     """The small causal language model whose traffic this module measures (4 heads, d_ff = 4H, 256 tokens)."""
-    return TransformerConfig(d_model=d_model, n_heads=4, d_ff=4 * d_model, n_layers=layers, strategy=strategy,
-                             vocab_size=256, max_len=seq_len, causal=True, lm_head=True)
+    return TransformerConfig(
+        d_model=d_model,
+        n_heads=4,
+        d_ff=4 * d_model,
+        n_layers=layers,
+        strategy=strategy,
+        vocab_size=256,
+        max_len=seq_len,
+        causal=True,
+        lm_head=True,
+    )
 
 
 def compare_strategies(
@@ -176,37 +204,56 @@ def compare_strategies(
     results = {}
     for strategy in ("none", "all"):
         config = model_config(d_model, layers, seq_len, strategy)
-        shard = torch.Generator().manual_seed(dist.get_rank())  # different data on every rank
+        shard = torch.Generator().manual_seed(
+            dist.get_rank()
+        )  # different data on every rank
         tokens = torch.randint(0, 256, (batch, seq_len + 1), generator=shard)
         results[strategy] = {"parameters": count_parameters(config)}
         for reshard in (True, False) if fsdp else (None,):
             torch.manual_seed(0)  # the same initial weights on every rank
             module = NextTokenLoss(SharedTransformer(config))
             if reshard is None:
-                results[strategy]["allreduce_bytes_per_step"] = allreduce_bytes_per_step(module, tokens, steps)
+                results[strategy]["allreduce_bytes_per_step"] = (
+                    allreduce_bytes_per_step(module, tokens, steps)
+                )
             else:
                 traffic = fsdp_bytes_per_step(module, tokens, reshard, steps)
-                results[strategy].update({f"reshard_after_forward={reshard}: {k}": v for k, v in traffic.items()})
+                results[strategy].update(
+                    {
+                        f"reshard_after_forward={reshard}: {k}": v
+                        for k, v in traffic.items()
+                    }
+                )
     return results
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Bytes communicated by shared vs unshared models under DDP or FSDP")
+    parser = argparse.ArgumentParser(
+        description="Bytes communicated by shared vs unshared models under DDP or FSDP"
+    )
     parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--layers", type=int, nargs="+", default=[6], help="one or more depths")
+    parser.add_argument(
+        "--layers", type=int, nargs="+", default=[6], help="one or more depths"
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--fsdp", action="store_true", help="fully_shard instead of DDP")
+    parser.add_argument(
+        "--fsdp", action="store_true", help="fully_shard instead of DDP"
+    )
     args = parser.parse_args(argv)
     dist.init_process_group("gloo")
     try:
         results = {
-            str(layers): compare_strategies(args.d_model, layers, args.batch, args.seq_len, args.steps, args.fsdp)
+            str(layers): compare_strategies(
+                args.d_model, layers, args.batch, args.seq_len, args.steps, args.fsdp
+            )
             for layers in args.layers
         }
         if dist.get_rank() == 0:
-            print(json.dumps({"world_size": dist.get_world_size(), "by_depth": results}))
+            print(
+                json.dumps({"world_size": dist.get_world_size(), "by_depth": results})
+            )
     finally:
         dist.destroy_process_group()
 

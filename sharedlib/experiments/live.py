@@ -17,7 +17,9 @@ from ..models import SharedTransformer, next_token_loss
 from ..train import TrainConfig, train
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]
-ModelBuilder = Callable[[], nn.Module]  # e.g. lambda: RelaxedSharedTransformer(config, rank=4)
+ModelBuilder = Callable[
+    [], nn.Module
+]  # e.g. lambda: RelaxedSharedTransformer(config, rank=4)
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,12 @@ class Summary:
         return statistics.stdev(self.losses) if len(self.losses) > 1 else 0.0
 
 
-def train_model(config: TransformerConfig | ModelBuilder, get_batch: BatchFn, train_config: TrainConfig, seed: int):
+def train_model(
+    config: TransformerConfig | ModelBuilder,
+    get_batch: BatchFn,
+    train_config: TrainConfig,
+    seed: int,
+):
     """Build ``SharedTransformer(config)`` (or call a builder) with ``seed`` and train it; returns (model, history)."""
     torch.manual_seed(seed)
     model = config() if callable(config) else SharedTransformer(config)
@@ -46,21 +53,37 @@ def train_model(config: TransformerConfig | ModelBuilder, get_batch: BatchFn, tr
 
 
 def compare(
-    configs: Mapping[str, TransformerConfig | ModelBuilder], get_batch: BatchFn, train_config: TrainConfig, seeds: int
+    configs: Mapping[str, TransformerConfig | ModelBuilder],
+    get_batch: BatchFn,
+    train_config: TrainConfig,
+    seeds: int,
 ) -> dict[str, Summary]:
     """Final validation loss of every config (or model builder) for seeds 0..seeds-1."""
     summaries = {}
     for label, config in configs.items():
         runs = [train_model(config, get_batch, train_config, s) for s in range(seeds)]
-        summaries[label] = Summary(label, count_module_parameters(runs[0][0]), tuple(h.val_loss[-1] for _, h in runs))
+        summaries[label] = Summary(
+            label,
+            count_module_parameters(runs[0][0]),
+            tuple(h.val_loss[-1] for _, h in runs),
+        )
     return summaries
 
 
-def matching_width(reference: TransformerConfig, strategy: str, n_heads: int) -> TransformerConfig:
+def matching_width(
+    reference: TransformerConfig, strategy: str, n_heads: int
+) -> TransformerConfig:
     """The width (a multiple of ``n_heads``, d_ff = 4x) at which ``strategy`` has about ``reference``'s parameters."""
     target = count_parameters(reference)
     candidates = [
-        replace(reference, strategy=strategy, n_unique=None, d_model=w, d_ff=4 * w, n_heads=n_heads)
+        replace(
+            reference,
+            strategy=strategy,
+            n_unique=None,
+            d_model=w,
+            d_ff=4 * w,
+            n_heads=n_heads,
+        )
         for w in range(n_heads, 8 * reference.d_model + 1, n_heads)
     ]
     return min(candidates, key=lambda c: abs(count_parameters(c) - target))
@@ -79,8 +102,12 @@ def answer_accuracy(
     """Fraction of ``n`` questions whose whole answer the model predicts exactly (teacher-forced)."""
     model.eval()
     device = next(model.parameters()).device
-    inputs, targets = algorithmic_batch(task, n, length, n_symbols, torch.Generator().manual_seed(seed))
+    inputs, targets = algorithmic_batch(
+        task, n, length, n_symbols, torch.Generator().manual_seed(seed)
+    )
     inputs, targets = inputs.to(device), targets.to(device)
-    predicted = model.logits(model(inputs, n_iterations=n_iterations)).argmax(-1)  # (B, T)
+    predicted = model.logits(model(inputs, n_iterations=n_iterations)).argmax(
+        -1
+    )  # (B, T)
     scored = targets != IGNORE
     return ((predicted == targets) | ~scored).all(dim=1).float().mean().item()

@@ -14,22 +14,44 @@ from typing import Any
 
 from ..runtime import atomic_write, file_lock, unwritable_reason
 
-PROFILES: tuple[str, ...] = ("gpu", "cpu")  # best first: recorded on an accelerator, then on 2 CPU cores
-_SHOWN = ("size", "batch", "seq", "prompt", "new_tokens", "repeats")  # the settings a refusal names, when present
+PROFILES: tuple[str, ...] = (
+    "gpu",
+    "cpu",
+)  # best first: recorded on an accelerator, then on 2 CPU cores
+_SHOWN = (
+    "size",
+    "batch",
+    "seq",
+    "prompt",
+    "new_tokens",
+    "repeats",
+)  # the settings a refusal names, when present
 
 
 def results_dirs() -> list[Path]:
     """Where recorded results are looked for, in order: the checkout's ``notebooks/results``, then package data."""
-    package = Path(__file__).resolve().parents[1]  # sharedlib/, this module being sharedlib/experiments/recorded.py
+    package = (
+        Path(__file__).resolve().parents[1]
+    )  # sharedlib/, this module being sharedlib/experiments/recorded.py
     return [package.parent / "notebooks" / "results", package / "recorded_results"]
 
 
 def recorded_path(name: str, profile: str | None = None) -> Path:
     """The file of the best available profile of ``name`` (or of ``profile``); ``FileNotFoundError`` if none."""
     if profile is not None and profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES} or None (best available), got {profile!r}")
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"name must be a recorded result's bare name such as 'decoding', got {name!r}")
+        raise ValueError(
+            f"profile must be one of {PROFILES} or None (best available), got {profile!r}"
+        )
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or name.startswith(".")
+    ):
+        raise ValueError(
+            f"name must be a recorded result's bare name such as 'decoding', got {name!r}"
+        )
     tried = []
     for candidate in (profile,) if profile else PROFILES:
         for folder in results_dirs():
@@ -37,8 +59,17 @@ def recorded_path(name: str, profile: str | None = None) -> Path:
             if path.is_file():
                 return path
             tried.append(str(path))
-    available = sorted({p.name for folder in results_dirs() if folder.is_dir() for p in folder.glob("*.*.json")})
-    raise FileNotFoundError(f"no recorded result {name!r}; looked for {tried}; available: {available}")
+    available = sorted(
+        {
+            p.name
+            for folder in results_dirs()
+            if folder.is_dir()
+            for p in folder.glob("*.*.json")
+        }
+    )
+    raise FileNotFoundError(
+        f"no recorded result {name!r}; looked for {tried}; available: {available}"
+    )
 
 
 def load_recorded(name: str, profile: str | None = None) -> dict[str, Any]:
@@ -46,7 +77,9 @@ def load_recorded(name: str, profile: str | None = None) -> dict[str, Any]:
     path = recorded_path(name, profile)
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or "provenance" not in data or "runs" not in data:
-        raise ValueError(f"{path} is not a recorded result: expected a JSON object with 'provenance' and 'runs'")
+        raise ValueError(
+            f"{path} is not a recorded result: expected a JSON object with 'provenance' and 'runs'"
+        )
     return {**data, "profile": path.name.split(".")[-2], "path": str(path)}
 
 
@@ -62,7 +95,9 @@ def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
 
@@ -71,10 +106,14 @@ def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]
     return {
         "command": command,
         "commit": commit + ("+dirty" if dirty and dirty != "unknown" else ""),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
         "device": device,
         "machine": f"{platform.machine()}, {_cpu_name()}, {os.cpu_count()} logical CPUs",
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min: other work on the machine
+        "load_average_at_end": [
+            round(x, 2) for x in os.getloadavg()
+        ],  # 1, 5, 15 min: other work on the machine
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
@@ -86,8 +125,16 @@ def recorded_file(name: str, profile: str) -> Path:
     """Where ``write_recorded`` puts ``name`` at ``profile`` by default: the checkout's ``notebooks/results``."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"name must be a recorded result's bare name such as 'decoding', got {name!r}")
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or name.startswith(".")
+    ):
+        raise ValueError(
+            f"name must be a recorded result's bare name such as 'decoding', got {name!r}"
+        )
     return results_dirs()[0] / f"{name}.{profile}.json"
 
 
@@ -98,8 +145,12 @@ def check_output(path: str | Path) -> Path:
     if reason is None:
         return path
     if path.is_dir():
-        raise ValueError(f"output {path} is a directory; name a .json file in it instead")
-    raise (PermissionError if "not writable" in reason else ValueError)(f"output {reason}")
+        raise ValueError(
+            f"output {path} is a directory; name a .json file in it instead"
+        )
+    raise (PermissionError if "not writable" in reason else ValueError)(
+        f"output {reason}"
+    )
 
 
 def _settings(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,7 +158,9 @@ def _settings(run: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if isinstance(v, (str, int, float, bool))}
 
 
-def replacement_problem(path: str | Path, runs: Sequence[Mapping[str, Any]]) -> str | None:
+def replacement_problem(
+    path: str | Path, runs: Sequence[Mapping[str, Any]]
+) -> str | None:
     """Why replacing the recorded file ``path`` by ``runs`` would lose results (None when it would not): fewer
     runs, a run of the file measured by none of ``runs`` (settings other than ``repeats`` equal), or fewer repeats."""
     path = Path(path)
@@ -117,12 +170,18 @@ def replacement_problem(path: str | Path, runs: Sequence[Mapping[str, Any]]) -> 
         data = json.loads(path.read_text(encoding="utf-8"))
         old, made = [_settings(r) for r in data["runs"]], data.get("provenance", {})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        return (f"{path} exists but is not a readable recorded result ({type(error).__name__}: {error}); pass "
-                "--force (force=True) to replace it, or write elsewhere with --output")
+        return (
+            f"{path} exists but is not a readable recorded result ({type(error).__name__}: {error}); pass "
+            "--force (force=True) to replace it, or write elsewhere with --output"
+        )
     new = [_settings(r) for r in runs]
     lost = []
     for run in old:
-        same = [n for n in new if all(n[k] == v for k, v in run.items() if k in n and k != "repeats")]
+        same = [
+            n
+            for n in new
+            if all(n[k] == v for k, v in run.items() if k in n and k != "repeats")
+        ]
         if not same or max(n.get("repeats", 0) for n in same) < run.get("repeats", 0):
             lost.append(", ".join(f"{k}={v}" for k, v in run.items() if k in _SHOWN))
     if len(new) >= len(old) and not lost:
@@ -131,14 +190,21 @@ def replacement_problem(path: str | Path, runs: Sequence[Mapping[str, Any]]) -> 
     def repeats(settings: list[dict[str, Any]]) -> str:
         return ", ".join(sorted({str(r.get("repeats", "?")) for r in settings}))
 
-    return (f"{path} holds {len(old)} runs (repeats {repeats(old)}; made by {made.get('command', '?')!r} on "
-            f"{made.get('date', '?')}); the new result has {len(new)} (repeats {repeats(new)}) and would lose "
-            f"{'; '.join(lost[:4]) or 'runs'}{' ...' if len(lost) > 4 else ''}. Pass --force (force=True) to replace "
-            "it anyway, or write elsewhere with --output")
+    return (
+        f"{path} holds {len(old)} runs (repeats {repeats(old)}; made by {made.get('command', '?')!r} on "
+        f"{made.get('date', '?')}); the new result has {len(new)} (repeats {repeats(new)}) and would lose "
+        f"{'; '.join(lost[:4]) or 'runs'}{' ...' if len(lost) > 4 else ''}. Pass --force (force=True) to replace "
+        "it anyway, or write elsewhere with --output"
+    )
 
 
-def write_recorded(name: str, profile: str, data: dict[str, Any], force: bool = False,
-                   path: str | Path | None = None) -> Path:
+def write_recorded(
+    name: str,
+    profile: str,
+    data: dict[str, Any],
+    force: bool = False,
+    path: str | Path | None = None,
+) -> Path:
     """Write ``data`` to ``path`` (default ``recorded_file(name, profile)``) atomically, under its lock; a file it
     would shrink (``replacement_problem``) is refused with ``FileExistsError`` unless ``force``."""
     default = recorded_file(name, profile)  # checks name and profile either way
@@ -147,7 +213,9 @@ def write_recorded(name: str, profile: str, data: dict[str, Any], force: bool = 
         problem = None if force else replacement_problem(target, data["runs"])
         if problem:
             raise FileExistsError(problem)
-        return atomic_write(target, lambda file: file.write(json.dumps(data, indent=1) + "\n"))
+        return atomic_write(
+            target, lambda file: file.write(json.dumps(data, indent=1) + "\n")
+        )
 
 
 def _cpu_name() -> str:

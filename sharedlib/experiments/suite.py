@@ -57,14 +57,39 @@ EXPERIMENTS: tuple[str, ...] = (
     "relaxed-scratch",
     "svd-relaxation",
 )
-SEPARATE_EXPERIMENTS: dict[str, str] = {  # experiment -> where it is run and recorded instead
+SEPARATE_EXPERIMENTS: dict[
+    str, str
+] = {  # experiment -> where it is run and recorded instead
     "iterations-length": "scripts/run_experiments.py --suite addition runs it (sharedlib.experiments.addition)",
 }
-KINDS: tuple[str, ...] = ("train", "relaxed", "svd")  # SharedTransformer, RelaxedSharedTransformer, relax_unshared
-ALL_STRATEGIES: tuple[str, ...] = ("none", "all", "attention", "ffn", "sequence", "cycle", "cycle-rev")
-FIRST_LOSSES = 10  # training losses of the first steps kept in each record, for the replay test
+KINDS: tuple[str, ...] = (
+    "train",
+    "relaxed",
+    "svd",
+)  # SharedTransformer, RelaxedSharedTransformer, relax_unshared
+ALL_STRATEGIES: tuple[str, ...] = (
+    "none",
+    "all",
+    "attention",
+    "ffn",
+    "sequence",
+    "cycle",
+    "cycle-rev",
+)
+FIRST_LOSSES = (
+    10  # training losses of the first steps kept in each record, for the replay test
+)
 LOSS_UNIT = "nats per token"
-PROVENANCE_FIELDS = ("command", "commit", "date", "device", "torch", "python", "threads", "wall_seconds")
+PROVENANCE_FIELDS = (
+    "command",
+    "commit",
+    "date",
+    "device",
+    "torch",
+    "python",
+    "threads",
+    "wall_seconds",
+)
 RUN_FIELDS: dict[str, tuple[type, ...]] = {
     "experiment": (str,),
     "label": (str,),
@@ -119,31 +144,92 @@ class Profile:
 
     def __post_init__(self) -> None:
         if self.val_windows % self.eval_chunk:
-            raise ValueError(f"eval_chunk={self.eval_chunk} must divide val_windows={self.val_windows}")
+            raise ValueError(
+                f"eval_chunk={self.eval_chunk} must divide val_windows={self.val_windows}"
+            )
         unknown = set(self.strategies) - set(ALL_STRATEGIES)
         if unknown:
-            raise ValueError(f"strategies must be among {ALL_STRATEGIES}, got {sorted(unknown)}")
+            raise ValueError(
+                f"strategies must be among {ALL_STRATEGIES}, got {sorted(unknown)}"
+            )
         if self.seeds < 1 or not self.lrs:
-            raise ValueError(f"need seeds >= 1 and at least one lr, got seeds={self.seeds}, lrs={self.lrs}")
+            raise ValueError(
+                f"need seeds >= 1 and at least one lr, got seeds={self.seeds}, lrs={self.lrs}"
+            )
 
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        "ci", d_model=32, n_heads=2, d_ff=64, n_layers=4, n_unique=2, batch_size=8, seq_len=32, steps=24, warmup=4,
-        eval_every=8, val_fraction=0.15, val_windows=32, eval_chunk=16, seeds=2, lrs=(3e-3, 6e-3),
-        limited_bytes=1024, limited_steps=24, limited_eval_every=8, relaxed_ranks=(2,), svd_ranks=(1, 32),
+        "ci",
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        n_layers=4,
+        n_unique=2,
+        batch_size=8,
+        seq_len=32,
+        steps=24,
+        warmup=4,
+        eval_every=8,
+        val_fraction=0.15,
+        val_windows=32,
+        eval_chunk=16,
+        seeds=2,
+        lrs=(3e-3, 6e-3),
+        limited_bytes=1024,
+        limited_steps=24,
+        limited_eval_every=8,
+        relaxed_ranks=(2,),
+        svd_ranks=(1, 32),
     ),
     "cpu": Profile(
-        "cpu", d_model=64, n_heads=4, d_ff=256, n_layers=4, n_unique=2, batch_size=32, seq_len=64, steps=1200,
-        warmup=50, eval_every=200, val_fraction=0.15, val_windows=1024, eval_chunk=256, seeds=5,
-        lrs=(1e-3, 2e-3, 4e-3, 8e-3), limited_bytes=16384, limited_steps=1000, limited_eval_every=100,
-        relaxed_ranks=(4, 16), svd_ranks=(1, 2, 4, 8, 16, 32, 64),
+        "cpu",
+        d_model=64,
+        n_heads=4,
+        d_ff=256,
+        n_layers=4,
+        n_unique=2,
+        batch_size=32,
+        seq_len=64,
+        steps=1200,
+        warmup=50,
+        eval_every=200,
+        val_fraction=0.15,
+        val_windows=1024,
+        eval_chunk=256,
+        seeds=5,
+        lrs=(1e-3, 2e-3, 4e-3, 8e-3),
+        limited_bytes=16384,
+        limited_steps=1000,
+        limited_eval_every=100,
+        relaxed_ranks=(4, 16),
+        svd_ranks=(1, 2, 4, 8, 16, 32, 64),
     ),
     "gpu": Profile(
-        "gpu", d_model=256, n_heads=4, d_ff=1024, n_layers=4, n_unique=2, batch_size=64, seq_len=128, steps=5000,
-        warmup=200, eval_every=500, val_fraction=0.15, val_windows=512, eval_chunk=128, seeds=5,
-        lrs=(5e-4, 1e-3, 2e-3, 4e-3), deeper=(6,), limited_bytes=65536, limited_steps=4000, limited_eval_every=250,
-        relaxed_ranks=(4, 16, 64), svd_ranks=(1, 4, 16, 64, 128, 256), device="auto", amp=True,
+        "gpu",
+        d_model=256,
+        n_heads=4,
+        d_ff=1024,
+        n_layers=4,
+        n_unique=2,
+        batch_size=64,
+        seq_len=128,
+        steps=5000,
+        warmup=200,
+        eval_every=500,
+        val_fraction=0.15,
+        val_windows=512,
+        eval_chunk=128,
+        seeds=5,
+        lrs=(5e-4, 1e-3, 2e-3, 4e-3),
+        deeper=(6,),
+        limited_bytes=65536,
+        limited_steps=4000,
+        limited_eval_every=250,
+        relaxed_ranks=(4, 16, 64),
+        svd_ranks=(1, 4, 16, 64, 128, 256),
+        device="auto",
+        amp=True,
     ),
 }
 
@@ -170,7 +256,9 @@ class RunSpec:
     val_fraction: float
     val_windows: int
     eval_chunk: int
-    train_bytes: int | None = None  # only the first train_bytes of the training split (limited-data)
+    train_bytes: int | None = (
+        None  # only the first train_bytes of the training split (limited-data)
+    )
     kind: str = "train"
     rank: int | None = None  # relaxed / svd
 
@@ -178,17 +266,23 @@ class RunSpec:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if (self.rank is None) != (self.kind == "train"):
-            raise ValueError(f"rank is required for kinds 'relaxed' and 'svd' and refused for 'train', got {self.rank}")
+            raise ValueError(
+                f"rank is required for kinds 'relaxed' and 'svd' and refused for 'train', got {self.rank}"
+            )
         if self.train.eval_batches * self.eval_chunk != self.val_windows:
             raise ValueError(
                 f"train.eval_batches ({self.train.eval_batches}) * eval_chunk ({self.eval_chunk}) must equal "
                 f"val_windows ({self.val_windows}): every evaluation scores all fixed windows"
             )
         if self.kind == "svd" and self.model.strategy != "none":
-            raise ValueError(f"kind 'svd' compresses an unshared model; model.strategy must be 'none', got "
-                             f"{self.model.strategy!r}")
+            raise ValueError(
+                f"kind 'svd' compresses an unshared model; model.strategy must be 'none', got "
+                f"{self.model.strategy!r}"
+            )
         if self.kind == "relaxed" and self.model.strategy != "all":
-            raise ValueError(f"kind 'relaxed' needs model.strategy 'all', got {self.model.strategy!r}")
+            raise ValueError(
+                f"kind 'relaxed' needs model.strategy 'all', got {self.model.strategy!r}"
+            )
 
     @property
     def seed(self) -> int:
@@ -201,16 +295,29 @@ class RunSpec:
 
     def fingerprint(self) -> dict[str, Any]:
         """The fields that determine the numbers (not experiment or label, device or progress bar)."""
-        train = {k: v for k, v in asdict(self.train).items() if k not in ("device", "progress")}
+        train = {
+            k: v
+            for k, v in asdict(self.train).items()
+            if k not in ("device", "progress")
+        }
         return {
-            "model": asdict(self.model), "train": train, "batch_size": self.batch_size, "seq_len": self.seq_len,
-            "val_fraction": self.val_fraction, "val_windows": self.val_windows, "eval_chunk": self.eval_chunk,
-            "train_bytes": self.train_bytes, "kind": self.kind, "rank": self.rank,
+            "model": asdict(self.model),
+            "train": train,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "val_fraction": self.val_fraction,
+            "val_windows": self.val_windows,
+            "eval_chunk": self.eval_chunk,
+            "train_bytes": self.train_bytes,
+            "kind": self.kind,
+            "rank": self.rank,
         }
 
     @property
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps(self.fingerprint(), sort_keys=True).encode()
+        ).hexdigest()[:16]
 
 
 def run_key(record: Mapping[str, Any]) -> tuple[str, str, int, float]:
@@ -230,8 +337,12 @@ def corpus_for(spec: RunSpec) -> TextCorpus:
     if spec.train_bytes is None:
         return corpus
     if spec.train_bytes > len(corpus.train):
-        raise ValueError(f"train_bytes={spec.train_bytes} exceeds the training split ({len(corpus.train)} bytes)")
-    return TextCorpus(train=corpus.train[: spec.train_bytes], val=corpus.val, source=corpus.source)
+        raise ValueError(
+            f"train_bytes={spec.train_bytes} exceeds the training split ({len(corpus.train)} bytes)"
+        )
+    return TextCorpus(
+        train=corpus.train[: spec.train_bytes], val=corpus.val, source=corpus.source
+    )
 
 
 def fixed_windows(data: torch.Tensor, seq_len: int, n_windows: int) -> torch.Tensor:
@@ -248,13 +359,20 @@ def fixed_windows(data: torch.Tensor, seq_len: int, n_windows: int) -> torch.Ten
 
 
 @torch.no_grad()
-def window_loss(model: nn.Module, windows: torch.Tensor, chunk: int, device: torch.device | str = "cpu") -> float:
+def window_loss(
+    model: nn.Module,
+    windows: torch.Tensor,
+    chunk: int,
+    device: torch.device | str = "cpu",
+) -> float:
     """Mean next-token loss (nats per token) over every position of ``windows`` (W, T+1), ``chunk`` at a time."""
     model.eval()
     total, count = 0.0, 0
     for part in windows.split(chunk):
         part = part.to(device)
-        total += next_token_loss(model, (part[:, :-1], part[:, 1:])).item() * part.shape[0]
+        total += (
+            next_token_loss(model, (part[:, :-1], part[:, 1:])).item() * part.shape[0]
+        )
         count += part.shape[0]
     return total / count
 
@@ -275,11 +393,23 @@ class _FixedValidation:
     """``get_batch`` for ``train``: random training windows from the seed's generator; for "val", the fixed
     windows chunk after chunk, cycling, so that any ``eval_batches`` consecutive calls score every window once."""
 
-    def __init__(self, corpus: TextCorpus, spec: RunSpec, windows: torch.Tensor, stop_after: int | None) -> None:
-        self.corpus, self.spec, self.chunks = corpus, spec, windows.split(spec.eval_chunk)
+    def __init__(
+        self,
+        corpus: TextCorpus,
+        spec: RunSpec,
+        windows: torch.Tensor,
+        stop_after: int | None,
+    ) -> None:
+        self.corpus, self.spec, self.chunks = (
+            corpus,
+            spec,
+            windows.split(spec.eval_chunk),
+        )
         self.calls, self.train_calls, self.stop_after = 0, 0, stop_after
 
-    def __call__(self, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, split: str, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if split == "val":
             chunk = self.chunks[self.calls % len(self.chunks)]
             self.calls += 1
@@ -287,7 +417,9 @@ class _FixedValidation:
         self.train_calls += 1
         if self.stop_after is not None and self.train_calls > self.stop_after:
             raise _StopReplay
-        return self.corpus.batch(split, self.spec.batch_size, self.spec.seq_len, generator)  # (B, T) each
+        return self.corpus.batch(
+            split, self.spec.batch_size, self.spec.seq_len, generator
+        )  # (B, T) each
 
 
 def _build(spec: RunSpec) -> nn.Module:
@@ -297,7 +429,9 @@ def _build(spec: RunSpec) -> nn.Module:
     return SharedTransformer(spec.model)
 
 
-def _train(spec: RunSpec, stop_after: int | None = None) -> tuple[nn.Module, History | None, _Capture]:
+def _train(
+    spec: RunSpec, stop_after: int | None = None
+) -> tuple[nn.Module, History | None, _Capture]:
     """Build and train the model of ``spec`` (for "svd", the unshared source); history None when stopped early."""
     corpus = corpus_for(spec)
     windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
@@ -317,7 +451,11 @@ def _train(spec: RunSpec, stop_after: int | None = None) -> tuple[nn.Module, His
     return model, history, capture
 
 
-def _curve(train_losses: Sequence[float], eval_steps: Sequence[int], val_losses: Sequence[float]) -> list[list]:
+def _curve(
+    train_losses: Sequence[float],
+    eval_steps: Sequence[int],
+    val_losses: Sequence[float],
+) -> list[list]:
     """[[step, mean training loss over the steps since the previous point, validation loss], ...]."""
     curve, previous = [], 0
     for step, val in zip(eval_steps, val_losses, strict=True):
@@ -331,7 +469,9 @@ def flops_per_token(config: TransformerConfig, seq_len: int) -> int:
     return 3 * sum(forward_flops_per_token(config, seq_len).values())
 
 
-def execute(spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+def execute(
+    spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = None
+) -> dict[str, Any]:
     """Run ``spec`` and return its record (without commit and provenance, which the runner adds).
 
     ``trained`` caches the state of trained unshared models by spec hash, so that "svd" runs compress the model
@@ -341,20 +481,39 @@ def execute(spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = 
     corpus = corpus_for(spec)
     device = resolve_device(spec.train.device)
     record: dict[str, Any] = {
-        "experiment": spec.experiment, "label": spec.label, "kind": spec.kind, "rank": spec.rank,
-        "strategy": "all" if spec.kind == "svd" else spec.model.strategy, "n_layers": spec.model.n_layers,
-        "n_unique": spec.model.n_unique, "seed": spec.seed, "data": corpus.source, "lr": spec.train.lr,
-        "steps": spec.train.steps, "tokens": spec.train.steps * spec.batch_size * spec.seq_len,
-        "batch_size": spec.batch_size, "seq_len": spec.seq_len, "loss_unit": LOSS_UNIT,
+        "experiment": spec.experiment,
+        "label": spec.label,
+        "kind": spec.kind,
+        "rank": spec.rank,
+        "strategy": "all" if spec.kind == "svd" else spec.model.strategy,
+        "n_layers": spec.model.n_layers,
+        "n_unique": spec.model.n_unique,
+        "seed": spec.seed,
+        "data": corpus.source,
+        "lr": spec.train.lr,
+        "steps": spec.train.steps,
+        "tokens": spec.train.steps * spec.batch_size * spec.seq_len,
+        "batch_size": spec.batch_size,
+        "seq_len": spec.seq_len,
+        "loss_unit": LOSS_UNIT,
         "split": {
-            "val_fraction": spec.val_fraction, "train_bytes": spec.train_bytes, "train_split_tokens": len(corpus.train),
-            "val_split_tokens": len(corpus.val), "val_windows": spec.val_windows, "eval_chunk": spec.eval_chunk,
+            "val_fraction": spec.val_fraction,
+            "train_bytes": spec.train_bytes,
+            "train_split_tokens": len(corpus.train),
+            "val_split_tokens": len(corpus.val),
+            "val_windows": spec.val_windows,
+            "eval_chunk": spec.eval_chunk,
             "val_tokens": spec.val_windows * spec.seq_len,
         },
-        "model_config": asdict(spec.model), "train_config": asdict(spec.train), "spec_hash": spec.spec_hash,
+        "model_config": asdict(spec.model),
+        "train_config": asdict(spec.train),
+        "spec_hash": spec.spec_hash,
         "flops_per_token": flops_per_token(spec.model, spec.seq_len),
-        "forward_flops_per_token": sum(forward_flops_per_token(spec.model, spec.seq_len).values()),
-        "threads": torch.get_num_threads(), "device": str(device),
+        "forward_flops_per_token": sum(
+            forward_flops_per_token(spec.model, spec.seq_len).values()
+        ),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
     }
     source = replace(spec, kind="train", rank=None)
     try:
@@ -365,13 +524,29 @@ def execute(spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = 
             history, capture = None, _Capture()
         else:
             model, history, capture = _train(spec)
-    except FloatingPointError as error:  # sharedlib.train.NonFiniteLossError: the learning rate is too high
+    except (
+        FloatingPointError
+    ) as error:  # sharedlib.train.NonFiniteLossError: the learning rate is too high
         parameters = count_module_parameters(_build(spec))
-        record.update(status="diverged", error=str(error)[:400], parameters=parameters, train_loss=None, val_loss=None,
-                      curve=[], first_losses=[], wall_seconds=time.perf_counter() - start)
+        record.update(
+            status="diverged",
+            error=str(error)[:400],
+            parameters=parameters,
+            train_loss=None,
+            val_loss=None,
+            curve=[],
+            first_losses=[],
+            wall_seconds=time.perf_counter() - start,
+        )
         return record
-    if trained is not None and spec.model.strategy == "none" and spec.kind in ("train", "svd"):
-        trained[source.spec_hash] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if (
+        trained is not None
+        and spec.model.strategy == "none"
+        and spec.kind in ("train", "svd")
+    ):
+        trained[source.spec_hash] = {
+            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+        }
     val_windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
     n_train = min(spec.val_windows, (len(corpus.train) - 1) // spec.seq_len)
     train_windows = fixed_windows(corpus.train, spec.seq_len, n_train)
@@ -383,23 +558,38 @@ def execute(spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = 
                 f"{val_loss!r}: evaluate no longer scores each window once per evaluation; "
                 "update sharedlib.experiments.suite"
             )
-        record.update(curve=_curve(history.train_loss, history.eval_steps, history.val_loss),
-                      first_losses=history.train_loss[:FIRST_LOSSES])
+        record.update(
+            curve=_curve(history.train_loss, history.eval_steps, history.val_loss),
+            first_losses=history.train_loss[:FIRST_LOSSES],
+        )
     else:
         record.update(curve=[], first_losses=capture.train[:FIRST_LOSSES])
-    if spec.kind == "svd":  # compress the trained unshared model; its own numbers are kept as source_*
-        record.update(source_val_loss=val_loss, source_parameters=count_module_parameters(model))
+    if (
+        spec.kind == "svd"
+    ):  # compress the trained unshared model; its own numbers are kept as source_*
+        record.update(
+            source_val_loss=val_loss, source_parameters=count_module_parameters(model)
+        )
         model = relax_unshared(model.cpu(), spec.rank).to(device)
         val_loss = window_loss(model, val_windows, spec.eval_chunk, device)
     train_loss = window_loss(model, train_windows, spec.eval_chunk, device)
     if spec.kind == "svd":
-        record["curve"] = [[spec.train.steps, train_loss, val_loss]]  # one point: the compressed model
+        record["curve"] = [
+            [spec.train.steps, train_loss, val_loss]
+        ]  # one point: the compressed model
     else:
         best = min(range(len(record["curve"])), key=lambda i: record["curve"][i][2])
-        record.update(best_val_loss=record["curve"][best][2], best_val_step=record["curve"][best][0])
+        record.update(
+            best_val_loss=record["curve"][best][2],
+            best_val_step=record["curve"][best][0],
+        )
     record.update(
-        status="ok", parameters=count_module_parameters(model), train_loss=train_loss, val_loss=val_loss,
-        train_windows=n_train, wall_seconds=time.perf_counter() - start,
+        status="ok",
+        parameters=count_module_parameters(model),
+        train_loss=train_loss,
+        val_loss=val_loss,
+        train_windows=n_train,
+        wall_seconds=time.perf_counter() - start,
     )
     return record
 
@@ -414,10 +604,18 @@ def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
     """The ``RunSpec`` a recorded run was made from (its stored model and train config, data and seed)."""
     split = record["split"]
     return RunSpec(
-        experiment=record["experiment"], label=record["label"], model=TransformerConfig(**record["model_config"]),
-        train=TrainConfig(**record["train_config"]), batch_size=record["batch_size"], seq_len=record["seq_len"],
-        val_fraction=split["val_fraction"], val_windows=split["val_windows"], eval_chunk=split["eval_chunk"],
-        train_bytes=split["train_bytes"], kind=record["kind"], rank=record["rank"],
+        experiment=record["experiment"],
+        label=record["label"],
+        model=TransformerConfig(**record["model_config"]),
+        train=TrainConfig(**record["train_config"]),
+        batch_size=record["batch_size"],
+        seq_len=record["seq_len"],
+        val_fraction=split["val_fraction"],
+        val_windows=split["val_windows"],
+        eval_chunk=split["eval_chunk"],
+        train_bytes=split["train_bytes"],
+        kind=record["kind"],
+        rank=record["rank"],
     )
 
 
@@ -432,7 +630,9 @@ def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
 REPLAY_RTOL = 5e-6
 
 
-def replay_mismatches(replayed: Any, stored: Any, rtol: float = REPLAY_RTOL) -> list[str]:
+def replay_mismatches(
+    replayed: Any, stored: Any, rtol: float = REPLAY_RTOL
+) -> list[str]:
     """Where a replay (losses, or a curve of ``[step, train, val]`` rows) departs from the stored values: numbers
     farther apart than ``rtol`` relative (with an absolute floor of ``rtol / 100`` nats, for losses near zero),
     different lengths or other values. A NaN or infinite number never matches. Empty when the replay matches."""
@@ -442,10 +642,18 @@ def replay_mismatches(replayed: Any, stored: Any, rtol: float = REPLAY_RTOL) -> 
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
             if len(a) != len(b):
                 problems.append(f"{where}: {len(a)} values replayed, {len(b)} stored")
-            for i, (x, y) in enumerate(zip(a, b, strict=False)):  # a length apart is reported above
+            for i, (x, y) in enumerate(
+                zip(a, b, strict=False)
+            ):  # a length apart is reported above
                 walk(x, y, f"{where}[{i}]")
-        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
-            if not (math.isfinite(a) and math.isfinite(b) and math.isclose(a, b, rel_tol=rtol, abs_tol=rtol / 100)):
+        elif all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)
+        ):
+            if not (
+                math.isfinite(a)
+                and math.isfinite(b)
+                and math.isclose(a, b, rel_tol=rtol, abs_tol=rtol / 100)
+            ):
                 problems.append(f"{where}: replayed {a!r}, stored {b!r}")
         elif a != b:
             problems.append(f"{where}: replayed {a!r}, stored {b!r}")
@@ -459,7 +667,9 @@ def replay_matches(replayed: Any, stored: Any, rtol: float = REPLAY_RTOL) -> boo
     return not replay_mismatches(replayed, stored, rtol)
 
 
-def replay(record: Mapping[str, Any], steps: int, device: str = "cpu") -> dict[str, list]:
+def replay(
+    record: Mapping[str, Any], steps: int, device: str = "cpu"
+) -> dict[str, list]:
     """Re-run the first ``steps`` steps of a recorded run from its stored configs and seed.
 
     Returns ``{"first_losses": [...], "curve": [...]}`` computed exactly as the record's: on the same kind of
@@ -467,9 +677,17 @@ def replay(record: Mapping[str, Any], steps: int, device: str = "cpu") -> dict[s
     match to within ``REPLAY_RTOL`` (``replay_matches``; chapter 6's reproducibility test).
     """
     if record["kind"] == "svd":
-        raise ValueError("replay re-trains 'train' and 'relaxed' runs; an 'svd' run has no training curve of its own")
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= record["steps"]:
-        raise ValueError(f"steps must be an integer in 1..{record['steps']}, got {steps!r}")
+        raise ValueError(
+            "replay re-trains 'train' and 'relaxed' runs; an 'svd' run has no training curve of its own"
+        )
+    if (
+        isinstance(steps, bool)
+        or not isinstance(steps, int)
+        or not 1 <= steps <= record["steps"]
+    ):
+        raise ValueError(
+            f"steps must be an integer in 1..{record['steps']}, got {steps!r}"
+        )
     spec = spec_from_record(record)
     spec = replace(spec, train=replace(spec.train, device=device, progress=False))
     threads = torch.get_num_threads()
@@ -479,36 +697,83 @@ def replay(record: Mapping[str, Any], steps: int, device: str = "cpu") -> dict[s
     finally:
         torch.set_num_threads(threads)
     n = spec.train.eval_batches
-    evals = [sum(capture.val_chunks[i : i + n]) / n for i in range(0, len(capture.val_chunks) - n + 1, n)]
-    eval_steps = [s for s in range(1, steps + 1) if s % spec.train.eval_every == 0 or s == spec.train.steps]
-    return {"first_losses": capture.train[:FIRST_LOSSES], "curve": _curve(capture.train, eval_steps, evals)}
+    evals = [
+        sum(capture.val_chunks[i : i + n]) / n
+        for i in range(0, len(capture.val_chunks) - n + 1, n)
+    ]
+    eval_steps = [
+        s
+        for s in range(1, steps + 1)
+        if s % spec.train.eval_every == 0 or s == spec.train.steps
+    ]
+    return {
+        "first_losses": capture.train[:FIRST_LOSSES],
+        "curve": _curve(capture.train, eval_steps, evals),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------- plans
-def model_config(profile: Profile, strategy: str, n_layers: int | None = None) -> TransformerConfig:
+def model_config(
+    profile: Profile, strategy: str, n_layers: int | None = None
+) -> TransformerConfig:
     """The byte-level causal LM of ``profile`` with ``strategy`` (M = profile.n_unique where a strategy needs M)."""
     needs_m = strategy in ("sequence", "cycle", "cycle-rev")
     return TransformerConfig(
-        d_model=profile.d_model, n_heads=profile.n_heads, d_ff=profile.d_ff,
-        n_layers=profile.n_layers if n_layers is None else n_layers, strategy=strategy,
-        n_unique=profile.n_unique if needs_m else None, vocab_size=256, max_len=profile.seq_len, causal=True,
-        lm_head=True, dropout=0.0,
+        d_model=profile.d_model,
+        n_heads=profile.n_heads,
+        d_ff=profile.d_ff,
+        n_layers=profile.n_layers if n_layers is None else n_layers,
+        strategy=strategy,
+        n_unique=profile.n_unique if needs_m else None,
+        vocab_size=256,
+        max_len=profile.seq_len,
+        causal=True,
+        lm_head=True,
+        dropout=0.0,
     )
 
 
-def _spec(profile: Profile, experiment: str, label: str, model: TransformerConfig, lr: float, seed: int,
-          limited: bool = False, kind: str = "train", rank: int | None = None) -> RunSpec:
+def _spec(
+    profile: Profile,
+    experiment: str,
+    label: str,
+    model: TransformerConfig,
+    lr: float,
+    seed: int,
+    limited: bool = False,
+    kind: str = "train",
+    rank: int | None = None,
+) -> RunSpec:
     steps = profile.limited_steps if limited else profile.steps
     train_config = TrainConfig(
-        steps=steps, lr=lr, warmup=min(profile.warmup, steps), eval_every=profile.limited_eval_every if limited
-        else profile.eval_every, eval_batches=profile.val_windows // profile.eval_chunk, seed=seed,
-        device=profile.device, amp=profile.amp,
+        steps=steps,
+        lr=lr,
+        warmup=min(profile.warmup, steps),
+        eval_every=profile.limited_eval_every if limited else profile.eval_every,
+        eval_batches=profile.val_windows // profile.eval_chunk,
+        seed=seed,
+        device=profile.device,
+        amp=profile.amp,
     )
-    return RunSpec(experiment, label, model, train_config, profile.batch_size, profile.seq_len, profile.val_fraction,
-                   profile.val_windows, profile.eval_chunk, profile.limited_bytes if limited else None, kind, rank)
+    return RunSpec(
+        experiment,
+        label,
+        model,
+        train_config,
+        profile.batch_size,
+        profile.seq_len,
+        profile.val_fraction,
+        profile.val_windows,
+        profile.eval_chunk,
+        profile.limited_bytes if limited else None,
+        kind,
+        rank,
+    )
 
 
-def chosen_lrs(runs: Iterable[Mapping[str, Any]], profile: str | Profile) -> dict[str, float]:
+def chosen_lrs(
+    runs: Iterable[Mapping[str, Any]], profile: str | Profile
+) -> dict[str, float]:
     """Per strategy, the learning rate of the lowest validation loss in the finished ``lr-sweep`` runs."""
     profile = get_profile(profile)
     sweep = [r for r in runs if r["experiment"] == "lr-sweep"]
@@ -520,34 +785,54 @@ def chosen_lrs(runs: Iterable[Mapping[str, Any]], profile: str | Profile) -> dic
             continue
         finished = [r for r in mine.values() if r["status"] == "ok"]
         if not finished:
-            raise ValueError(f"every lr-sweep run of {label!r} diverged; lower the profile's learning rates")
+            raise ValueError(
+                f"every lr-sweep run of {label!r} diverged; lower the profile's learning rates"
+            )
         out[label] = float(min(finished, key=lambda r: r["val_loss"])["lr"])
     return out
 
 
-def lrs_at_grid_edge(runs: Iterable[Mapping[str, Any]], profile: str | Profile) -> list[str]:
+def lrs_at_grid_edge(
+    runs: Iterable[Mapping[str, Any]], profile: str | Profile
+) -> list[str]:
     """Strategies whose chosen learning rate is the smallest or largest of the grid (the sweep may be too narrow)."""
     p = get_profile(profile)
-    return [label for label, lr in chosen_lrs(runs, p).items() if lr in (min(p.lrs), max(p.lrs))]
+    return [
+        label
+        for label, lr in chosen_lrs(runs, p).items()
+        if lr in (min(p.lrs), max(p.lrs))
+    ]
 
 
-def plan(profile: str | Profile, experiment: str, lrs: Mapping[str, float] | None = None) -> list[RunSpec]:
+def plan(
+    profile: str | Profile, experiment: str, lrs: Mapping[str, float] | None = None
+) -> list[RunSpec]:
     """The runs of ``experiment`` at ``profile``, seed by seed; all but ``lr-sweep`` need the chosen ``lrs``."""
     p = get_profile(profile)
     if experiment in SEPARATE_EXPERIMENTS:
-        raise ValueError(f"experiment {experiment!r} is not part of this suite: {SEPARATE_EXPERIMENTS[experiment]}")
+        raise ValueError(
+            f"experiment {experiment!r} is not part of this suite: {SEPARATE_EXPERIMENTS[experiment]}"
+        )
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
     if experiment == "lr-sweep":
-        return [_spec(p, experiment, s, model_config(p, s), lr, 0) for s in p.strategies for lr in p.lrs]
+        return [
+            _spec(p, experiment, s, model_config(p, s), lr, 0)
+            for s in p.strategies
+            for lr in p.lrs
+        ]
     lrs = dict(lrs or {})
 
     def lr(label: str) -> float:
         if label not in lrs:
-            raise ValueError(f"experiment {experiment!r} needs the lr-sweep result for {label!r}; run lr-sweep first")
+            raise ValueError(
+                f"experiment {experiment!r} needs the lr-sweep result for {label!r}; run lr-sweep first"
+            )
         return lrs[label]
 
-    arms: list[tuple[str, TransformerConfig, float, dict[str, Any]]] = []  # label, model, lr, extra spec fields
+    arms: list[
+        tuple[str, TransformerConfig, float, dict[str, Any]]
+    ] = []  # label, model, lr, extra spec fields
     if experiment == "equal-depth":
         arms = [(s, model_config(p, s), lr(s), {}) for s in p.strategies]
     elif experiment == "equal-params":
@@ -558,20 +843,43 @@ def plan(profile: str | Profile, experiment: str, lrs: Mapping[str, float] | Non
                 arms.append((f"{s} M={m} N={n}", model_config(p, s, n), lr(s), {}))
             arms.append((f"none N={n}", model_config(p, "none", n), lr("none"), {}))
     elif experiment == "limited-data":
-        arms = [(s, model_config(p, s), lr(s), {"limited": True}) for s in p.limited_strategies]
+        arms = [
+            (s, model_config(p, s), lr(s), {"limited": True})
+            for s in p.limited_strategies
+        ]
     elif experiment == "relaxed-scratch":
         arms = [(s, model_config(p, s), lr(s), {}) for s in ("none", "all")]
-        arms += [(f"relaxed r={r}", model_config(p, "all"), lr("all"), {"kind": "relaxed", "rank": r})
-                 for r in p.relaxed_ranks]
+        arms += [
+            (
+                f"relaxed r={r}",
+                model_config(p, "all"),
+                lr("all"),
+                {"kind": "relaxed", "rank": r},
+            )
+            for r in p.relaxed_ranks
+        ]
     elif experiment == "svd-relaxation":
         arms = [("none", model_config(p, "none"), lr("none"), {})]
-        arms += [(f"svd r={r}", model_config(p, "none"), lr("none"), {"kind": "svd", "rank": r}) for r in p.svd_ranks]
-    return [_spec(p, experiment, label, model, rate, seed, **extra)
-            for seed in range(p.seeds) for label, model, rate, extra in arms]
+        arms += [
+            (
+                f"svd r={r}",
+                model_config(p, "none"),
+                lr("none"),
+                {"kind": "svd", "rank": r},
+            )
+            for r in p.svd_ranks
+        ]
+    return [
+        _spec(p, experiment, label, model, rate, seed, **extra)
+        for seed in range(p.seeds)
+        for label, model, rate, extra in arms
+    ]
 
 
 def plan_all(
-    profile: str | Profile, experiments: Sequence[str] = EXPERIMENTS, lr: float | None = None
+    profile: str | Profile,
+    experiments: Sequence[str] = EXPERIMENTS,
+    lr: float | None = None,
 ) -> list[RunSpec]:
     """Every distinct run of ``experiments`` (each learning rate assumed ``lr``, default the grid's middle)."""
     p = get_profile(profile)
@@ -588,14 +896,32 @@ def plan_all(
 # The modules a recorded run executes, dotted paths below ``sharedlib``: a change in any of them may change the
 # numbers (diagrams, plots, exercises and the other chapters' modules cannot).
 RESULT_MODULES: tuple[str, ...] = (
-    "config", "counting", "data", "experiments.baselines", "experiments.live", "experiments.recorded",
-    "experiments.suite", "layers", "measure", "models", "relaxed", "runtime", "sharing", "train",
+    "config",
+    "counting",
+    "data",
+    "experiments.baselines",
+    "experiments.live",
+    "experiments.recorded",
+    "experiments.suite",
+    "layers",
+    "measure",
+    "models",
+    "relaxed",
+    "runtime",
+    "sharing",
+    "train",
 )
 
 
 def module_path(name: str) -> Path:
     """The file of the ``sharedlib`` module ``name`` (a dotted path below ``sharedlib``, e.g. ``experiments.suite``)."""
-    return Path(__file__).resolve().parents[1].joinpath(*name.split(".")).with_suffix(".py")
+    return (
+        Path(__file__)
+        .resolve()
+        .parents[1]
+        .joinpath(*name.split("."))
+        .with_suffix(".py")
+    )
 
 
 def code_hash(modules: Sequence[str] = RESULT_MODULES) -> str:
@@ -611,9 +937,17 @@ def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
     if isinstance(value, float):
         return [] if math.isfinite(value) else [(where or "(top)", value)]
     if isinstance(value, dict):
-        return [found for k, v in value.items() for found in _non_finite(v, f"{where}.{k}" if where else str(k))]
+        return [
+            found
+            for k, v in value.items()
+            for found in _non_finite(v, f"{where}.{k}" if where else str(k))
+        ]
     if isinstance(value, (list, tuple)):
-        return [found for i, v in enumerate(value) for found in _non_finite(v, f"{where}[{i}]")]
+        return [
+            found
+            for i, v in enumerate(value)
+            for found in _non_finite(v, f"{where}[{i}]")
+        ]
     return []
 
 
@@ -621,22 +955,43 @@ def validate_results(data: Any) -> None:
     """Raise ``ValueError`` listing every way ``data`` departs from the recorded-results shape (chapter 6)."""
     problems: list[str] = []
     if not isinstance(data, dict):
-        raise ValueError(f"a results file must be a JSON object, got {type(data).__name__}")
+        raise ValueError(
+            f"a results file must be a JSON object, got {type(data).__name__}"
+        )
     prov = data.get("provenance")
     if not isinstance(prov, dict):
         problems.append("provenance: missing or not an object")
     else:
-        problems += [f"provenance.{k}: missing" for k in PROVENANCE_FIELDS if k not in prov]
+        problems += [
+            f"provenance.{k}: missing" for k in PROVENANCE_FIELDS if k not in prov
+        ]
         seconds = prov.get("wall_seconds", 0)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
-            problems.append(f"provenance.wall_seconds: expected a finite number >= 0, got {seconds!r}")
-        if "threads" in prov and (isinstance(prov["threads"], bool) or not isinstance(prov["threads"], int)):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < math.inf
+        ):
+            problems.append(
+                f"provenance.wall_seconds: expected a finite number >= 0, got {seconds!r}"
+            )
+        if "threads" in prov and (
+            isinstance(prov["threads"], bool) or not isinstance(prov["threads"], int)
+        ):
             problems.append("provenance.threads: not an integer")
-        commands = prov.get("commands", [])  # a string would be extended character by character
-        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-            problems.append(f"provenance.commands: expected a list of command strings, got {commands!r}")
-    problems += [f"{where}: {value!r} is not finite; JSON cannot hold it (the writer would refuse the file after the "
-                 "next run)" for where, value in _non_finite(data)][:20]
+        commands = prov.get(
+            "commands", []
+        )  # a string would be extended character by character
+        if not isinstance(commands, list) or not all(
+            isinstance(c, str) for c in commands
+        ):
+            problems.append(
+                f"provenance.commands: expected a list of command strings, got {commands!r}"
+            )
+    problems += [
+        f"{where}: {value!r} is not finite; JSON cannot hold it (the writer would refuse the file after the "
+        "next run)"
+        for where, value in _non_finite(data)
+    ][:20]
     runs = data.get("runs")
     if not isinstance(runs, list):
         problems.append("runs: missing or not a list")
@@ -650,35 +1005,65 @@ def validate_results(data: Any) -> None:
         for name, types in RUN_FIELDS.items():
             if name not in run:
                 problems.append(f"{where}.{name}: missing")
-            elif not isinstance(run[name], types) or (isinstance(run[name], bool) and bool not in types):
-                problems.append(f"{where}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {run[name]!r}")
+            elif not isinstance(run[name], types) or (
+                isinstance(run[name], bool) and bool not in types
+            ):
+                problems.append(
+                    f"{where}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {run[name]!r}"
+                )
         if not all(n in run for n in RUN_FIELDS):
             continue
         if run["status"] not in ("ok", "diverged"):
-            problems.append(f"{where}.status: must be 'ok' or 'diverged', got {run['status']!r}")
+            problems.append(
+                f"{where}.status: must be 'ok' or 'diverged', got {run['status']!r}"
+            )
         if run["status"] == "ok":
             for name in ("train_loss", "val_loss"):
-                if not isinstance(run[name], (int, float)) or not math.isfinite(run[name]) or run[name] < 0:
-                    problems.append(f"{where}.{name}: a finished run needs a finite loss >= 0, got {run[name]!r}")
+                if (
+                    not isinstance(run[name], (int, float))
+                    or not math.isfinite(run[name])
+                    or run[name] < 0
+                ):
+                    problems.append(
+                        f"{where}.{name}: a finished run needs a finite loss >= 0, got {run[name]!r}"
+                    )
             if not run["curve"]:
-                problems.append(f"{where}.curve: a finished run needs at least one point")
+                problems.append(
+                    f"{where}.curve: a finished run needs at least one point"
+                )
         previous = 0
         for j, point in enumerate(run["curve"]):
-            ok = isinstance(point, list) and len(point) == 3 and isinstance(point[0], int)
-            ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in point[1:])
+            ok = (
+                isinstance(point, list)
+                and len(point) == 3
+                and isinstance(point[0], int)
+            )
+            ok = ok and all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in point[1:]
+            )
             if not ok or point[0] <= previous or point[0] > run["steps"]:
-                problems.append(f"{where}.curve[{j}]: expected [step, train_loss, val_loss] with increasing steps "
-                                f"in 1..{run['steps']}, got {point!r}")
+                problems.append(
+                    f"{where}.curve[{j}]: expected [step, train_loss, val_loss] with increasing steps "
+                    f"in 1..{run['steps']}, got {point!r}"
+                )
                 break
             previous = point[0]
         if run["kind"] not in KINDS:
-            problems.append(f"{where}.kind: must be one of {KINDS}, got {run['kind']!r}")
+            problems.append(
+                f"{where}.kind: must be one of {KINDS}, got {run['kind']!r}"
+            )
         key = run_key(run)
         if key in keys:
-            problems.append(f"{where}: a second run with experiment, label, seed, lr = {key}")
+            problems.append(
+                f"{where}: a second run with experiment, label, seed, lr = {key}"
+            )
         keys.add(key)
     if problems:
-        raise ValueError("invalid results file: " + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
+        raise ValueError(
+            "invalid results file: "
+            + "; ".join(problems[:20])
+            + (" ..." if len(problems) > 20 else "")
+        )
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -687,7 +1072,9 @@ def load_results(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); it is left as it is") from error
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); it is left as it is"
+        ) from error
     validate_results(data)
     return data
 
@@ -717,9 +1104,15 @@ def merge_results(
         if path.exists():
             disk = load_results(path)
             for key in ("profile", "profile_settings"):
-                if key in disk and key in data and disk[key] != json.loads(json.dumps(data[key])):
-                    raise ValueError(f"{path} holds runs of another {key} ({disk[key]!r}, these runs have "
-                                     f"{data[key]!r}); write them to another output_dir")
+                if (
+                    key in disk
+                    and key in data
+                    and disk[key] != json.loads(json.dumps(data[key]))
+                ):
+                    raise ValueError(
+                        f"{path} holds runs of another {key} ({disk[key]!r}, these runs have "
+                        f"{data[key]!r}); write them to another output_dir"
+                    )
             known = {run_key(r) for r in disk["runs"]}
             mine = [r for r in data["runs"] if run_key(r) not in known]
             merged = {**merged, **disk, "runs": [*disk["runs"], *mine]}
@@ -743,7 +1136,9 @@ def ordered_experiments(experiments: Sequence[str] | None) -> list[str]:
     names = list(EXPERIMENTS if experiments is None else experiments)
     for name in names:
         if name in SEPARATE_EXPERIMENTS:
-            raise ValueError(f"experiment {name!r} is not part of this suite: {SEPARATE_EXPERIMENTS[name]}")
+            raise ValueError(
+                f"experiment {name!r} is not part of this suite: {SEPARATE_EXPERIMENTS[name]}"
+            )
         if name not in EXPERIMENTS:
             raise ValueError(f"experiments must be among {EXPERIMENTS}, got {name!r}")
     if names and "lr-sweep" not in names:
@@ -767,13 +1162,18 @@ def run_experiments(
     A file written by other ``sharedlib`` code (``code_hash``) is refused unless ``allow_mixed``; every run
     records its own commit and code hash either way.
     """
-    from .recorded import check_output, provenance  # the same provenance fields as every recorded file of the book
+    from .recorded import (
+        check_output,
+        provenance,
+    )  # the same provenance fields as every recorded file of the book
 
     p = get_profile(profile)
     names = ordered_experiments(experiments)
     log = log or (lambda message: None)
     path = Path(output_dir) / f"{RESULTS_NAME}.{p.name}.json"
-    check_output(path)  # before any training: a file, a read-only folder or a directory in its place fails now
+    check_output(
+        path
+    )  # before any training: a file, a read-only folder or a directory in its place fails now
     code = code_hash()
     if path.exists():
         data = load_results(path)
@@ -785,22 +1185,42 @@ def run_experiments(
             )
     else:
         corpus = _corpus(p.val_fraction)
-        data = {"provenance": {}, "profile": p.name, "profile_settings": asdict(p), "runs": [],
-                "baselines": {"data": corpus.source, "val_fraction": p.val_fraction, "unit": LOSS_UNIT,
-                              "smoothing": "add-one unigram, Witten-Bell interpolation above",
-                              **ngram_baselines(corpus.train, corpus.val, max_order=5)}}
+        data = {
+            "provenance": {},
+            "profile": p.name,
+            "profile_settings": asdict(p),
+            "runs": [],
+            "baselines": {
+                "data": corpus.source,
+                "val_fraction": p.val_fraction,
+                "unit": LOSS_UNIT,
+                "smoothing": "add-one unigram, Witten-Bell interpolation above",
+                **ngram_baselines(corpus.train, corpus.val, max_order=5),
+            },
+        }
     base_seconds = float(data["provenance"].get("wall_seconds", 0.0))
     started = time.perf_counter()
     stamped = [False]  # whether this command is in the file's list of commands yet
 
-    def stamp(target: dict[str, Any]) -> None:  # ``target``: the runs merged with the file's, its provenance
+    def stamp(
+        target: dict[str, Any],
+    ) -> None:  # ``target``: the runs merged with the file's, its provenance
         previous = target["provenance"]
-        seconds = max(base_seconds + time.perf_counter() - started, float(previous.get("wall_seconds", 0.0)))
+        seconds = max(
+            base_seconds + time.perf_counter() - started,
+            float(previous.get("wall_seconds", 0.0)),
+        )
         prov = provenance(command, device_description(p.device), seconds)
-        code_hashes = sorted({r.get("sharedlib_hash", code) for r in target["runs"]} | {code})
+        code_hashes = sorted(
+            {r.get("sharedlib_hash", code) for r in target["runs"]} | {code}
+        )
         commands = [*previous.get("commands", []), *([] if stamped[0] else [command])]
-        target["provenance"] = {**prov, "sharedlib_hash": code if len(code_hashes) == 1 else "mixed",
-                                "sharedlib_hashes": code_hashes, "commands": commands}
+        target["provenance"] = {
+            **prov,
+            "sharedlib_hash": code if len(code_hashes) == 1 else "mixed",
+            "sharedlib_hashes": code_hashes,
+            "commands": commands,
+        }
         stamped[0] = True
 
     commit = provenance(command, "", 0.0)["commit"]
@@ -811,20 +1231,37 @@ def run_experiments(
         for spec in plan(p, name, lrs):
             if spec.key in done:
                 continue
-            same = next((r for r in data["runs"] if r.get("spec_hash") == spec.spec_hash and r["status"] == "ok"),
-                        None)
+            same = next(
+                (
+                    r
+                    for r in data["runs"]
+                    if r.get("spec_hash") == spec.spec_hash and r["status"] == "ok"
+                ),
+                None,
+            )
             if same is not None:
-                record = {**copy.deepcopy(same), "experiment": spec.experiment, "label": spec.label,
-                          "reused_from": f"{same['experiment']} / {same['label']}", "wall_seconds": 0.0}
+                record = {
+                    **copy.deepcopy(same),
+                    "experiment": spec.experiment,
+                    "label": spec.label,
+                    "reused_from": f"{same['experiment']} / {same['label']}",
+                    "wall_seconds": 0.0,
+                }
             else:
                 record = execute(spec, trained)
                 record.update(commit=commit, sharedlib_hash=code)
             data["runs"].append(record)
-            data = merge_results(path, data, stamp)  # with the runs another command wrote meanwhile
+            data = merge_results(
+                path, data, stamp
+            )  # with the runs another command wrote meanwhile
             done |= {run_key(r) for r in data["runs"]}
             val = record["val_loss"]
-            log(f"{name} / {spec.label} / seed {spec.seed} / lr {spec.train.lr:g}: "
-                f"val {'diverged' if val is None else f'{val:.4f}'} ({record['wall_seconds']:.1f} s)")
-    if not path.exists():  # nothing to run: still leave a valid (empty) file with its provenance
+            log(
+                f"{name} / {spec.label} / seed {spec.seed} / lr {spec.train.lr:g}: "
+                f"val {'diverged' if val is None else f'{val:.4f}'} ({record['wall_seconds']:.1f} s)"
+            )
+    if (
+        not path.exists()
+    ):  # nothing to run: still leave a valid (empty) file with its provenance
         merge_results(path, data, stamp)
     return path
