@@ -12,9 +12,31 @@ The package has three roles, each in its own place, imports pointing one way:
   import both.
 
 ``tests/test_package_layout.py`` enforces the direction. Importing ``sharedlib`` has no side effects and imports
-neither subpackage; every public name of the library is listed in ``__all__``.
+neither subpackage; ``__all__`` lists what a reader calls, and every module is one attribute away
+(``sl.universal``).
 """
 
+from . import (
+    bench,
+    config,
+    convert,
+    counting,
+    data,
+    decoding,
+    evidence,
+    layers,
+    measure,
+    models,
+    naive,
+    optimization,
+    recursions,
+    relaxed,
+    runtime,
+    sharing,
+    similarity,
+    universal,
+    validation,
+)
 from .config import ACTIVATIONS, NORM_PLACEMENTS, POSITIONS, TransformerConfig
 from .convert import from_albert, from_torch_encoder, strategy_for_map
 from .counting import (
@@ -31,6 +53,10 @@ from .counting import (
     source_parameter_formula,
     training_memory_bytes,
 )
+from .data import load_text_corpus, pointer_chain_batch
+from .decoding import KVCache, decode_step, extend, generate, prefill
+from .evidence import paired_difference
+from .layers import Embeddings, FeedForward, Residual, SelfAttention
 from .measure import (
     count_forward_flops,
     count_module_parameters,
@@ -38,46 +64,105 @@ from .measure import (
     saved_activation_bytes,
     training_state_bytes,
 )
-from .models import SharedTransformer, next_token_loss
+from .models import LOSS_UNIT, SharedTransformer, next_token_loss, scored_cross_entropy
 from .naive import NaiveSharedTransformer, unshared_naive_stack
+from .recursions import MixtureOfRecursions, default_capacities, routed_loss
+from .relaxed import (
+    RelaxedSharedTransformer,
+    delta_parameters,
+    relax_unshared,
+    relaxed_parameters,
+)
 from .runtime import resolve_device, seed_everything
 from .sharing import STRATEGIES, layer_to_block, n_parameter_sets, validate_sharing
+from .train import History, TrainConfig, evaluate, train
+from .universal import UniversalTransformer, act_loss
 
 __version__ = "0.1.0"
 
+# What a reader calls: configs and layer maps, the layers and models, counts,
+# decoding, training, the Universal Transformer, Mixture-of-Recursions and relaxed
+# sharing, and the modules (``sl.train`` is the training function; the module is
+# ``sharedlib.train``). Everything else is one attribute deeper: ``sl.similarity.cka_matrix``.
 __all__ = [
     "ACTIVATIONS",
+    "LOSS_UNIT",
     "NORM_PLACEMENTS",
     "POSITIONS",
     "SOURCE_STATED_COUNTS",
     "STRATEGIES",
+    "Embeddings",
+    "FeedForward",
+    "History",
+    "KVCache",
+    "MixtureOfRecursions",
     "NaiveSharedTransformer",
+    "RelaxedSharedTransformer",
+    "Residual",
+    "SelfAttention",
     "SharedTransformer",
+    "TrainConfig",
     "TransformerConfig",
+    "UniversalTransformer",
+    "act_loss",
     "activation_values_per_token",
     "attention_parameters",
+    "bench",
+    "config",
+    "convert",
     "count_forward_flops",
     "count_module_parameters",
     "count_parameters",
+    "counting",
+    "data",
+    "decode_step",
+    "decoding",
+    "default_capacities",
+    "delta_parameters",
     "embedding_parameters",
+    "evaluate",
+    "evidence",
+    "extend",
     "ffn_parameters",
     "forward_flops_per_token",
     "from_albert",
     "from_torch_encoder",
+    "generate",
     "hidden_state_rms",
     "layer_norm_parameters",
     "layer_parameters",
     "layer_to_block",
+    "layers",
+    "load_text_corpus",
+    "measure",
+    "models",
     "n_parameter_sets",
+    "naive",
     "next_token_loss",
+    "optimization",
+    "paired_difference",
     "parameter_breakdown",
+    "pointer_chain_batch",
+    "prefill",
+    "recursions",
+    "relax_unshared",
+    "relaxed",
+    "relaxed_parameters",
     "resolve_device",
+    "routed_loss",
+    "runtime",
     "saved_activation_bytes",
+    "scored_cross_entropy",
     "seed_everything",
+    "sharing",
+    "similarity",
     "source_parameter_formula",
     "strategy_for_map",
+    "train",
     "training_memory_bytes",
     "training_state_bytes",
+    "universal",
     "unshared_naive_stack",
     "validate_sharing",
+    "validation",
 ]

@@ -16,6 +16,32 @@ from pathlib import Path
 
 import torch
 
+from .validation import check_int, check_real
+
+__all__ = [
+    "ANSWER_BITS",
+    "BOS",
+    "BUILTIN_CORPUS",
+    "BUILTIN_CORPUS_BYTES",
+    "BUILTIN_CORPUS_SHA256",
+    "BUILTIN_CORPUS_SOURCE",
+    "FIRST_SYMBOL",
+    "IGNORE",
+    "PAD",
+    "POINTER_OFFSET",
+    "ROOT_OFFSET",
+    "SEP",
+    "TASKS",
+    "TextCorpus",
+    "algorithmic_batch",
+    "algorithmic_vocab_size",
+    "builtin_corpus_bytes",
+    "chain_vocab_size",
+    "load_text_corpus",
+    "pointer_chain_batch",
+]
+
+
 IGNORE = -100  # targets with this value are not scored (torch's cross_entropy default)
 TASKS: tuple[str, ...] = ("copy", "reverse", "sort", "addition")
 PAD, BOS, SEP = (
@@ -149,3 +175,59 @@ def load_text_corpus(
     data = torch.tensor(list(raw), dtype=torch.long)  # (N,) one token per byte
     cut = int(len(data) * (1 - val_fraction))
     return TextCorpus(train=data[:cut], val=data[cut:], source=source)
+
+
+# Pointer chains (chapter 5b): an encoder task whose per-position difficulty is the
+# number of hops to a root.
+ANSWER_BITS = 2  # tokens 0 and 1: the answer at each position (its root's bit)
+ROOT_OFFSET = 2  # tokens 2 and 3: a root holding bit 0 or 1
+POINTER_OFFSET = 4  # tokens 4 .. 3 + max_offset: "my parent is k positions to my left", k = 1 .. max_offset
+
+
+def chain_vocab_size(max_offset: int) -> int:
+    """Vocabulary of ``pointer_chain_batch``: two answer tokens, two root tokens and one token per offset."""
+    return POINTER_OFFSET + check_int("max_offset", max_offset)
+
+
+def pointer_chain_batch(
+    batch_size: int,
+    length: int,
+    max_offset: int,
+    root_probability: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random forests laid out left to right: inputs (B, L), targets (B, L) and depths (B, L).
+
+    Each position is a root holding a random bit (probability ``root_probability``; position 0 always) or points
+    to a parent 1 .. ``max_offset`` positions to its left. The target at every position is its root's bit; the
+    depth is the number of pointer hops to that root, so a block that moves information one hop per step needs
+    depth-many steps.
+    """
+    check_int("batch_size", batch_size)
+    check_int("length", length)
+    check_int("max_offset", max_offset)
+    check_real("root_probability", root_probability, 0, 1, open_minimum=True)
+    root = (
+        torch.rand(batch_size, length, generator=generator) < root_probability
+    )  # (B, L)
+    root[:, 0] = True  # nothing lies to the left of position 0
+    bit = torch.randint(0, 2, (batch_size, length), generator=generator)  # (B, L)
+    position = torch.arange(length).expand(batch_size, length)  # (B, L)
+    offset = torch.randint(
+        1, max_offset + 1, (batch_size, length), generator=generator
+    )  # (B, L)
+    offset = torch.minimum(
+        offset, position.clamp(min=1)
+    )  # never point before position 0
+    inputs = torch.where(root, ROOT_OFFSET + bit, POINTER_OFFSET - 1 + offset)  # (B, L)
+    targets = torch.zeros_like(bit)
+    depth = torch.zeros_like(bit)
+    for t in range(
+        length
+    ):  # parents lie to the left, so they are resolved before their children
+        parent = (t - offset[:, t]).clamp(min=0)[:, None]  # (B, 1)
+        targets[:, t] = torch.where(
+            root[:, t], bit[:, t], targets.gather(1, parent)[:, 0]
+        )
+        depth[:, t] = torch.where(root[:, t], 0, depth.gather(1, parent)[:, 0] + 1)
+    return inputs, targets, depth

@@ -11,23 +11,24 @@ whichever blocks the layers use: sharing weights does not shrink it.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 
 from .layers import LayerKV
 from .models import SharedTransformer
+from .validation import check_instance, check_int, check_real, check_token_ids
+
+__all__ = ["KVCache", "decode_step", "extend", "generate", "prefill"]
 
 
 @dataclass
 class KVCache:
-    """One ``LayerKV`` per applied layer, in ``model.layer_schedule`` order, and the schedule it was built for."""
+    """One ``LayerKV`` per applied layer, and the layer schedule it was built for (6b)."""
 
-    layers: list[LayerKV]
-    schedule: list[
-        tuple[int, int]
-    ]  # (attention block, FFN block) of each applied layer
+    layers: list[LayerKV]  # one per (attention, FFN) pair of ``schedule``
+    schedule: list[tuple[int, int]]  # ``model.layer_schedule(n_iterations)``
+    n_iterations: int | None = None  # as in ``model.forward``: None = the config's map
 
     @property
     def length(self) -> int:
@@ -71,84 +72,40 @@ class KVCache:
 
 
 def _check_model(model: SharedTransformer) -> None:
-    if not isinstance(model, SharedTransformer):
-        raise ValueError(
-            f"model must be a sharedlib SharedTransformer, got {type(model).__name__}"
-        )
-    if type(model)._layer is not SharedTransformer._layer:
-        raise ValueError(
-            f"{type(model).__name__} overrides the per-layer hook _layer (e.g. relaxed sharing); cached decoding "
-            "only knows SharedTransformer's attention-then-FFN layer and would silently drop the override"
-        )
+    check_instance("model", model, SharedTransformer, "a sharedlib SharedTransformer")
     config = model.config
     if not (config.causal and config.lm_head):
         raise ValueError(
-            f"decoding needs a causal language model: TransformerConfig(causal=True, lm_head=True), got "
-            f"causal={config.causal}, lm_head={config.lm_head}"
+            "decoding needs a causal language model: TransformerConfig(causal=True, "
+            f"lm_head=True), got causal={config.causal}, lm_head={config.lm_head}"
         )
     if model.training and config.dropout > 0:
         raise ValueError(
-            f"dropout={config.dropout} is active in training mode: call model.eval() before decoding"
+            f"dropout={config.dropout} is active in training mode: "
+            "call model.eval() before decoding"
         )
 
 
-ID_DTYPES: tuple[torch.dtype, ...] = (
-    torch.int64,
-    torch.int32,
-)  # the index types nn.Embedding accepts
-
-
-def _check_ids(name: str, ids: torch.Tensor, model: SharedTransformer) -> None:
-    if (
-        not isinstance(ids, torch.Tensor)
-        or ids.dim() != 2
-        or ids.dtype not in ID_DTYPES
-    ):
-        got = (
-            f"{ids.dtype} {tuple(ids.shape)}"
-            if isinstance(ids, torch.Tensor)
-            else type(ids).__name__
-        )
-        raise ValueError(
-            f"{name} must be a (batch, sequence) tensor of dtype torch.int64 or torch.int32, got {got}"
-            + (
-                " (convert with .long())"
-                if isinstance(ids, torch.Tensor) and ids.dim() == 2
-                else ""
-            )
-        )
-    if ids.numel() and (
-        int(ids.min()) < 0 or int(ids.max()) >= model.config.vocab_size
-    ):
-        raise ValueError(
-            f"{name} must be token ids in 0..vocab_size-1 = 0..{model.config.vocab_size - 1}"
-        )
-
-
-def _check_prompt(ids: torch.Tensor) -> None:
+def _check_prompt(model: SharedTransformer, ids: torch.Tensor) -> None:
+    check_token_ids("ids", ids, model.config.vocab_size)
     if ids.shape[1] == 0:
         raise ValueError(
-            f"ids must hold a prompt of at least one token per sequence, got shape {tuple(ids.shape)}: the next "
-            "token is predicted from the last one"
+            "ids must hold a prompt of at least one token per sequence, got shape "
+            f"{tuple(ids.shape)}: the next token is predicted from the last one"
         )
 
 
 def _run(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-    """Logits (B, T, V) of T new tokens at positions t..t+T-1, appending their K, V to ``cache``."""
+    """Logits (B, T, V) of T new tokens at positions t..t+T-1; their K, V join ``cache``."""
     t0, T = cache.length, ids.shape[1]
     if t0 + T > model.config.max_len:
         raise ValueError(
-            f"{t0} cached + {T} new positions exceed max_len={model.config.max_len} (the longest input accepted)"
+            f"{t0} cached + {T} new positions exceed max_len={model.config.max_len} "
+            "(the longest input accepted)"
         )
     x = model.embeddings(ids, start=t0)  # (B, T, H) at positions t0..t0+T-1
-    for (a, f), layer_cache in zip(cache.schedule, cache.layers, strict=True):
-        x = model.attention[a](
-            x, cache=layer_cache
-        )  # (B, T, H) attends to (B, t0+T) keys
-        x = model.ffn[f](x)  # (B, T, H)
-    if model.final_norm is not None:
-        x = model.final_norm(x)  # (B, T, H)
-    return model.logits(x)  # (B, T, V)
+    hidden = model.encode(x, n_iterations=cache.n_iterations, caches=cache.layers)
+    return model.logits(hidden)  # (B, T, V)
 
 
 @torch.inference_mode()
@@ -158,63 +115,47 @@ def prefill(
     capacity: int | None = None,
     n_iterations: int | None = None,
 ) -> tuple[torch.Tensor, KVCache]:
-    """Logits (B, T, V) of the prompt ``ids`` (B, T) and a cache of its keys and values (chapter 6b).
+    """Logits (B, T, V) of the prompt ``ids`` (B, T) and a cache of its keys and values.
 
-    ``capacity`` (default ``max_len``) sizes the buffers; ``n_iterations`` changes the depth of a fully shared
-    model as in ``model.forward``.
+    ``capacity`` (default ``max_len``) sizes the buffers; ``n_iterations`` sets the
+    depth of a fully shared model as in ``model.forward`` (chapter 6b).
     """
     _check_model(model)
-    _check_ids("ids", ids, model)
-    _check_prompt(ids)
-    if n_iterations is not None:
-        if isinstance(n_iterations, bool) or not isinstance(
-            n_iterations, numbers.Integral
-        ):
-            raise ValueError(
-                f"n_iterations must be None or a positive integer (a bool is not a count), got "
-                f"{n_iterations!r}"
-            )
-        n_iterations = int(n_iterations)
+    _check_prompt(model, ids)
     B, T = ids.shape
     config = model.config
     capacity = config.max_len if capacity is None else capacity
-    if (
-        isinstance(capacity, bool)
-        or not isinstance(capacity, int)
-        or not T <= capacity <= config.max_len
-    ):
-        raise ValueError(
-            f"capacity must be an int in {T}..max_len={config.max_len} (prompt of {T}), got {capacity!r}"
-        )
+    capacity = check_int("capacity", capacity, T, config.max_len)
+    if n_iterations is not None:
+        n_iterations = check_int("n_iterations", n_iterations)
+    weight = model.embeddings.tokens.weight  # the cache takes its dtype and device
     schedule = model.layer_schedule(n_iterations)
-    reference = model.embeddings.tokens.weight
     layers = [
         LayerKV(
             B,
             config.n_heads,
             config.head_dim,
             capacity,
-            dtype=reference.dtype,
-            device=reference.device,
+            dtype=weight.dtype,
+            device=weight.device,
         )
         for _ in schedule
     ]
-    cache = KVCache(layers, schedule)
+    cache = KVCache(layers, schedule, n_iterations)
     return _run(model, ids, cache), cache
 
 
 def _check_cache(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> None:
-    if not isinstance(cache, KVCache):
-        raise ValueError(
-            f"cache must be the KVCache returned by prefill, got {type(cache).__name__}"
-        )
+    check_instance("cache", cache, KVCache, "the KVCache returned by prefill")
     if ids.shape[0] != cache.batch_size:
         raise ValueError(
-            f"tokens have batch size {ids.shape[0]}, but the cache was built for {cache.batch_size}"
+            f"tokens have batch size {ids.shape[0]}, "
+            f"but the cache was built for {cache.batch_size}"
         )
-    if any(a >= len(model.attention) or f >= len(model.ffn) for a, f in cache.schedule):
+    if cache.schedule != model.layer_schedule(cache.n_iterations):
         raise ValueError(
-            "cache was built for another model: its layer schedule names blocks this model lacks"
+            "cache was built for another model: its layer schedule "
+            f"{cache.schedule} is not this model's"
         )
 
 
@@ -222,9 +163,10 @@ def _check_cache(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) ->
 def extend(
     model: SharedTransformer, ids: torch.Tensor, cache: KVCache
 ) -> tuple[torch.Tensor, KVCache]:
-    """Logits (B, T, V) of T more tokens ``ids`` (B, T) after the cached ones; ``cache`` grows by T (chapter 6b)."""
+    """Logits (B, T, V) of T more tokens ``ids`` (B, T) after the cached ones;
+    ``cache`` grows by T (chapter 6b)."""
     _check_model(model)
-    _check_ids("ids", ids, model)
+    check_token_ids("ids", ids, model.config.vocab_size)
     _check_cache(model, ids, cache)
     return _run(model, ids, cache), cache
 
@@ -233,18 +175,18 @@ def extend(
 def decode_step(
     model: SharedTransformer, token: torch.Tensor, cache: KVCache
 ) -> tuple[torch.Tensor, KVCache]:
-    """Logits (B, V) of the next position after feeding ``token`` (B,) or (B, 1); ``cache`` grows by one."""
+    """Logits (B, V) of the next position after feeding ``token`` (B,) or (B, 1);
+    ``cache`` grows by one (chapter 6b)."""
     _check_model(model)
     if isinstance(token, torch.Tensor) and token.dim() == 1:
         token = token[:, None]  # (B, 1)
-    _check_ids("token", token, model)
+    check_token_ids("token", token, model.config.vocab_size)
     if token.shape[1] != 1:
         raise ValueError(
             f"token must have shape (batch,) or (batch, 1), got {tuple(token.shape)}"
         )
     _check_cache(model, token, cache)
-    logits = _run(model, token, cache)  # (B, 1, V)
-    return logits[:, -1], cache  # (B, V)
+    return _run(model, token, cache)[:, -1], cache  # (B, V)
 
 
 @torch.inference_mode()
@@ -256,22 +198,21 @@ def generate(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The prompt (B, T) followed by ``n_new`` generated tokens: (B, T + n_new) (chapter 6b).
+    """The prompt (B, T) followed by ``n_new`` generated tokens: (B, T + n_new).
 
-    Greedy takes the most likely token; otherwise tokens are sampled from softmax(logits / temperature).
+    Greedy takes the most likely token, otherwise tokens are sampled from
+    softmax(logits / temperature) (chapter 6b).
     """
-    if isinstance(n_new, bool) or not isinstance(n_new, numbers.Integral) or n_new < 1:
-        raise ValueError(f"n_new must be a positive integer, got {n_new!r}")
-    n_new = int(n_new)
-    if not greedy and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature!r}")
+    n_new = check_int("n_new", n_new)
+    if not greedy:
+        check_real("temperature", temperature, 0, open_minimum=True)
     _check_model(model)
-    _check_ids("ids", ids, model)
-    _check_prompt(ids)
+    _check_prompt(model, ids)
     total = ids.shape[1] + n_new
     if total > model.config.max_len:
         raise ValueError(
-            f"prompt {ids.shape[1]} + n_new {n_new} = {total} exceeds max_len={model.config.max_len}"
+            f"prompt {ids.shape[1]} + n_new {n_new} = {total} "
+            f"exceeds max_len={model.config.max_len}"
         )
     logits, cache = prefill(model, ids, capacity=total - 1)
     next_logits = logits[:, -1]  # (B, V)
@@ -284,5 +225,5 @@ def generate(
             token = torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
         out.append(token[:, None])
         if i < n_new - 1:  # the last token is returned, never fed
-            next_logits, cache = decode_step(model, token, cache)
+            next_logits = _run(model, token[:, None], cache)[:, -1]  # (B, V)
     return torch.cat(out, dim=1)  # (B, T + n_new)

@@ -15,6 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+
+__all__ = [
+    "METHODS",
+    "METRIC_NAMES",
+    "PairedDifference",
+    "compare_recorded",
+    "conclusion",
+    "mean_interval",
+    "paired_difference",
+    "rank_correlation",
+    "summarize_experiment",
+    "t_cdf",
+    "t_quantile",
+    "values_by_seed",
+    "variance_explained",
+]
+
 
 METHODS: tuple[str, ...] = ("t", "bootstrap")
 METRIC_NAMES: dict[str, str] = {
@@ -272,3 +290,21 @@ def variance_explained(values: Any, groups: Any) -> float:
         inverse
     )  # (groups,) the mean of each group
     return float(((means[inverse] - v.mean()) ** 2).sum() / total)
+
+
+def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rank correlation of two equally long tensors (``scipy.stats.spearmanr``; chapter 5b)."""
+    if (
+        not isinstance(x, torch.Tensor)
+        or not isinstance(y, torch.Tensor)
+        or x.numel() != y.numel()
+    ):
+        raise ValueError("x and y must be tensors with the same number of elements")
+    if x.numel() < 2:
+        raise ValueError(f"need at least 2 values, got {x.numel()}")
+    from scipy import stats  # imported on use: scipy is slow to import
+
+    a, b = (t.detach().flatten().double().cpu().numpy() for t in (x, y))
+    if a.min() == a.max() or b.min() == b.max():
+        raise ValueError("rank correlation is undefined when x or y is constant")
+    return float(stats.spearmanr(a, b).statistic)  # ties get their average rank

@@ -8,6 +8,20 @@ from torch import nn
 
 from .config import TransformerConfig
 
+__all__ = [
+    "ROPE_BASE",
+    "Embeddings",
+    "FeedForward",
+    "LayerKV",
+    "Residual",
+    "SelfAttention",
+    "apply_rotary",
+    "merge_heads",
+    "rotary_angles",
+    "split_heads",
+]
+
+
 ROPE_BASE = 10000.0  # theta of rotary embeddings (Su et al., 2021; Llama uses the same)
 
 _ACTIVATIONS = {
@@ -46,6 +60,18 @@ def apply_rotary(x: torch.Tensor, start: int = 0) -> torch.Tensor:
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)  # (B, h, T, d)
 
 
+def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, C) -> (B, h, T, C/h): each head attends with its own C/h features."""
+    B, T, C = t.shape
+    return t.view(B, T, n_heads, C // n_heads).transpose(1, 2)  # (B, h, T, C/h)
+
+
+def merge_heads(y: torch.Tensor) -> torch.Tensor:
+    """(B, h, T, C/h) -> (B, T, C): the heads' outputs side by side."""
+    B, h, T, d = y.shape
+    return y.transpose(1, 2).contiguous().view(B, T, h * d)  # (B, T, C)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with fused Q, K, V: 4*H*H weights and 4*H biases."""
 
@@ -54,10 +80,10 @@ class SelfAttention(nn.Module):
         self.n_heads = config.n_heads
         self.causal = config.causal
         self.dropout = config.dropout
-        # rotate Q and K by their positions (no position table)
-        self.rotary = config.position == "rotary"
-        # W_Q, W_K, W_V stacked
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.rotary = config.position == "rotary"  # rotate Q and K by their positions
+        self.qkv = nn.Linear(
+            config.d_model, 3 * config.d_model
+        )  # W_Q, W_K, W_V stacked
         self.out = nn.Linear(config.d_model, config.d_model)  # W_O
 
     def forward(
@@ -66,78 +92,44 @@ class SelfAttention(nn.Module):
         key_mask: torch.Tensor | None = None,
         cache: LayerKV | None = None,
     ) -> torch.Tensor:
-        """Attention output (B, T, C); with ``cache`` the keys of earlier positions come
-        from it (chapter 6b)."""
-        if cache is not None:
-            return self._cached(x, key_mask, cache)
-        B, T, C = x.shape  # (B, T, C)
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (
-            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-            for t in (q, k, v)
-        )  # (B, h, T, C/h)
-        if self.rotary:
-            q, k = apply_rotary(q), apply_rotary(k)  # (B, h, T, C/h), positions 0..T-1
-        mask = None
-        if key_mask is not None:  # (B, T) True where a key may be attended to
-            mask = key_mask[:, None, None, :]  # (B, 1, 1, T)
-            if self.causal:
-                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-                mask = mask & causal  # (B, 1, T, T)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=self.causal and mask is None,
-        )  # (B, h, T, C/h)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.out(y)  # (B, T, C)
+        """softmax(Q K^T / sqrt(C/h) + mask) V per head, then W_O: (B, T, C) -> (B, T, C).
 
-    def _cached(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None, cache: LayerKV
-    ) -> torch.Tensor:
-        """Causal attention of T new positions to the cached ``t0`` earlier ones and to
-        themselves (chapter 6b)."""
-        if not self.causal:
-            raise ValueError(
-                "a K/V cache needs a causal model (TransformerConfig(causal=True))"
-            )
-        if key_mask is not None:
-            raise ValueError(
-                "key_mask and cache cannot be combined: cached decoding "
-                "assumes unpadded sequences"
-            )
-        B, T, C = x.shape  # (B, T, C) the new positions t0 .. t0+T-1
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        ``key_mask`` (B, T) is True at real tokens; with ``cache`` the T new positions
+        follow the t0 cached ones and attend to them too (chapter 6b).
+        """
+        C = x.shape[-1]  # x: (B, T, C), positions t0 .. t0+T-1
         q, k, v = (
-            t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-            for t in (q, k, v)
-        )  # (B, h, T, C/h)
-        t0 = cache.length
+            split_heads(t, self.n_heads) for t in self.qkv(x).split(C, dim=2)
+        )  # (B, h, T, C/h) each
+        t0 = 0 if cache is None else cache.length
         if self.rotary:
-            # positions t0 .. t0+T-1; the cached keys stay rotated
-            q, k = apply_rotary(q, t0), apply_rotary(k, t0)
-        k, v = cache.append(k, v)  # (B, h, t0+T, C/h): K and V of every position so far
-        # Query t0+i may see keys 0..t0+i: a lower-triangular (T, t0+T) mask shifted
-        # right by t0. SDPA's own is_causal aligns the triangle top-left, which is right
-        # only when t0 == 0; one new query sees everything.
-        mask = None
-        if T > 1 and t0 > 0:
-            mask = torch.ones(T, t0 + T, dtype=torch.bool, device=x.device).tril(
-                diagonal=t0
-            )  # (T, t0+T)
+            q, k = apply_rotary(q, t0), apply_rotary(k, t0)  # cached keys stay rotated
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, h, t0+T, C/h): every position so far
+        mask = self._mask(key_mask, q.shape[2], t0, x.device)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=T > 1 and t0 == 0,
+            is_causal=self.causal and mask is None and q.shape[2] > 1,
         )  # (B, h, T, C/h)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.out(y)  # (B, T, C)
+        return self.out(merge_heads(y))  # (B, T, C)
+
+    def _mask(
+        self, key_mask: torch.Tensor | None, n_new: int, t0: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """The boolean attention mask (True = may attend), or None where SDPA's own
+        ``is_causal`` (a top-left triangle) or no mask at all is right."""
+        T, causal = n_new, None
+        if self.causal and T > 1 and (t0 > 0 or key_mask is not None):
+            # query t0+i sees keys 0..t0+i: a lower triangle shifted right by t0
+            causal = torch.ones(T, t0 + T, dtype=torch.bool, device=device).tril(t0)
+        if key_mask is None:
+            return causal  # (T, t0+T) or None
+        mask = key_mask[:, None, None, :]  # (B, 1, 1, T): keys that are real tokens
+        return mask if causal is None else mask & causal  # (B, 1, T, T)
 
 
 class LayerKV:

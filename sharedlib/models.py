@@ -1,18 +1,31 @@
-"""The encoder of the book: only unique sublayers are stored, applied in ``layer_to_block`` order (chapter 5)."""
+"""The encoder of the book: only the unique sublayers are stored, applied in
+``layer_to_block`` order (chapter 5)."""
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import TransformerConfig
-from .layers import Embeddings, FeedForward, Residual, SelfAttention
+from .data import IGNORE
+from .layers import Embeddings, FeedForward, LayerKV, Residual, SelfAttention
+from .validation import check_int, check_token_ids
+
+__all__ = [
+    "LOSS_UNIT",
+    "SharedTransformer",
+    "init_weights",
+    "next_token_loss",
+    "scored_cross_entropy",
+]
 
 
 class SharedTransformer(nn.Module):
-    """An encoder (or causal LM) whose layers reuse parameter sets as ``config.strategy`` says."""
+    """An encoder (or causal LM) whose layers reuse parameter sets as
+    ``config.strategy`` says (chapter 5)."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -46,12 +59,13 @@ class SharedTransformer(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         n_iterations: int | None = None,
     ) -> torch.Tensor:
-        """Final hidden states (B, T, H); ``n_iterations`` re-runs a fully shared block more or fewer times.
+        """Final hidden states (B, T, H); ``n_iterations`` runs a fully shared block
+        more or fewer times.
 
-        ``attention_mask`` (B, T) follows Hugging Face: 1 or True marks a real token that may be attended to,
-        0 or False marks padding. This is the opposite of ``nn.TransformerEncoder``'s ``src_key_padding_mask``
-        (True = padding): pass ``~padding_mask``. Additive float masks (0 / -inf) are refused; convert Hugging
-        Face's extended mask with ``mask == 0``. Chapter 5 explains the choice.
+        ``attention_mask`` (B, T) follows Hugging Face: 1 or True marks a real token,
+        0 or False padding, the opposite of ``nn.TransformerEncoder``'s
+        ``src_key_padding_mask`` (pass ``~padding_mask``). Additive float masks
+        (0 / -inf) are refused: convert one with ``mask == 0``. Chapter 5 explains why.
         """
         key_mask = self.check_inputs(input_ids, attention_mask, token_type_ids)
         return self.encode(
@@ -63,31 +77,31 @@ class SharedTransformer(nn.Module):
         x: torch.Tensor,
         key_mask: torch.Tensor | None = None,
         n_iterations: int | None = None,
+        caches: Sequence[LayerKV] | None = None,
     ) -> torch.Tensor:
-        """Run the layer stack on batch-first hidden states (B, T, H); ``key_mask``
-        (B, T) is True at real tokens."""
-        if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError(
-                "hidden states must be (batch, sequence, "
-                f"{self.config.d_model}), got {tuple(x.shape)}"
-            )
-        if key_mask is not None and (
-            key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]
-        ):
-            raise ValueError(
-                f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} "
-                f"(True = real token), got {key_mask.dtype} {tuple(key_mask.shape)}"
-            )
-        for layer, (a, f) in enumerate(self.layer_schedule(n_iterations)):
-            x = self._layer(layer, a, f, x, key_mask)  # (B, T, H)
+        """Run the layer stack on hidden states (B, T, H); ``key_mask`` (B, T) is True at
+        real tokens; ``caches``, one per applied layer, make it a decoding step (6b)."""
+        schedule = self.layer_schedule(n_iterations)
+        self.check_hidden(x, key_mask, caches, len(schedule))
+        for layer, (a, f) in enumerate(schedule):
+            cache = None if caches is None else caches[layer]
+            x = self.apply_layer(layer, a, f, x, key_mask, cache)  # (B, T, H)
         return self.final_norm(x) if self.final_norm is not None else x
 
-    def _layer(
-        self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None
+    def apply_layer(
+        self,
+        layer: int,
+        a: int,
+        f: int,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        cache: LayerKV | None = None,
     ) -> torch.Tensor:
-        """Layer ``layer`` of the stack: attention block ``a`` then FFN block ``f``
-        (chapter 8 overrides it)."""
-        x = self.attention[a](x, key_mask=key_mask)  # (B, T, H)
+        """Layer ``layer`` of the stack: attention block ``a``, then FFN block ``f``.
+
+        The hook a variant overrides to change what one layer computes (chapter 8).
+        """
+        x = self.attention[a](x, key_mask=key_mask, cache=cache)  # (B, T, H)
         return self.ffn[f](x)  # (B, T, H)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -99,21 +113,58 @@ class SharedTransformer(nn.Module):
         return hidden @ self.embeddings.tokens.weight.T  # (B, T, V)
 
     def layer_schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
+        """(attention block, FFN block) of each applied layer: the config's layer map,
+        or ``n_iterations`` uses of the one shared block."""
         if n_iterations is None:
             return list(zip(self.attention_map, self.ffn_map, strict=True))
         if self.config.strategy != "all":
             raise ValueError(
-                f"n_iterations needs strategy 'all' (one shared block), got {self.config.strategy!r}"
+                "n_iterations needs strategy 'all' (one shared block), "
+                f"got {self.config.strategy!r}"
             )
+        return [(0, 0)] * check_int("n_iterations", n_iterations)
+
+    def check_hidden(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None,
+        caches: Sequence[LayerKV] | None,
+        depth: int,
+    ) -> None:
+        """Validate the inputs of ``encode``: (B, T, d_model) states, a (B, T) bool mask,
+        one cache per applied layer and not both a mask and caches."""
         if (
-            isinstance(n_iterations, bool)
-            or not isinstance(n_iterations, numbers.Integral)
-            or n_iterations < 1
+            not isinstance(x, torch.Tensor)
+            or x.dim() != 3
+            or x.shape[-1] != self.config.d_model
+        ):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"hidden states must be (batch, sequence, {self.config.d_model}), got {got}"
+            )
+        if key_mask is not None and (
+            key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]
         ):
             raise ValueError(
-                f"n_iterations must be a positive integer, got {n_iterations!r}"
+                f"key_mask must be a bool tensor of shape {tuple(x.shape[:2])} "
+                f"(True = real token), got {key_mask.dtype} {tuple(key_mask.shape)}"
             )
-        return [(0, 0)] * n_iterations
+        if caches is None:
+            return
+        if key_mask is not None:
+            raise ValueError(
+                "key_mask and caches cannot be combined: cached decoding assumes "
+                "unpadded sequences"
+            )
+        if not self.config.causal:
+            raise ValueError(
+                "caches need a causal model (TransformerConfig(causal=True))"
+            )
+        if len(caches) != depth:
+            raise ValueError(
+                f"caches must hold one LayerKV per applied layer ({depth}), "
+                f"got {len(caches)}: were they made for another model or depth?"
+            )
 
     def check_inputs(
         self,
@@ -121,65 +172,50 @@ class SharedTransformer(nn.Module):
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """Validate the inputs of ``forward`` (one min/max reduction per tensor); return the (B, T) bool key mask."""
-        if (
-            not isinstance(input_ids, torch.Tensor)
-            or input_ids.dim() != 2
-            or input_ids.dtype not in _INT_DTYPES
-        ):
-            shape = (
-                tuple(input_ids.shape)
-                if isinstance(input_ids, torch.Tensor)
-                else type(input_ids).__name__
-            )
-            dtype = (
-                f" of {input_ids.dtype}" if isinstance(input_ids, torch.Tensor) else ""
-            )
-            raise ValueError(
-                f"input_ids must be an int64 or int32 tensor (batch, sequence), got {shape}{dtype}"
-            )
+        """Validate the inputs of ``forward``; return the (B, T) bool key mask."""
+        check_token_ids("input_ids", input_ids, self.config.vocab_size)
         if input_ids.shape[1] > self.config.max_len:
             raise ValueError(
-                f"sequence length {input_ids.shape[1]} exceeds max_len={self.config.max_len}"
+                f"sequence length {input_ids.shape[1]} exceeds "
+                f"max_len={self.config.max_len}"
             )
-        _check_range("input_ids", input_ids, "vocab_size", self.config.vocab_size)
         if token_type_ids is not None:
             n_types = self.config.n_token_types
             if n_types == 0:
                 raise ValueError(
-                    "token_type_ids given, but the config has n_token_types=0 (no segment embeddings)"
+                    "token_type_ids given, but the config has n_token_types=0 "
+                    "(no segment embeddings)"
                 )
             _check_like_input_ids("token_type_ids", token_type_ids, input_ids)
-            _check_range("token_type_ids", token_type_ids, "n_token_types", n_types)
+            check_token_ids("token_type_ids", token_type_ids, n_types, "n_token_types")
         if attention_mask is None:
             return None
         _check_like_input_ids("attention_mask", attention_mask, input_ids)
         if attention_mask.dtype != torch.bool:
             if attention_mask.is_floating_point() or attention_mask.is_complex():
                 raise ValueError(
-                    "attention_mask must be bool or integer with 1 = real token, 0 = padding, got "
-                    f"{attention_mask.dtype}. Additive float masks (0 = keep, -inf or -10000 = masked) are not"
-                    " accepted: convert one with `mask == 0`, or a 0./1. float mask with `mask.bool()`"
+                    "attention_mask must be bool or integer with 1 = real token, "
+                    f"0 = padding, got {attention_mask.dtype}. Additive float masks "
+                    "(0 = keep, -inf or -10000 = masked) are not accepted: convert "
+                    "one with `mask == 0`, or a 0./1. float mask with `mask.bool()`"
                 )
-            low, high = _min_max(attention_mask)
-            if low < 0 or high > 1:
-                raise ValueError(
-                    f"attention_mask values must be 0 (padding) or 1 (real token), found {low}..{high}"
-                )
+            if attention_mask.numel():
+                low, high = torch.stack(torch.aminmax(attention_mask)).tolist()
+                if low < 0 or high > 1:
+                    raise ValueError(
+                        "attention_mask values must be 0 (padding) or 1 (real token), "
+                        f"found {low}..{high}"
+                    )
             attention_mask = attention_mask.bool()
-        empty = ~attention_mask.any(
-            dim=1
-        )  # (B,) rows without a real token: nothing to attend to
+        empty = ~attention_mask.any(dim=1)  # (B,) rows with nothing to attend to
         if empty.any():
             rows = empty.nonzero().flatten().tolist()
             raise ValueError(
-                f"attention_mask has no real token (all 0 / False) in batch row(s) {rows[:8]}: every position of"
-                " such a row has nothing to attend to; drop the row, or check that 1 / True means a real token"
+                "attention_mask has no real token (all 0 / False) in batch row(s) "
+                f"{rows[:8]}: every position of such a row has nothing to attend to; "
+                "drop the row, or check that 1 / True means a real token"
             )
         return attention_mask
-
-
-_INT_DTYPES = (torch.int32, torch.int64)  # what nn.Embedding takes as indices
 
 
 def _check_like_input_ids(
@@ -192,29 +228,9 @@ def _check_like_input_ids(
             else type(tensor).__name__
         )
         raise ValueError(
-            f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {got}"
+            f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {got}"
         )
-
-
-def _check_range(name: str, ids: torch.Tensor, limit_name: str, limit: int) -> None:
-    """Raise ``ValueError`` unless every value of the integer tensor ``ids`` is in ``0..limit-1``."""
-    if ids.dtype not in _INT_DTYPES:
-        raise ValueError(f"{name} must be an int64 or int32 tensor, got {ids.dtype}")
-    low, high = _min_max(
-        ids
-    )  # nn.Embedding would raise a bare IndexError (or a device assert on CUDA)
-    if low < 0 or high >= limit:
-        raise ValueError(
-            f"{name} must be in 0..{limit_name}-1 = 0..{limit - 1}, found {low if low < 0 else high}"
-        )
-
-
-def _min_max(tensor: torch.Tensor) -> tuple[int, int]:
-    """Smallest and largest value of an integer tensor in one reduction and one device sync; (0, 0) if empty."""
-    if not tensor.numel():
-        return 0, 0
-    low, high = torch.stack(torch.aminmax(tensor)).tolist()
-    return low, high
 
 
 def init_weights(module: nn.Module) -> None:
@@ -225,12 +241,23 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+# the unit of every loss the book reports: a token is a byte of text, or a bit (6)
+LOSS_UNIT = "nats per token"
+
+
+def scored_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats per token) of logits (B, T, V) over the targets (B, T)
+    that are scored: a target equal to ``data.IGNORE`` is not (chapter 6)."""
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
+    )  # logits in float32 even under bf16 autocast
+
+
 def next_token_loss(
     model: SharedTransformer, batch: tuple[torch.Tensor, ...]
 ) -> torch.Tensor:
-    """Cross-entropy of next-token prediction; targets equal to -100 are not scored (chapter 6)."""
+    """Cross-entropy of next-token prediction, ``data.IGNORE`` targets not scored (chapter 6)."""
     inputs, targets = batch[0], batch[1]
-    logits = model.logits(model(inputs))  # (B, T, V)
-    return torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100
-    )
+    return scored_cross_entropy(
+        model.logits(model(inputs)), targets
+    )  # logits (B, T, V)

@@ -9,8 +9,6 @@ others keep their state. The saving is real: recursion r costs what a block cost
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,19 +16,28 @@ import torch
 from torch import nn
 
 from .config import TransformerConfig
-from .models import SharedTransformer, init_weights
-from .universal import check_steps, scored_cross_entropy
+from .models import SharedTransformer, init_weights, scored_cross_entropy
+from .validation import check_instance, check_int, check_real
+
+__all__ = [
+    "MixtureOfRecursions",
+    "Routing",
+    "default_capacities",
+    "routed_loss",
+    "tokens_per_recursion",
+]
 
 
-def default_capacities(recursions: int) -> tuple[float, ...]:
-    """Capacities 1, (R-1)/R, ..., 1/R: every token takes one recursion, 1/R of them take all R (chapter 5b)."""
-    R = check_steps("recursions", recursions)
+def default_capacities(n_iterations: int) -> tuple[float, ...]:
+    """Capacities 1, (R-1)/R, ..., 1/R for R = ``n_iterations`` recursions: every token
+    takes one, 1/R of them take all R (chapter 5b)."""
+    R = check_int("n_iterations", n_iterations)
     return tuple((R - r) / R for r in range(R))
 
 
 def tokens_per_recursion(capacities: Sequence[float], length: int) -> list[int]:
     """k_r = max(1, floor(capacity_r * length)), the tokens per sequence that take recursion r (as MoR's code)."""
-    check_steps("length", length)
+    check_int("length", length)
     return [max(1, int(c * length)) for c in _check_capacities(capacities)]
 
 
@@ -64,10 +71,7 @@ class MixtureOfRecursions(nn.Module):
         alpha: float = 1.0,
     ) -> None:
         super().__init__()
-        if not isinstance(config, TransformerConfig):
-            raise ValueError(
-                f"config must be a TransformerConfig, got {type(config).__name__}"
-            )
+        check_instance("config", config, TransformerConfig, "a TransformerConfig")
         if config.strategy != "all":
             raise ValueError(
                 f"config.strategy must be 'all' (one shared block), got {config.strategy!r}"
@@ -86,14 +90,8 @@ class MixtureOfRecursions(nn.Module):
                 f"capacities must have one value per recursion (config.n_layers = "
                 f"{config.n_layers}), got {len(self.capacities)}"
             )
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, numbers.Real)
-            or not (math.isfinite(alpha) and alpha > 0)
-        ):
-            raise ValueError(f"alpha must be a finite real number > 0, got {alpha!r}")
         self.config = config
-        self.alpha = float(alpha)
+        self.alpha = check_real("alpha", alpha, 0, open_minimum=True)
         self.base = SharedTransformer(
             config
         )  # embeddings, the shared block, final norm, tied output layer
@@ -165,11 +163,12 @@ def _check_capacities(capacities: object) -> tuple[float, ...]:
         or not capacities
     ):
         raise ValueError(f"{message}, got {capacities!r}")
-    values = []
-    for c in capacities:
-        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not 0 < c <= 1:
-            raise ValueError(f"{message}, got {capacities!r}")
-        values.append(float(c))
+    try:
+        values = [
+            check_real("capacity", c, 0, 1, open_minimum=True) for c in capacities
+        ]
+    except ValueError:
+        raise ValueError(f"{message}, got {capacities!r}") from None
     if any(b > a for a, b in itertools.pairwise(values)):
         raise ValueError(f"{message}, got {capacities!r}")
     return tuple(values)

@@ -14,7 +14,17 @@ from torch.func import functional_call
 
 from .config import TransformerConfig
 from .counting import count_parameters
+from .layers import LayerKV
 from .models import SharedTransformer
+from .validation import check_int
+
+__all__ = [
+    "LowRankDelta",
+    "RelaxedSharedTransformer",
+    "delta_parameters",
+    "relax_unshared",
+    "relaxed_parameters",
+]
 
 
 class LowRankDelta(nn.Module):
@@ -64,7 +74,7 @@ def _run_with_deltas(
 
 def delta_parameters(config: TransformerConfig, rank: int) -> int:
     """Parameters that rank-r deltas add: r * (in + out) per weight matrix, 8H + 2F of them per layer."""
-    _check_rank(rank)
+    rank = check_int("rank", rank)
     H, F = config.d_model, config.d_ff
     return config.depth * rank * (8 * H + 2 * F)
 
@@ -73,7 +83,7 @@ class RelaxedSharedTransformer(SharedTransformer):
     """``SharedTransformer(config)`` whose layer i adds its own low-rank deltas to the shared weight matrices."""
 
     def __init__(self, config: TransformerConfig, rank: int) -> None:
-        _check_rank(rank)
+        rank = check_int("rank", rank)
         super().__init__(config)
         self.rank = rank
         depth = len(self.attention_map)
@@ -84,13 +94,21 @@ class RelaxedSharedTransformer(SharedTransformer):
             _deltas_for(self.ffn[0], rank) for _ in range(depth)
         )
 
-    def _layer(
-        self, layer: int, a: int, f: int, x: torch.Tensor, key_mask: torch.Tensor | None
+    def apply_layer(
+        self,
+        layer: int,
+        a: int,
+        f: int,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        cache: LayerKV | None = None,
     ) -> torch.Tensor:
+        """Layer ``layer`` with W + B_i A_i in place of each shared weight matrix W."""
+        attention, ffn = self.attention_deltas[layer], self.ffn_deltas[layer]
         x = _run_with_deltas(
-            self.attention[a], self.attention_deltas[layer], x, key_mask=key_mask
+            self.attention[a], attention, x, key_mask=key_mask, cache=cache
         )  # (B, T, H)
-        return _run_with_deltas(self.ffn[f], self.ffn_deltas[layer], x)  # (B, T, H)
+        return _run_with_deltas(self.ffn[f], ffn, x)  # (B, T, H)
 
     def layer_schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
         if n_iterations is not None:
@@ -148,8 +166,3 @@ def _fit_delta(delta: LowRankDelta, residual: torch.Tensor) -> None:
     delta.A.zero_()
     delta.B[:, :r] = U[:, :r] * S[:r]  # (out, r)
     delta.A[:r] = Vh[:r]  # (r, in)
-
-
-def _check_rank(rank: int) -> None:
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ValueError(f"rank must be a positive integer, got {rank!r}")

@@ -9,17 +9,25 @@ N + R added to the loss.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import TransformerConfig
-from .data import IGNORE
-from .models import SharedTransformer, init_weights
+from .models import SharedTransformer, init_weights, scored_cross_entropy
+from .validation import check_choice, check_instance, check_int, check_real
+
+__all__ = [
+    "TIMESTEP_SIGNALS",
+    "Halting",
+    "UniversalTransformer",
+    "act_loss",
+    "act_weights",
+    "halting_step",
+    "timestep_signal",
+]
+
 
 TIMESTEP_SIGNALS: tuple[str, ...] = ("sinusoidal", "none")
 
@@ -71,7 +79,7 @@ def act_weights(
         raise ValueError(
             f"p must be a tensor of halting probabilities (steps, ...), got {type(p).__name__}"
         )
-    _check_threshold(threshold)
+    check_real("threshold", threshold, 0, 1, open_minimum=True)
     cumulative = torch.zeros_like(p[0])  # sum_{k<n} p_k
     running = torch.ones_like(p[0], dtype=torch.bool)
     steps = torch.zeros_like(p[0], dtype=torch.long)
@@ -98,7 +106,7 @@ class Halting:
 
     steps: (
         torch.Tensor
-    )  # (B, T) int64: N(t), the block applications position t received, 1..max_steps
+    )  # (B, T) int64: N(t), the block applications position t received, 1..n_iterations
     weights: (
         torch.Tensor
     )  # (S, B, T): halting weights w_n(t); they sum to 1 over n for every position
@@ -118,53 +126,42 @@ class UniversalTransformer(nn.Module):
     ``config.strategy`` must be "all": the model holds a ``SharedTransformer(config)`` (``self.base``) for its
     embeddings, its one attention and FFN block, its final LayerNorm and its tied output layer, so a fixed-step
     run without a timestep signal is exactly that model. ``config.n_layers`` is the largest number of steps;
-    ``max_steps`` may repeat it for readability. ``timestep`` is "sinusoidal" (the default) or "none".
+    ``n_iterations`` may repeat it for readability. ``timestep`` is "sinusoidal" (the default) or "none".
     """
 
     def __init__(
         self,
         config: TransformerConfig,
-        max_steps: int | None = None,
+        n_iterations: int | None = None,
         act: bool = True,
         threshold: float = 0.99,
         timestep: str = "sinusoidal",
         halting_bias: float = 1.0,
     ) -> None:
         super().__init__()
-        if not isinstance(config, TransformerConfig):
-            raise ValueError(
-                f"config must be a TransformerConfig, got {type(config).__name__}"
-            )
+        check_instance("config", config, TransformerConfig, "a TransformerConfig")
         if config.strategy != "all":
             raise ValueError(
-                f"config.strategy must be 'all' (one shared block), got {config.strategy!r}"
+                "config.strategy must be 'all' (one shared block), "
+                f"got {config.strategy!r}"
             )
         if (
-            max_steps is not None
-            and check_steps("max_steps", max_steps) != config.n_layers
+            n_iterations is not None
+            and check_int("n_iterations", n_iterations) != config.n_layers
         ):
             raise ValueError(
-                f"max_steps={max_steps} differs from config.n_layers={config.n_layers}: the config's depth is the "
-                "largest number of steps; build the config with n_layers=max_steps"
+                f"n_iterations={n_iterations} differs from config.n_layers="
+                f"{config.n_layers}: the config's depth is the largest number of "
+                "steps; build the config with n_layers=n_iterations"
             )
         if not isinstance(act, bool):
             raise ValueError(f"act must be True or False, got {act!r}")
-        if timestep not in TIMESTEP_SIGNALS:
-            raise ValueError(
-                f"timestep must be one of {TIMESTEP_SIGNALS}, got {timestep!r}"
-            )
-        if (
-            isinstance(halting_bias, bool)
-            or not isinstance(halting_bias, numbers.Real)
-            or not math.isfinite(halting_bias)
-        ):
-            raise ValueError(
-                f"halting_bias must be a finite real number, got {halting_bias!r}"
-            )
+        check_choice("timestep", timestep, TIMESTEP_SIGNALS)
+        check_real("halting_bias", halting_bias)
         self.config = config
-        self.max_steps = config.n_layers
+        self.n_iterations = config.n_layers  # the most steps a position may take
         self.act = act
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_real("threshold", threshold, 0, 1, open_minimum=True)
         self.timestep = timestep
         self.base = SharedTransformer(
             config
@@ -182,17 +179,18 @@ class UniversalTransformer(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        max_steps: int | None = None,
+        n_iterations: int | None = None,
         return_states: bool = False,
     ) -> tuple[torch.Tensor, Halting]:
-        """Hidden states (B, T, H) and the ``Halting`` record; ``max_steps`` overrides the depth bound."""
+        """Hidden states (B, T, H) and the ``Halting`` record; ``n_iterations``
+        overrides the most steps a position may take."""
         key_mask = self.base.check_inputs(
             input_ids, attention_mask, token_type_ids
         )  # (B, T) or None
         return self.encode(
             self.base.embeddings(input_ids, token_type_ids),
             key_mask,
-            max_steps,
+            n_iterations,
             return_states,
         )
 
@@ -200,24 +198,14 @@ class UniversalTransformer(nn.Module):
         self,
         x: torch.Tensor,
         key_mask: torch.Tensor | None = None,
-        max_steps: int | None = None,
+        n_iterations: int | None = None,
         return_states: bool = False,
     ) -> tuple[torch.Tensor, Halting]:
         """Apply the shared block to embedded inputs (B, T, H) until every position
-        halts or ``max_steps``."""
-        M = self.max_steps if max_steps is None else check_steps("max_steps", max_steps)
-        if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError(
-                f"x must be (batch, sequence, {self.config.d_model}) "
-                f"hidden states, got {tuple(x.shape)}"
-            )
-        if key_mask is not None and (
-            key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]
-        ):
-            raise ValueError(
-                "key_mask must be a bool tensor of shape "
-                f"{tuple(x.shape[:2])} (True = real token)"
-            )
+        halts or has taken ``n_iterations`` steps (chapter 5b)."""
+        self.base.check_hidden(x, key_mask, None, 0)
+        M = self.n_iterations if n_iterations is None else n_iterations
+        M = check_int("n_iterations", M)
         B, T = x.shape[:2]
         state = x  # h^0: the embedded input
         output = torch.zeros_like(x)  # y = sum_n w_n h^n, accumulated step by step
@@ -285,130 +273,12 @@ class UniversalTransformer(nn.Module):
         return self.base.final_norm(x) if self.base.final_norm is not None else x
 
 
-def scored_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of logits (B, T, V) over the targets (B, T) that are scored (not ``IGNORE``)."""
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
-    )
-
-
 def act_loss(
     model: UniversalTransformer, batch: tuple[torch.Tensor, ...], ponder_weight: float
 ) -> torch.Tensor:
     """Cross-entropy of the scored targets (not ``IGNORE``) plus ``ponder_weight`` (tau) times the ponder cost."""
-    _check_nonnegative("ponder_weight", ponder_weight)
+    check_real("ponder_weight", ponder_weight, 0)
     inputs, targets = batch[0], batch[1]
     hidden, record = model(inputs)  # (B, T, H)
     task = scored_cross_entropy(model.logits(hidden), targets)
     return task + ponder_weight * record.ponder_cost  # L = L_task + tau * rho
-
-
-# Pointer chains: an encoder task whose per-position difficulty is the number of hops to a root.
-ANSWER_BITS = 2  # tokens 0 and 1: the answer at each position (its root's bit)
-ROOT_OFFSET = 2  # tokens 2 and 3: a root holding bit 0 or 1
-POINTER_OFFSET = 4  # tokens 4 .. 3 + max_offset: "my parent is k positions to my left", k = 1 .. max_offset
-
-
-def chain_vocab_size(max_offset: int) -> int:
-    """Vocabulary of ``pointer_chain_batch``: two answer tokens, two root tokens and one token per offset."""
-    return POINTER_OFFSET + check_steps("max_offset", max_offset)
-
-
-def pointer_chain_batch(
-    batch_size: int,
-    length: int,
-    max_offset: int,
-    root_probability: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random forests laid out left to right: inputs (B, L), targets (B, L) and depths (B, L).
-
-    Each position is a root holding a random bit (probability ``root_probability``; position 0 always) or points
-    to a parent 1 .. ``max_offset`` positions to its left. The target at every position is its root's bit; the
-    depth is the number of pointer hops to that root, so a block that moves information one hop per step needs
-    depth-many steps.
-    """
-    check_steps("batch_size", batch_size)
-    check_steps("length", length)
-    check_steps("max_offset", max_offset)
-    if isinstance(root_probability, bool) or not isinstance(
-        root_probability, numbers.Real
-    ):
-        raise ValueError(
-            f"root_probability must be a real number in (0, 1], got {root_probability!r}"
-        )
-    if not 0 < root_probability <= 1:
-        raise ValueError(
-            f"root_probability must be a real number in (0, 1], got {root_probability!r}"
-        )
-    root = (
-        torch.rand(batch_size, length, generator=generator) < root_probability
-    )  # (B, L)
-    root[:, 0] = True  # nothing lies to the left of position 0
-    bit = torch.randint(0, 2, (batch_size, length), generator=generator)  # (B, L)
-    position = torch.arange(length).expand(batch_size, length)  # (B, L)
-    offset = torch.randint(
-        1, max_offset + 1, (batch_size, length), generator=generator
-    )  # (B, L)
-    offset = torch.minimum(
-        offset, position.clamp(min=1)
-    )  # never point before position 0
-    inputs = torch.where(root, ROOT_OFFSET + bit, POINTER_OFFSET - 1 + offset)  # (B, L)
-    targets = torch.zeros_like(bit)
-    depth = torch.zeros_like(bit)
-    for t in range(
-        length
-    ):  # parents lie to the left, so they are resolved before their children
-        parent = (t - offset[:, t]).clamp(min=0)[:, None]  # (B, 1)
-        targets[:, t] = torch.where(
-            root[:, t], bit[:, t], targets.gather(1, parent)[:, 0]
-        )
-        depth[:, t] = torch.where(root[:, t], 0, depth.gather(1, parent)[:, 0] + 1)
-    return inputs, targets, depth
-
-
-def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's rank correlation of two equally long tensors (``scipy.stats.spearmanr``; chapter 5b)."""
-    if (
-        not isinstance(x, torch.Tensor)
-        or not isinstance(y, torch.Tensor)
-        or x.numel() != y.numel()
-    ):
-        raise ValueError("x and y must be tensors with the same number of elements")
-    if x.numel() < 2:
-        raise ValueError(f"need at least 2 values, got {x.numel()}")
-    from scipy import stats
-
-    a, b = (t.detach().flatten().double().cpu().numpy() for t in (x, y))
-    if a.min() == a.max() or b.min() == b.max():
-        raise ValueError("rank correlation is undefined when x or y is constant")
-    return float(stats.spearmanr(a, b).statistic)  # ties get their average rank
-
-
-def check_steps(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_threshold(threshold: object) -> float:
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, numbers.Real)
-        or not 0 < threshold <= 1
-    ):
-        raise ValueError(
-            f"threshold (1 - epsilon) must be a real number in (0, 1], got {threshold!r}"
-        )
-    return float(threshold)
-
-
-def _check_nonnegative(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
-    return float(value)

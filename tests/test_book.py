@@ -56,5 +56,5 @@ def test_every_notebook_page_has_colab_and_download_buttons(html):
 
 def test_code_chapter_includes_the_library_source(html):
     text = re.sub(r"<[^>]+>", "", (html / "notebooks" / "05_the_code.html").read_text())
-    assert "scaled_dot_product_attention" in text and "def encode" in text and "def _layer" in text
+    assert "scaled_dot_product_attention" in text and "def encode" in text and "def apply_layer" in text
 

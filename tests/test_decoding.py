@@ -117,7 +117,7 @@ def test_bad_inputs_raise_clear_errors():
         decode_step(model, torch.zeros(2, dtype=torch.long), [])
     with pytest.raises(ValueError, match="another model"):
         decode_step(lm("all"), torch.zeros(2, dtype=torch.long), prefill(lm("none"), torch.zeros(2, 3).long())[1])
-    with pytest.raises(ValueError, match=r"token ids in 0\.\.vocab_size-1"):
+    with pytest.raises(ValueError, match=r"ids must be in 0\.\.vocab_size-1"):
         prefill(model, torch.full((1, 3), 50))
     with pytest.raises(ValueError, match="n_new must be a positive integer"):
         generate(model, torch.zeros(1, 3, dtype=torch.long), 0)
@@ -126,15 +126,26 @@ def test_bad_inputs_raise_clear_errors():
     assert isinstance(cache, KVCache)
 
 
-def test_models_that_override_the_layer_hook_are_refused():
+def test_decoding_reuses_the_layer_hook_so_relaxed_models_decode_exactly():
+    """Decoding runs the model's own layer loop (encode -> apply_layer), so a subclass that
+    overrides apply_layer (relaxed sharing's per-layer deltas) decodes like its full forward."""
     from sharedlib.relaxed import RelaxedSharedTransformer
 
-    assert RelaxedSharedTransformer._layer is not sl.SharedTransformer._layer  # relaxed sharing adds adapters there
-
-    class Hooked(sl.SharedTransformer):
-        def _layer(self, layer, a, f, x, key_mask):
-            return super()._layer(layer, a, f, x, key_mask)
-
-    base = dict(d_model=32, n_heads=4, d_ff=64, n_layers=2, vocab_size=50, max_len=8, causal=True, lm_head=True)
-    with pytest.raises(ValueError, match="overrides the per-layer hook"):
-        prefill(Hooked(sl.TransformerConfig(**base)).eval(), torch.zeros(1, 3, dtype=torch.long))
+    base = dict(d_model=32, n_heads=4, d_ff=64, n_layers=3, vocab_size=50, max_len=12, causal=True, lm_head=True)
+    torch.manual_seed(0)
+    model = RelaxedSharedTransformer(sl.TransformerConfig(**base, strategy="all"), rank=2).eval()
+    with torch.no_grad():
+        for deltas in (*model.attention_deltas, *model.ffn_deltas):
+            for delta in deltas.values():
+                delta.B.normal_(std=0.5)  # non-zero deltas: a model that ignored them would differ
+    ids = torch.randint(0, 50, (2, 9))
+    full = model.logits(model(ids))  # (B, T, V)
+    logits, cache = prefill(model, ids[:, :5])
+    got = [logits]
+    for t in range(5, 9):
+        step, cache = decode_step(model, ids[:, t], cache)
+        got.append(step[:, None])
+    torch.testing.assert_close(torch.cat(got, dim=1), full, rtol=1e-4, atol=1e-5)
+    plain = sl.SharedTransformer(sl.TransformerConfig(**base, strategy="all")).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    assert not torch.allclose(plain.logits(plain(ids)), full, atol=1e-3)  # the deltas matter

@@ -148,7 +148,7 @@ def test_default_capacities_and_bad_input():
         MixtureOfRecursions(config(position="rotary"))
     with pytest.raises(ValueError, match="alpha"):
         MixtureOfRecursions(config(), alpha=0)
-    with pytest.raises(ValueError, match="recursions"):
+    with pytest.raises(ValueError, match="n_iterations"):
         default_capacities(0)
 
 

@@ -193,7 +193,7 @@ def test_int32_ids_still_decode(lm):
 
 @pytest.mark.parametrize("value", [True, False, 2.0])
 def test_n_iterations_must_be_a_count(lm, value):
-    with pytest.raises(ValueError, match="n_iterations must be None or a positive integer"):
+    with pytest.raises(ValueError, match="n_iterations must be a positive integer"):
         decoding.prefill(lm, torch.zeros(1, 3, dtype=torch.long), n_iterations=value)
 
 

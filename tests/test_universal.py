@@ -5,14 +5,13 @@ import torch
 
 from sharedlib.config import TransformerConfig
 from sharedlib.models import SharedTransformer
+from sharedlib.data import chain_vocab_size, pointer_chain_batch
+from sharedlib.evidence import rank_correlation
 from sharedlib.universal import (
     UniversalTransformer,
     act_loss,
     act_weights,
-    chain_vocab_size,
     halting_step,
-    pointer_chain_batch,
-    rank_correlation,
     timestep_signal,
 )
 
@@ -44,7 +43,7 @@ def test_halting_weights_sum_to_one_and_steps_are_integers_in_range(norm):
     _, record = ut(inputs())
     assert torch.allclose(record.weights.sum(0), torch.ones(3, 7, dtype=torch.float64), atol=1e-12)
     assert record.steps.dtype == torch.long
-    assert 1 <= record.steps.min() and record.steps.max() <= ut.max_steps
+    assert 1 <= record.steps.min() and record.steps.max() <= ut.n_iterations
     assert len(set(record.steps.flatten().tolist())) > 1, "the test needs positions that halt at different steps"
     assert (record.weights >= 0).all()
     # The weight of the halting step is the remainder; weights after it are zero.
@@ -75,7 +74,7 @@ def test_halted_positions_keep_their_state_and_a_longer_run_does_not_change_them
     assert (a.steps < 4).any() and (a.steps == 4).any()
     # The same weights run with 3 more steps allowed: positions that halted by themselves are unaffected.
     hidden_short, _ = short(inputs())
-    hidden_long, b = short(inputs(), max_steps=7)
+    hidden_long, b = short(inputs(), n_iterations=7)
     free = a.steps < 4
     assert torch.equal(b.steps[free], a.steps[free])
     assert torch.allclose(hidden_long[free], hidden_short[free], atol=1e-12, rtol=0)
@@ -182,8 +181,8 @@ def test_act_loss_adds_the_weighted_ponder_cost():
     "kwargs, match",
     [
         ({"config": config(strategy="none")}, "strategy"),
-        ({"max_steps": 3}, "max_steps"),
-        ({"max_steps": 0}, "max_steps"),
+        ({"n_iterations": 3}, "n_iterations"),
+        ({"n_iterations": 0}, "n_iterations"),
         ({"act": 1}, "act"),
         ({"threshold": 0.0}, "threshold"),
         ({"threshold": 1.5}, "threshold"),
@@ -200,13 +199,13 @@ def test_bad_arguments_raise_value_errors_naming_them(kwargs, match):
 
 def test_bad_call_arguments():
     ut = UniversalTransformer(config())
-    with pytest.raises(ValueError, match="max_steps"):
-        ut(inputs(), max_steps=0)
+    with pytest.raises(ValueError, match="n_iterations"):
+        ut(inputs(), n_iterations=0)
     with pytest.raises(ValueError, match="input_ids"):
         ut(inputs().float())
     with pytest.raises(ValueError, match="threshold"):
         act_weights(torch.rand(3, 2), threshold=2)
-    with pytest.raises(ValueError, match="x must be"):
+    with pytest.raises(ValueError, match="hidden states must be"):
         ut.encode(torch.zeros(2, 3, 5))
 
 
