@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--experiments applies to --suite experiments only")
     if args.suite == "experiments" and args.workers != 1:
         parser.error("--workers applies to --suite addition only (the language-model suite trains one run at a time)")
-    name = addition.RESULTS_NAME if args.suite == "addition" else suite.RESULTS_NAME
+    name = addition.ADDITION_RESULTS_NAME if args.suite == "addition" else suite.SUITE_RESULTS_NAME
     try:  # before any work: hours of training must not end in a file that cannot be written
         if not args.dry_run:
             check_output(args.output_dir / f"{name}.{args.profile}.json")

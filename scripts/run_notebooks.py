@@ -131,7 +131,7 @@ def is_notebooks_dir(directory: Path) -> bool:
     return directory.is_dir() and NOTEBOOKS.is_dir() and os.path.samefile(directory, NOTEBOOKS)
 
 
-def execute(nb: nbformat.NotebookNode, parameters: dict) -> nbformat.NotebookNode:
+def execute_notebook(nb: nbformat.NotebookNode, parameters: dict) -> nbformat.NotebookNode:
     """Run one notebook with papermill in memory (cwd ``notebooks/``); raises if a cell fails, writes nothing."""
     import papermill
 
@@ -205,7 +205,7 @@ def run_one(path: Path, output: Path, parameters: dict, in_place: bool) -> float
     nb = nbformat.read(path, as_version=4)
     if in_place:
         refresh_install_cell(nb)
-    executed = execute(nb, parameters)
+    executed = execute_notebook(nb, parameters)
     if in_place:
         strip_run_metadata(executed)
         compress_figures(executed)

@@ -1,19 +1,22 @@
-"""sharedlib: the package behind *Sharing Layers*, a book on cross-layer parameter sharing in Transformers.
+"""sharedlib: the package behind *Sharing Layers*.
 
-The package has three roles, each in its own place, imports pointing one way:
+*Sharing Layers* is a book on cross-layer parameter sharing in Transformers. The package
+has three roles, each in its own place, imports pointing one way:
 
-* the model library, the modules directly in ``sharedlib``: configs and layer maps (``config``, ``sharing``),
-  layers, models and decoding, counting and measuring, data, training, the Universal Transformer, Mixture of
-  Recursions, relaxed sharing, similarity, optimization, evidence (intervals), timing and runtime helpers. It
-  imports neither of the two subpackages below: a model or a count never depends on how it is shown or run;
-* ``sharedlib.experiments``, the experiment machinery (suites, recorded files, baselines, distributed runs):
-  it may import the library;
-* ``sharedlib.book``, the book's helpers (display, plots, diagrams, widgets, exercises, report prose): it may
-  import both.
+* the model library, the modules directly in ``sharedlib``: configs and layer maps
+  (``config``, ``sharing``), layers, models and decoding, counting and measuring, data,
+  training, the Universal Transformer, Mixture of Recursions, relaxed sharing,
+  similarity, optimization, evidence (intervals), timing and runtime helpers. It imports
+  neither of the two subpackages below: a model or a count never depends on how it is
+  shown or run;
+* ``sharedlib.experiments``, the experiment machinery (suites, recorded files,
+  baselines, distributed runs): it may import the library;
+* ``sharedlib.book``, the book's helpers (display, plots, diagrams, widgets, exercises,
+  report prose): it may import both.
 
-``tests/test_package_layout.py`` enforces the direction. Importing ``sharedlib`` has no side effects and imports
-neither subpackage; ``__all__`` lists what a reader calls, and every module is one attribute away
-(``sl.universal``).
+``tests/test_package_layout.py`` enforces the direction. Importing ``sharedlib`` has no
+side effects and imports neither subpackage; ``__all__`` lists what a reader calls, and
+every module is one attribute away (``sl.universal``).
 """
 
 from . import (
@@ -83,7 +86,8 @@ __version__ = "0.1.0"
 # What a reader calls: configs and layer maps, the layers and models, counts,
 # decoding, training, the Universal Transformer, Mixture-of-Recursions and relaxed
 # sharing, and the modules (``sl.train`` is the training function; the module is
-# ``sharedlib.train``). Everything else is one attribute deeper: ``sl.similarity.cka_matrix``.
+# ``sharedlib.train``). Everything else is one attribute deeper:
+# ``sl.similarity.cka_matrix``.
 __all__ = [
     "ACTIVATIONS",
     "LOSS_UNIT",

@@ -1,4 +1,5 @@
-"""Interleaved wall-clock timing, reported as median ratios with paired bootstrap intervals (chapters 5 and 6b)."""
+"""Interleaved wall-clock timing, reported as median ratios with paired bootstrap
+intervals (chapters 5 and 6b)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .validation import check_real
+
+__all__ = [
+    "forward_backward",
+    "paired_ratio_interval",
+    "ratio_sentence",
+    "time_interleaved",
+]
 
 
 def forward_backward(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -23,7 +33,8 @@ def forward_backward(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
 def time_interleaved(
     steps: dict[str, Callable[[], None]], repeats: int = 5, warmup: int = 1
 ) -> dict[str, list[float]]:
-    """Seconds per call of each step, the steps taking turns so that drift in machine speed hits all alike."""
+    """Seconds per call of each step, the steps taking turns so that drift in machine
+    speed hits all alike."""
     for _ in range(warmup):
         for step in steps.values():
             step()
@@ -41,14 +52,16 @@ def time_interleaved(
 
 
 def median_ratios(times: dict[str, list[float]], baseline: str) -> dict[str, float]:
-    """Median time of each step divided by the median of ``baseline`` (below 1: faster than it)."""
+    """Median time of each step divided by the median of ``baseline`` (below 1: faster
+    than it)."""
     base = statistics.median(times[baseline])
     return {name: statistics.median(t) / base for name, t in times.items()}
 
 
 @dataclass(frozen=True)
 class RatioInterval:
-    """Median of per-repeat paired time ratios (a / b) and its bootstrap confidence interval."""
+    """Median of per-repeat paired time ratios (a / b) and its bootstrap confidence
+    interval."""
 
     median: float
     low: float
@@ -64,21 +77,24 @@ def paired_ratio_interval(
     n_boot: int = 4000,
     seed: int = 0,
 ) -> RatioInterval:
-    """Median of ``a[i] / b[i]`` over repeats i and a percentile bootstrap interval of that median.
+    """Median of ``a[i] / b[i]`` over repeats i and a percentile bootstrap interval of
+    that median.
 
-    Pairing the repeats of interleaved timings cancels drift in machine speed that hits both alike.
+    Pairing the repeats of interleaved timings cancels drift in machine speed that hits
+    both alike.
     """
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(
-            f"a and b must be paired timings of equal length >= 2, got {len(a)} and {len(b)}"
+            "a and b must be paired timings of equal length >= 2, "
+            f"got {len(a)} and {len(b)}"
         )
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if check_real("level", level, 0.0, 1.0, open_minimum=True) == 1.0:
+        # check_real's interval is closed at 1; a 100% interval is no interval
+        raise ValueError("level must be a finite real number in (0, 1), got 1.0")
     ratios = np.asarray(a, dtype=float) / np.asarray(b, dtype=float)  # (n,)
     rng = np.random.default_rng(seed)
-    resampled = ratios[
-        rng.integers(0, len(ratios), size=(n_boot, len(ratios)))
-    ]  # (n_boot, n)
+    draws = rng.integers(0, len(ratios), size=(n_boot, len(ratios)))  # (n_boot, n)
+    resampled = ratios[draws]  # (n_boot, n)
     medians = np.median(resampled, axis=1)  # (n_boot,)
     low, high = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2])
     return RatioInterval(
@@ -89,13 +105,20 @@ def paired_ratio_interval(
 def ratio_sentence(
     interval: RatioInterval, subject: str, baseline: str, verb: str = "ran"
 ) -> str:
-    """Words that claim only what ``interval`` (time of ``subject`` / time of ``baseline``) supports."""
+    """Words that claim only what ``interval`` (time of ``subject`` / time of
+    ``baseline``) supports."""
     r, lo, hi = interval.median, interval.low, interval.high
-    ci = f"median paired time ratio {r:.2f}, {interval.level:.0%} CI {lo:.2f}–{hi:.2f} over {interval.n} repeats"
+    ci = (
+        f"median paired time ratio {r:.2f}, {interval.level:.0%} CI {lo:.2f}–{hi:.2f} "
+        f"over {interval.n} repeats"
+    )
     if hi < 1:
         return f"{subject} {verb} {1 / r:.2f} times faster than {baseline} ({ci})"
     if lo > 1:
         return (
             f"{subject} was slower: it took {r:.2f} times as long as {baseline} ({ci})"
         )
-    return f"no evidence of a difference in speed between {subject} and {baseline} ({ci}; the interval spans 1)"
+    return (
+        f"no evidence of a difference in speed between {subject} and {baseline} "
+        f"({ci}; the interval spans 1)"
+    )

@@ -1,5 +1,6 @@
-"""Conversion from the implementations people use: PyTorch's ``nn.TransformerEncoder`` and Hugging Face's
-``AlbertModel`` (chapter 5, *The code*). No downloads: convert models you built or loaded yourself.
+"""Conversion from the implementations people use: PyTorch's ``nn.TransformerEncoder``
+and Hugging Face's ``AlbertModel`` (chapter 5, *The code*). No downloads: convert models
+you built or loaded yourself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from torch import nn
 from .config import TransformerConfig
 from .models import SharedTransformer
 from .sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
+from .validation import check_choice, check_instance
+
+__all__ = ["from_albert", "from_torch_encoder", "strategy_for_map"]
 
 _HF_ACTIVATIONS = {
     "gelu_new": "gelu_tanh",
@@ -23,7 +27,8 @@ _HF_ACTIVATIONS = {
 
 
 def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
-    """Name the strategy whose layer -> block map equals ``blocks`` (first-use order); ``ValueError`` if none."""
+    """Name the strategy whose layer -> block map equals ``blocks`` (first-use order);
+    ``ValueError`` if none."""
     n_layers, n_unique = len(blocks), len(set(blocks))
     for strategy in STRATEGIES:
         m = n_unique if strategy in NEEDS_N_UNIQUE else None
@@ -40,20 +45,23 @@ def strategy_for_map(blocks: list[int]) -> tuple[str, int | None]:
 def from_torch_encoder(
     encoder: nn.TransformerEncoder, vocab_size: int = 1, max_len: int = 512
 ) -> SharedTransformer:
-    """A ``SharedTransformer`` whose ``encode`` equals ``encoder``; what the layers hold as the same object is shared.
+    """A ``SharedTransformer`` whose ``encode`` equals ``encoder``; what the layers hold
+    as the same object is shared (chapter 5).
 
-    A layer repeated maps to a whole-block strategy; a ``self_attn`` with ``norm1`` (or ``linear1``, ``linear2``
-    and ``norm2``) given to every layer of otherwise distinct layers maps to strategy "attention" (or "ffn"); any
-    other sharing raises ``ValueError`` rather than becoming independent copies.
+    A layer repeated maps to a whole-block strategy; a ``self_attn`` with ``norm1`` (or
+    ``linear1``, ``linear2`` and ``norm2``) given to every layer of otherwise distinct
+    layers maps to strategy "attention" (or "ffn"); any other sharing raises
+    ``ValueError`` rather than becoming independent copies.
 
-    Its embeddings are new (``nn.TransformerEncoder`` has none). ``encode`` takes hidden states batch first,
-    (B, T, H), whatever the encoder's ``batch_first``: the weights do not depend on it, but a sequence-first
-    encoder's inputs need ``x.transpose(0, 1)``. Every layer must match the first in every setting.
+    Its embeddings are new (``nn.TransformerEncoder`` has none). ``encode`` takes hidden
+    states batch first, (B, T, H), whatever the encoder's ``batch_first``: the weights
+    do not depend on it, but a sequence-first encoder's inputs need
+    ``x.transpose(0, 1)``. Every layer must match the first in every setting.
     """
-    if not isinstance(encoder, nn.TransformerEncoder) or not len(encoder.layers):
-        raise ValueError(
-            f"encoder must be an nn.TransformerEncoder with layers, got {type(encoder).__name__}"
-        )
+    what = "an nn.TransformerEncoder with layers"
+    check_instance("encoder", encoder, nn.TransformerEncoder, what)
+    if not len(encoder.layers):
+        raise ValueError(f"encoder must be {what}, got one with no layers")
     layers = list(encoder.layers)
     settings = [
         _torch_layer_settings(layer, index) for index, layer in enumerate(layers)
@@ -63,21 +71,24 @@ def from_torch_encoder(
         for name, value in current.items():
             if value != first[name]:
                 raise ValueError(
-                    f"layer {index} differs from layer 0 in {name}: {value!r} != {first[name]!r}; sharedlib builds "
-                    "every layer from one configuration"
+                    f"layer {index} differs from layer 0 in {name}: "
+                    f"{value!r} != {first[name]!r}; sharedlib builds every layer from "
+                    "one configuration"
                 )
     attention_map, ffn_map = _torch_sublayer_maps(layers)
     strategy, n_unique = _torch_strategy(attention_map, ffn_map)
     norm = "pre" if first["norm_first"] else "post"
     if (encoder.norm is not None) != (norm == "pre"):
         raise ValueError(
-            "supported: post-norm layers with norm=None, or norm_first layers with a final LayerNorm"
+            "supported: post-norm layers with norm=None, or norm_first layers with a "
+            "final LayerNorm"
         )
     if encoder.norm is not None:
         final = _layer_norm_eps(encoder.norm, "the encoder's final norm")
         if final != first["layer_norm_eps"]:
             raise ValueError(
-                f"the final norm's eps {final!r} differs from the layers' eps {first['layer_norm_eps']!r}"
+                f"the final norm's eps {final!r} differs from the layers' eps "
+                f"{first['layer_norm_eps']!r}"
             )
     config = TransformerConfig(
         d_model=first["d_model"],
@@ -94,18 +105,16 @@ def from_torch_encoder(
         dropout=first["dropout"],
     )
     model = SharedTransformer(config)
-    if (model.attention_map, model.ffn_map) != (
-        attention_map,
-        ffn_map,
-    ):  # cannot happen: _torch_strategy checked
+    # cannot happen: _torch_strategy checked
+    if (model.attention_map, model.ffn_map) != (attention_map, ffn_map):
         raise RuntimeError(
-            f"strategy {strategy!r} maps the layers otherwise than the encoder shares them"
+            f"strategy {strategy!r} maps the layers otherwise than the encoder shares "
+            "them"
         )
     with torch.no_grad():
         for index, (a, f) in enumerate(zip(attention_map, ffn_map, strict=True)):
-            if (
-                a not in attention_map[:index]
-            ):  # the first layer that uses attention block a
+            # the first layer that uses attention block a
+            if a not in attention_map[:index]:
                 _copy_torch_attention(layers[index], model.attention[a])
             if f not in ffn_map[:index]:
                 _copy_torch_ffn(layers[index], model.ffn[f])
@@ -114,9 +123,8 @@ def from_torch_encoder(
     return model
 
 
-_TORCH_SUBLAYERS: dict[
-    str, tuple[str, ...]
-] = {  # the parameters of each sublayer of nn.TransformerEncoderLayer
+# the parameters of each sublayer of nn.TransformerEncoderLayer
+_TORCH_SUBLAYERS: dict[str, tuple[str, ...]] = {
     "attention": (
         "self_attn.in_proj_weight",
         "self_attn.in_proj_bias",
@@ -137,9 +145,10 @@ _TORCH_SUBLAYERS: dict[
 
 
 def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]:
-    """The layer -> block maps (first-use order) of the attention and FFN sublayers, from which parameter tensors
-    the layers hold in common: a repeated layer, or a sub-module (``self_attn``, ``linear1``, ...) given to several
-    layers. ``ValueError`` where part of a sublayer is shared and part not, or one tensor serves two roles."""
+    """The layer -> block maps (first-use order) of the attention and FFN sublayers,
+    from which parameter tensors the layers hold in common: a repeated layer, or a
+    sub-module (``self_attn``, ``linear1``, ...) given to several layers. ``ValueError``
+    where part of a sublayer is shared and part not, or one tensor serves two roles."""
     roles: dict[int, str] = {}
     maps: dict[str, list[int]] = {}
     for sublayer, names in _TORCH_SUBLAYERS.items():
@@ -149,8 +158,9 @@ def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]
                 role = roles.setdefault(id(tensor), name)
                 if role != name:
                     raise ValueError(
-                        f"layer {index}'s {name} is the same tensor as a {role}; sharedlib ties parameters only "
-                        "between layers, in the same place"
+                        f"layer {index}'s {name} is the same tensor as a {role}; "
+                        "sharedlib ties parameters only between layers, in the same "
+                        "place"
                     )
             firsts = [
                 next(j for j in range(i + 1) if tensors[j] is tensors[i])
@@ -161,8 +171,9 @@ def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]
             if blocks != previous:
                 first = _TORCH_SUBLAYERS[sublayer][0]
                 raise ValueError(
-                    f"the layers share {name} as {blocks} but {first} as {previous}: sharedlib shares a whole "
-                    f"{sublayer} sublayer (projections and its LayerNorm) or none of it"
+                    f"the layers share {name} as {blocks} but {first} as {previous}: "
+                    f"sharedlib shares a whole {sublayer} sublayer (projections and "
+                    "its LayerNorm) or none of it"
                 )
     return maps["attention"], maps["ffn"]
 
@@ -170,7 +181,8 @@ def _torch_sublayer_maps(layers: list[nn.Module]) -> tuple[list[int], list[int]]
 def _torch_strategy(
     attention_map: list[int], ffn_map: list[int]
 ) -> tuple[str, int | None]:
-    """The strategy (and n_unique) whose attention and FFN maps are these; ``ValueError`` naming them if none."""
+    """The strategy (and n_unique) whose attention and FFN maps are these;
+    ``ValueError`` naming them if none."""
     n_layers = len(attention_map)
     if attention_map == ffn_map:
         return strategy_for_map(attention_map)
@@ -179,34 +191,36 @@ def _torch_strategy(
         return "attention", None
     if ffn_map == one and attention_map == own:
         return "ffn", None
+    whole = ", ".join(s for s in STRATEGIES if s not in SUBLAYERS)
     raise ValueError(
-        f"the layers share attention sublayers as {attention_map} and FFN sublayers as {ffn_map}; supported: the "
-        "same map for both (whole layers, strategies "
-        + ", ".join(s for s in STRATEGIES if s not in SUBLAYERS)
-        + "), "
-        "or one sublayer shared by every layer and the other by none (strategies 'attention', 'ffn')"
+        f"the layers share attention sublayers as {attention_map} and FFN sublayers as "
+        f"{ffn_map}; supported: the same map for both (whole layers, strategies "
+        f"{whole}), or one sublayer shared by every layer and the other by none "
+        "(strategies 'attention', 'ffn')"
     )
 
 
 def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
-    """The settings of ``nn.TransformerEncoderLayer`` ``layer`` that ``TransformerConfig`` holds once for all layers."""
-    if not isinstance(layer, nn.TransformerEncoderLayer):
-        raise ValueError(
-            f"layer {index} must be an nn.TransformerEncoderLayer, got {type(layer).__name__}"
-        )
+    """The settings of ``nn.TransformerEncoderLayer`` ``layer`` that
+    ``TransformerConfig`` holds once for all layers."""
+    kind = nn.TransformerEncoderLayer
+    check_instance(f"layer {index}", layer, kind, "an nn.TransformerEncoderLayer")
     attention = layer.self_attn
     if attention.in_proj_weight is None:
         raise ValueError(
-            f"layer {index}'s self_attn has separate q/k/v weights (kdim or vdim != d_model); unsupported"
+            f"layer {index}'s self_attn has separate q/k/v weights "
+            "(kdim or vdim != d_model); unsupported"
         )
     if attention.in_proj_bias is None or layer.linear1.bias is None:
         raise ValueError(
-            f"layer {index} was built with bias=False; sharedlib's layers always have biases"
+            f"layer {index} was built with bias=False; sharedlib's layers always have "
+            "biases"
         )
     eps = _layer_norm_eps(layer.norm1, f"layer {index} norm1")
     if _layer_norm_eps(layer.norm2, f"layer {index} norm2") != eps:
         raise ValueError(
-            f"layer {index}: norm1.eps {eps!r} != norm2.eps {layer.norm2.eps!r}; sharedlib uses one eps"
+            f"layer {index}: norm1.eps {eps!r} != norm2.eps {layer.norm2.eps!r}; "
+            "sharedlib uses one eps"
         )
     dropout = layer.dropout.p
     others = {
@@ -217,7 +231,8 @@ def _torch_layer_settings(layer: nn.Module, index: int) -> dict[str, object]:
     for name, p in others.items():
         if p != dropout:
             raise ValueError(
-                f"layer {index}: {name}={p!r} != dropout={dropout!r}; sharedlib uses one dropout rate"
+                f"layer {index}: {name}={p!r} != dropout={dropout!r}; sharedlib uses "
+                "one dropout rate"
             )
     return {
         "d_model": attention.embed_dim,
@@ -235,32 +250,34 @@ def _layer_norm_eps(norm: nn.Module, where: str) -> float:
     """The eps of a LayerNorm with gain and bias (the only kind sharedlib builds)."""
     if not isinstance(norm, nn.LayerNorm) or norm.weight is None or norm.bias is None:
         raise ValueError(
-            f"{where} must be an nn.LayerNorm with elementwise_affine=True and bias=True, got {norm!r}"
+            f"{where} must be an nn.LayerNorm with elementwise_affine=True and "
+            f"bias=True, got {norm!r}"
         )
     return norm.eps
 
 
 def from_albert(albert: Any) -> SharedTransformer:
-    """A ``SharedTransformer`` equal to a Hugging Face ``AlbertModel``'s ``last_hidden_state`` (pooler dropped).
+    """A ``SharedTransformer`` equal to a Hugging Face ``AlbertModel``'s
+    ``last_hidden_state``, pooler dropped (chapter 5).
 
-    A model with a head (``AlbertForMaskedLM``, ``AlbertForSequenceClassification``, ...) converts its ``.albert``;
-    the head is not converted. Settings sharedlib cannot reproduce raise ``ValueError`` naming them.
+    A model with a head (``AlbertForMaskedLM``, ``AlbertForSequenceClassification``,
+    ...) converts its ``.albert``; the head is not converted. Settings sharedlib cannot
+    reproduce raise ``ValueError`` naming them.
     """
     albert = _albert_model(albert)
     c = albert.config
-    if c.hidden_act not in _HF_ACTIVATIONS:
-        raise ValueError(
-            f"hidden_act must be one of {sorted(_HF_ACTIVATIONS)}, got {c.hidden_act!r}"
-        )
+    check_choice("hidden_act", c.hidden_act, sorted(_HF_ACTIVATIONS))
     if c.attention_probs_dropout_prob != c.hidden_dropout_prob:
         raise ValueError(
-            f"attention_probs_dropout_prob={c.attention_probs_dropout_prob!r} != hidden_dropout_prob="
-            f"{c.hidden_dropout_prob!r}: sharedlib uses one dropout rate for both; set them equal before converting"
+            f"attention_probs_dropout_prob={c.attention_probs_dropout_prob!r} != "
+            f"hidden_dropout_prob={c.hidden_dropout_prob!r}: sharedlib uses one "
+            "dropout rate for both; set them equal before converting"
         )
     position_type = getattr(c, "position_embedding_type", "absolute")
     if position_type != "absolute":
         raise ValueError(
-            f"position_embedding_type must be 'absolute' (learned positions), got {position_type!r}"
+            "position_embedding_type must be 'absolute' (learned positions), "
+            f"got {position_type!r}"
         )
     grouped = c.num_hidden_groups > 1 or c.inner_group_num > 1
     config = TransformerConfig(
@@ -298,27 +315,29 @@ def from_albert(albert: Any) -> SharedTransformer:
 
 
 def _albert_model(albert: object) -> Any:
-    """``albert`` if it is a Hugging Face ``AlbertModel``, its ``.albert`` if that is one; else ``ValueError``."""
+    """``albert`` if it is a Hugging Face ``AlbertModel``, its ``.albert`` if that is
+    one; else ``ValueError``."""
+    # transformers is optional and heavy: imported only when converting
     try:
         from transformers import AlbertModel
-    except (
-        ImportError
-    ) as error:  # without transformers there is no AlbertModel to convert
+    except ImportError as error:  # without transformers there is no AlbertModel
         raise ValueError(
-            f"albert must be a Hugging Face AlbertModel (transformers is not installed), got "
-            f"{type(albert).__name__}"
+            "albert must be a Hugging Face AlbertModel (transformers is not "
+            f"installed), got {type(albert).__name__}"
         ) from error
     for candidate in (albert, getattr(albert, "albert", None)):
         if isinstance(candidate, AlbertModel):
             return candidate
     raise ValueError(
-        "albert must be a Hugging Face AlbertModel, or a model that holds one as .albert (AlbertForMaskedLM, "
-        f"AlbertForPreTraining, AlbertForSequenceClassification, ...), got {type(albert).__name__}"
+        "albert must be a Hugging Face AlbertModel, or a model that holds one as "
+        ".albert (AlbertForMaskedLM, AlbertForPreTraining, "
+        f"AlbertForSequenceClassification, ...), got {type(albert).__name__}"
     )
 
 
 def _torch_activation_name(activation: object) -> str:
-    """Our name for an ``nn.TransformerEncoderLayer`` activation, given as a function or a module."""
+    """Our name for an ``nn.TransformerEncoderLayer`` activation, given as a function or
+    a module."""
     if activation is F.relu or isinstance(activation, nn.ReLU):
         return "relu"
     if activation is F.gelu:
@@ -341,9 +360,8 @@ def _copy_torch_attention(
     layer: nn.TransformerEncoderLayer, attention: nn.Module
 ) -> None:
     """Copy ``layer``'s self-attention and norm1 into one of our attention blocks."""
-    attention.inner.qkv.weight.copy_(
-        layer.self_attn.in_proj_weight
-    )  # Q, K, V stacked in the same order
+    # Q, K, V stacked in the same order
+    attention.inner.qkv.weight.copy_(layer.self_attn.in_proj_weight)
     attention.inner.qkv.bias.copy_(layer.self_attn.in_proj_bias)
     _copy(attention.inner.out, layer.self_attn.out_proj)
     _copy(attention.norm, layer.norm1)

@@ -1,8 +1,10 @@
-"""Autoregressive decoding with a K/V cache: one (K, V) per *applied* layer, shared weights or not (chapter 6b).
+"""Autoregressive decoding with a K/V cache (chapter 6b).
 
-Prefill runs the prompt once and stores every layer's keys and values; each decode step then embeds one new
-token at position t, attends to the t cached positions plus itself, and appends its K, V. Per token, the
-weights are read once per applied layer (a shared block is re-read from cache), while the cache holds
+The cache holds one (K, V) per *applied* layer, shared weights or not. Prefill runs the
+prompt once and stores every layer's keys and values; each decode step then embeds one
+new token at position t, attends to the t cached positions plus itself, and appends its
+K, V. Per token, the weights are read once per applied layer (a shared block is re-read
+from cache), while the cache holds
 
     2 (K and V) * depth * B * t * H * bytes per element
 
@@ -24,7 +26,7 @@ __all__ = ["KVCache", "decode_step", "extend", "generate", "prefill"]
 
 @dataclass
 class KVCache:
-    """One ``LayerKV`` per applied layer, and the layer schedule it was built for (6b)."""
+    """One ``LayerKV`` per applied layer, and the schedule it was built for (6b)."""
 
     layers: list[LayerKV]  # one per (attention, FFN) pair of ``schedule``
     schedule: list[tuple[int, int]]  # ``model.layer_schedule(n_iterations)``
@@ -54,7 +56,7 @@ class KVCache:
         )
 
     def allocated_bytes(self) -> int:
-        """Bytes of the buffers, filled or not: 2 * depth * B * capacity * H * element size."""
+        """Buffer bytes, filled or not: 2 * depth * B * capacity * H * element size."""
         return sum(
             t.numel() * t.element_size()
             for layer in self.layers
@@ -62,10 +64,12 @@ class KVCache:
         )
 
     def crop(self, length: int) -> None:
-        """Forget every position from ``length`` on (the buffers stay; later steps overwrite them)."""
+        """Forget every position from ``length`` on (the buffers stay; later steps
+        overwrite them)."""
         if not isinstance(length, int) or not 0 <= length <= self.length:
             raise ValueError(
-                f"length must be an int in 0..{self.length} (the cached positions), got {length!r}"
+                f"length must be an int in 0..{self.length} (the cached positions), "
+                f"got {length!r}"
             )
         for layer in self.layers:
             layer.length = length
@@ -96,7 +100,7 @@ def _check_prompt(model: SharedTransformer, ids: torch.Tensor) -> None:
 
 
 def _run(model: SharedTransformer, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-    """Logits (B, T, V) of T new tokens at positions t..t+T-1; their K, V join ``cache``."""
+    """Logits (B, T, V) of T new tokens at positions t..t+T-1; K, V join ``cache``."""
     t0, T = cache.length, ids.shape[1]
     if t0 + T > model.config.max_len:
         raise ValueError(

@@ -1,9 +1,11 @@
-"""Paired differences across seeds, their confidence intervals, and sentences that claim no more (chapters 6, 8).
+"""Paired differences across seeds and their confidence intervals (chapters 6, 8).
 
-Two models trained with the same seed see the same batches and are scored on the same validation windows
-(``sharedlib.experiments.suite``), so the difference of their losses seed by seed removes the noise they share. The mean
-of those n differences gets a Student-t interval (n - 1 degrees of freedom) or a percentile bootstrap, and
-``conclusion`` words it: an effect only when the interval excludes zero, "no evidence of a difference" otherwise.
+Two models trained with the same seed see the same batches and are scored on the same
+validation windows (``sharedlib.experiments.suite``), so the difference of their losses
+seed by seed removes the noise they share. The mean of those n differences gets a
+Student-t interval (n - 1 degrees of freedom) or a percentile bootstrap, and
+``conclusion`` words it in a sentence that claims no more: an effect only when the
+interval excludes zero, "no evidence of a difference" otherwise.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def t_cdf(t: float, df: float) -> float:
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The t with ``t_cdf(t, df) == p``; e.g. 2.776 for p=0.975, df=4 (``scipy.stats.t``)."""
+    """The t with ``t_cdf(t, df) == p`` (2.776 for p=0.975, df=4; ``scipy.stats.t``)."""
     from scipy import stats
 
     if not 0 < p < 1:
@@ -64,7 +66,7 @@ def t_quantile(p: float, df: float) -> float:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """Mean of per-seed differences ``subject - baseline`` with a confidence interval."""
+    """Mean per-seed difference ``subject - baseline`` with a confidence interval."""
 
     mean: float
     low: float
@@ -77,7 +79,8 @@ class PairedDifference:
 
     @property
     def excludes_zero(self) -> bool:
-        """True when the whole interval lies on one side of zero (an endpoint at exactly 0 does not count)."""
+        """True when the whole interval lies on one side of zero (an endpoint at
+        exactly 0 does not count)."""
         return self.low > 0 or self.high < 0
 
 
@@ -89,10 +92,12 @@ def paired_difference(
     n_boot: int = 10000,
     seed: int = 0,
 ) -> PairedDifference:
-    """Mean of ``subject[s] - baseline[s]`` over the seeds s both have, with a ``level`` interval.
+    """Mean of ``subject[s] - baseline[s]`` over the seeds s both have, with a ``level``
+    interval.
 
-    Both mappings must hold the same seeds (a seed present in one only raises ``ValueError``: an unpaired
-    value is not silently dropped), at least 2 of them, with finite values.
+    Both mappings must hold the same seeds (a seed present in one only raises
+    ``ValueError``: an unpaired value is not silently dropped), at least 2 of them, with
+    finite values.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -104,9 +109,9 @@ def paired_difference(
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     if set(subject) != set(baseline):
         raise ValueError(
-            "subject and baseline must hold the same seeds to be paired; only in subject: "
-            f"{sorted(set(subject) - set(baseline), key=str)}, only in baseline: "
-            f"{sorted(set(baseline) - set(subject), key=str)}"
+            "subject and baseline must hold the same seeds to be paired; "
+            f"only in subject: {sorted(set(subject) - set(baseline), key=str)}, "
+            f"only in baseline: {sorted(set(baseline) - set(subject), key=str)}"
         )
     try:
         seeds = tuple(sorted(subject))
@@ -147,24 +152,28 @@ def conclusion(
     unit: str = "nats/byte",
     digits: int = 3,
 ) -> str:
-    """One sentence that reports ``difference`` (subject - baseline) as far as its interval allows."""
+    """One sentence that reports ``difference`` (subject - baseline) as far as its
+    interval allows."""
     d = difference
     fmt = lambda v: f"{v:.{digits}f}"  # noqa: E731
     how = f"{d.level:.0%} CI" + (" (bootstrap)" if d.method == "bootstrap" else "")
     seeds = f"{d.n} paired seeds"
     if d.high < 0:
         return (
-            f"{subject} has a lower {quantity} than {baseline}, by {fmt(-d.mean)} {unit} "
+            f"{subject} has a lower {quantity} than {baseline}, "
+            f"by {fmt(-d.mean)} {unit} "
             f"({how} {fmt(-d.high)} to {fmt(-d.low)}, {seeds})"
         )
     if d.low > 0:
         return (
-            f"{subject} has a higher {quantity} than {baseline}, by {fmt(d.mean)} {unit} "
+            f"{subject} has a higher {quantity} than {baseline}, "
+            f"by {fmt(d.mean)} {unit} "
             f"({how} {fmt(d.low)} to {fmt(d.high)}, {seeds})"
         )
     return (
         f"no evidence of a difference in {quantity} between {subject} and {baseline} "
-        f"(mean difference {fmt(d.mean)} {unit}, {how} {fmt(d.low)} to {fmt(d.high)} spans zero, {seeds})"
+        f"(mean difference {fmt(d.mean)} {unit}, "
+        f"{how} {fmt(d.low)} to {fmt(d.high)} spans zero, {seeds})"
     )
 
 
@@ -174,7 +183,8 @@ def values_by_seed(
     label: str,
     metric: str = "val_loss",
 ):
-    """``{seed: run[metric]}`` of the finished runs of ``experiment`` labelled ``label`` (a recorded file's runs)."""
+    """``{seed: run[metric]}`` of the finished runs of ``experiment`` labelled ``label``
+    (a recorded file's runs)."""
     out: dict[Any, float] = {}
     for run in runs:
         if (
@@ -184,7 +194,8 @@ def values_by_seed(
         ):
             if run["seed"] in out:
                 raise ValueError(
-                    f"two runs of {experiment!r} / {label!r} have seed {run['seed']}; expected one"
+                    f"two runs of {experiment!r} / {label!r} have seed {run['seed']}; "
+                    "expected one"
                 )
             out[run["seed"]] = float(run[metric])
     if not out:
@@ -203,7 +214,8 @@ def compare_recorded(
     level: float = 0.95,
     method: str = "t",
 ) -> PairedDifference:
-    """Paired difference ``subject - baseline`` of ``metric`` between two labels of one recorded experiment."""
+    """Paired difference ``subject - baseline`` of ``metric`` between two labels of one
+    recorded experiment."""
     runs = list(runs)
     return paired_difference(
         values_by_seed(runs, experiment, subject, metric),
@@ -216,7 +228,8 @@ def compare_recorded(
 def mean_interval(
     values: Iterable[float], level: float = 0.95
 ) -> tuple[float, float, float]:
-    """Mean of ``values`` and its Student-t interval (mean, low, high); needs at least 2 values."""
+    """Mean of ``values`` and its Student-t interval (mean, low, high); needs at least
+    2 values."""
     values = [float(v) for v in values]
     if len(values) < 2:
         raise ValueError(
@@ -238,13 +251,15 @@ def summarize_experiment(
     metric: str = "val_loss",
     level: float = 0.95,
 ) -> list[dict[str, Any]]:
-    """One row per label of ``experiment``: parameters, seeds, mean ``metric`` with its interval, and the paired
-    difference to ``baseline`` with its sentence (``None`` for the baseline itself). Labels in recorded order."""
+    """One row per label of ``experiment``: parameters, seeds, mean ``metric`` with its
+    interval, and the paired difference to ``baseline`` with its sentence (``None`` for
+    the baseline itself). Labels in recorded order."""
     runs = [r for r in runs if r.get("experiment") == experiment]
     labels = list(dict.fromkeys(r["label"] for r in runs))
     if baseline not in labels:
         raise ValueError(
-            f"baseline must be one of the labels of {experiment!r}: {labels}, got {baseline!r}"
+            f"baseline must be one of the labels of {experiment!r}: {labels}, "
+            f"got {baseline!r}"
         )
     base = values_by_seed(runs, experiment, baseline, metric)
     rows = []
@@ -274,26 +289,28 @@ def summarize_experiment(
 
 
 def variance_explained(values: Any, groups: Any) -> float:
-    """Share of the variance of ``values`` that the group means explain (eta squared: between-group sum of squares
-    over the total), for two equally long arrays; chapter 5b asks how much position or difficulty explains."""
+    """Share of the variance of ``values`` that the group means explain (eta squared:
+    between-group sum of squares over the total), for two equally long arrays; chapter
+    5b asks how much position or difficulty explains."""
     v = np.asarray(values, dtype=float).ravel()
     g = np.asarray(groups).ravel()
     if v.size != g.size or v.size < 2:
         raise ValueError(
-            f"values and groups must have the same length, at least 2, got {v.size} and {g.size}"
+            "values and groups must have the same length, at least 2, "
+            f"got {v.size} and {g.size}"
         )
     total = ((v - v.mean()) ** 2).sum()
     if total == 0:
         raise ValueError("variance_explained is undefined when every value is equal")
     _, inverse = np.unique(g, return_inverse=True)
-    means = np.bincount(inverse, weights=v) / np.bincount(
-        inverse
-    )  # (groups,) the mean of each group
+    # (groups,) the mean of each group
+    means = np.bincount(inverse, weights=v) / np.bincount(inverse)
     return float(((means[inverse] - v.mean()) ** 2).sum() / total)
 
 
 def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's rank correlation of two equally long tensors (``scipy.stats.spearmanr``; chapter 5b)."""
+    """Spearman's rank correlation of two equally long tensors
+    (``scipy.stats.spearmanr``; chapter 5b)."""
     if (
         not isinstance(x, torch.Tensor)
         or not isinstance(y, torch.Tensor)

@@ -1,4 +1,7 @@
-"""A Transformer layer from its parts (chapter 2, *Core concepts*; chapter 5 explains each line)."""
+"""A Transformer layer from its parts (chapter 2, *Core concepts*).
+
+Chapter 5 explains each line.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ _ACTIVATIONS = {
 def rotary_angles(
     positions: torch.Tensor, head_dim: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (T, d) of RoPE's angles p / base^(2j/d); feature j and j + d/2 share frequency j (chapter 5b)."""
+    """cos and sin (T, d) of RoPE's angles p / base^(2j/d); feature j and j + d/2 share
+    frequency j (chapter 5b)."""
     inverse_frequency = ROPE_BASE ** (
         -torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device)
         / head_dim
@@ -45,18 +49,18 @@ def rotary_angles(
 
 
 def apply_rotary(x: torch.Tensor, start: int = 0) -> torch.Tensor:
-    """Rotate each pair (x_j, x_{j+d/2}) of queries or keys (B, h, T, d) by the angle of its position start + t.
+    """Rotate each pair (x_j, x_{j+d/2}) of queries or keys (B, h, T, d) by the angle
+    of its position start + t.
 
-    A query at p and a key at q then score q_p . k_q = q . R(q - p) k: only the offset q - p is seen.
+    A query at p and a key at q then score q_p . k_q = q . R(q - p) k: only the offset
+    q - p is seen.
     """
     T, d = x.shape[-2], x.shape[-1]
-    cos, sin = rotary_angles(
-        torch.arange(start, start + T, device=x.device), d
-    )  # (T, d) each
+    # (T, d) each
+    cos, sin = rotary_angles(torch.arange(start, start + T, device=x.device), d)
     half = d // 2
-    rotated = torch.cat(
-        [-x[..., half:], x[..., :half]], dim=-1
-    )  # (B, h, T, d): (x1, x2) -> (-x2, x1)
+    # (B, h, T, d): (x1, x2) -> (-x2, x1)
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)  # (B, h, T, d)
 
 
@@ -81,9 +85,8 @@ class SelfAttention(nn.Module):
         self.causal = config.causal
         self.dropout = config.dropout
         self.rotary = config.position == "rotary"  # rotate Q and K by their positions
-        self.qkv = nn.Linear(
-            config.d_model, 3 * config.d_model
-        )  # W_Q, W_K, W_V stacked
+        # W_Q, W_K, W_V stacked
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)  # W_O
 
     def forward(
@@ -92,15 +95,14 @@ class SelfAttention(nn.Module):
         key_mask: torch.Tensor | None = None,
         cache: LayerKV | None = None,
     ) -> torch.Tensor:
-        """softmax(Q K^T / sqrt(C/h) + mask) V per head, then W_O: (B, T, C) -> (B, T, C).
+        """softmax(Q K^T/sqrt(C/h) + mask) V per head, then W_O: (B, T, C) -> (B, T, C).
 
         ``key_mask`` (B, T) is True at real tokens; with ``cache`` the T new positions
         follow the t0 cached ones and attend to them too (chapter 6b).
         """
         C = x.shape[-1]  # x: (B, T, C), positions t0 .. t0+T-1
-        q, k, v = (
-            split_heads(t, self.n_heads) for t in self.qkv(x).split(C, dim=2)
-        )  # (B, h, T, C/h) each
+        # (B, h, T, C/h) each
+        q, k, v = (split_heads(t, self.n_heads) for t in self.qkv(x).split(C, dim=2))
         t0 = 0 if cache is None else cache.length
         if self.rotary:
             q, k = apply_rotary(q, t0), apply_rotary(k, t0)  # cached keys stay rotated
@@ -133,9 +135,11 @@ class SelfAttention(nn.Module):
 
 
 class LayerKV:
-    """Keys and values of one *applied* layer, in buffers of ``capacity`` positions (chapter 6b).
+    """Keys and values of one *applied* layer, in buffers of ``capacity`` positions
+    (chapter 6b).
 
-    Layers that share weights still each keep their own K and V: they see different inputs.
+    Layers that share weights still each keep their own K and V: they see different
+    inputs.
     """
 
     def __init__(
@@ -161,21 +165,24 @@ class LayerKV:
     def append(
         self, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the K, V (B, h, T, C/h) of T new positions; return the filled (B, h, t+T, C/h) views."""
+        """Store the K, V (B, h, T, C/h) of T new positions; return the filled
+        (B, h, t+T, C/h) views."""
         expected = (self.k.shape[0], self.k.shape[1], k.shape[2], self.k.shape[3])
         if tuple(k.shape) != expected or k.shape != v.shape:
             raise ValueError(
-                f"cache holds batch {expected[0]}, {expected[1]} heads of width {expected[3]}; got keys of shape "
-                f"{tuple(k.shape)} (batch, heads, new positions, head width): was this cache made for other inputs?"
+                f"cache holds batch {expected[0]}, {expected[1]} heads of width "
+                f"{expected[3]}; got keys of shape {tuple(k.shape)} "
+                "(batch, heads, new positions, head width): "
+                "was this cache made for other inputs?"
             )
         t0, t1 = self.length, self.length + k.shape[2]
         if t1 > self.capacity:
             raise ValueError(
-                f"cache capacity {self.capacity} exceeded: {t0} cached + {k.shape[2]} new positions"
+                f"cache capacity {self.capacity} exceeded: "
+                f"{t0} cached + {k.shape[2]} new positions"
             )
-        self.k[:, :, t0:t1] = (
-            k  # (B, h, T, C/h) written in place: no copy of the earlier positions
-        )
+        # (B, h, T, C/h) written in place: no copy of the earlier positions
+        self.k[:, :, t0:t1] = k
         self.v[:, :, t0:t1] = v
         self.length = t1
         return self.k[:, :, :t1], self.v[:, :, :t1]  # (B, h, t+T, C/h)
@@ -220,7 +227,8 @@ class Residual(nn.Module):
 
 
 class Embeddings(nn.Module):
-    """Token, (learned) position and segment embeddings, optionally factorised as V*E + E*H (ALBERT)."""
+    """Token, (learned) position and segment embeddings, optionally factorised as
+    V*E + E*H (ALBERT)."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -248,12 +256,12 @@ class Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         start: int = 0,
     ) -> torch.Tensor:
-        """Embedded tokens (B, T, H) at positions ``start .. start+T-1`` (a non-zero start: cached decoding, 6b)."""
+        """Embedded tokens (B, T, H) at positions ``start .. start+T-1``
+        (a non-zero start: cached decoding, 6b)."""
         T = input_ids.shape[1]
         x = self.tokens(input_ids)  # (B, T, E)
-        if (
-            self.positions is not None
-        ):  # learned positions; rotary ones act inside attention, "none" has none
+        # learned positions; rotary ones act inside attention, "none" has none
+        if self.positions is not None:
             x = x + self.positions(
                 torch.arange(start, start + T, device=input_ids.device)
             )  # (B, T, E)

@@ -1,4 +1,5 @@
-"""Measured counterparts of the closed forms in ``counting`` (chapter 4 checks one against the other)."""
+"""Measured counterparts of the closed forms in ``counting`` (chapter 4 checks one
+against the other)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TransformerConfig
+from .validation import check_int
+
+__all__ = [
+    "count_forward_flops",
+    "count_module_parameters",
+    "hidden_state_rms",
+    "math_backend_extra_values",
+    "residual_updates",
+    "saved_activation_bytes",
+    "training_state_bytes",
+]
 
 
 def count_module_parameters(module: nn.Module) -> int:
@@ -18,8 +30,9 @@ def count_module_parameters(module: nn.Module) -> int:
 
 
 def count_forward_flops(forward: Callable[[], object]) -> int:
-    """FLOPs of one call of ``forward`` as FlopCounterMode counts matmuls; attention runs on the math
-    backend so that its two batched matmuls are counted too (fused CPU kernels are invisible to it)."""
+    """FLOPs of one call of ``forward`` as FlopCounterMode counts matmuls; attention
+    runs on the math backend so that its two batched matmuls are counted too (fused CPU
+    kernels are invisible to it)."""
     with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         forward()
     return counter.get_total_flops()
@@ -28,7 +41,8 @@ def count_forward_flops(forward: Callable[[], object]) -> int:
 def saved_activation_bytes(
     module: nn.Module, forward: Callable[[], torch.Tensor]
 ) -> int:
-    """Bytes autograd keeps for backward during ``forward()``, each storage once, parameters excluded."""
+    """Bytes autograd keeps for backward during ``forward()``, each storage once,
+    parameters excluded."""
     param_storages = {p.untyped_storage().data_ptr() for p in module.parameters()}
     seen: dict[int, int] = {}
 
@@ -46,19 +60,21 @@ def saved_activation_bytes(
 def math_backend_extra_values(
     config: TransformerConfig, batch_size: int, seq_len: int
 ) -> int:
-    """Values the math attention backend saves beyond the fused CPU kernel in one forward (chapter 4).
+    """Values the math attention backend saves beyond the fused CPU kernel in one
+    forward (chapter 4).
 
-    Per layer and token it keeps the softmax probabilities (h heads x T keys) instead of one log-sum-exp per
-    head, so h*(T - 1) more. Its matmul operands are fresh copies of q, k and v that replace the fused kernel's
-    saved Q|K|V; with one sequence (B = 1) the copy of v is a view of Q|K|V, which then stays alive beside
-    the copies of q and k: 2H more. No dropout and no mask are assumed.
+    Per layer and token it keeps the softmax probabilities (h heads x T keys) instead of
+    one log-sum-exp per head, so h*(T - 1) more. Its matmul operands are fresh copies of
+    q, k and v that replace the fused kernel's saved Q|K|V; with one sequence (B = 1)
+    the copy of v is a view of Q|K|V, which then stays alive beside the copies of q and
+    k: 2H more. No dropout and no mask are assumed.
     """
-    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_int("batch_size", batch_size)
+    check_int("seq_len", seq_len)
     if config.dropout:
         raise ValueError(
-            f"math_backend_extra_values assumes dropout=0, got config.dropout={config.dropout!r}"
+            "math_backend_extra_values assumes dropout=0, "
+            f"got config.dropout={config.dropout!r}"
         )
     per_token = config.n_heads * (seq_len - 1) + (
         2 * config.d_model if batch_size == 1 else 0
@@ -91,9 +107,11 @@ def training_state_bytes(
 
 
 def hidden_state_rms(model: nn.Module, forward: Callable[[], object]) -> list[float]:
-    """RMS of the residual stream after every applied layer of a ``SharedTransformer`` (chapter 5).
+    """RMS of the residual stream after every applied layer of a ``SharedTransformer``
+    (chapter 5).
 
-    A forward hook on a shared module fires once per use, so hooks on the unique FFN sublayers see every layer.
+    A forward hook on a shared module fires once per use, so hooks on the unique FFN
+    sublayers see every layer.
     """
     values: list[float] = []
 
@@ -111,15 +129,18 @@ def hidden_state_rms(model: nn.Module, forward: Callable[[], object]) -> list[fl
 
 
 def residual_updates(model: nn.Module, x: torch.Tensor) -> list[dict[str, float]]:
-    """Per applied sublayer of a ``SharedTransformer`` on hidden states (B, T, H): RMS of the stream it reads,
-    RMS of the update it adds, their cosine (over all entries), and RMS of the stream after (chapter 5).
+    """Per applied sublayer of a ``SharedTransformer`` on hidden states (B, T, H): RMS
+    of the stream it reads, RMS of the update it adds, their cosine (over all entries),
+    and RMS of the stream after (chapter 5).
 
-    Variance adds when updates are orthogonal to the stream: ``after**2 = stream**2 + update**2`` before any
-    normalisation; the cosine measures how far that holds.
+    Variance adds when updates are orthogonal to the stream:
+    ``after**2 = stream**2 + update**2`` before any normalisation; the cosine measures
+    how far that holds.
     """
     if x.dim() != 3 or x.shape[-1] != model.config.d_model:
         raise ValueError(
-            f"x must be hidden states (batch, sequence, {model.config.d_model}), got {tuple(x.shape)}"
+            f"x must be hidden states (batch, sequence, {model.config.d_model}), "
+            f"got {tuple(x.shape)}"
         )
     rows: list[dict[str, float]] = []
 
@@ -129,9 +150,8 @@ def residual_updates(model: nn.Module, x: torch.Tensor) -> list[dict[str, float]
     with torch.no_grad():
         for a, f in zip(model.attention_map, model.ffn_map, strict=True):
             for block in (model.attention[a], model.ffn[f]):
-                update = block.inner(
-                    block.norm(x) if block.placement == "pre" else x
-                )  # (B, T, H)
+                read = block.norm(x) if block.placement == "pre" else x  # (B, T, H)
+                update = block.inner(read)  # (B, T, H)
                 after = x + update  # (B, T, H)
                 if block.placement == "post":
                     after = block.norm(after)

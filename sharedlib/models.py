@@ -79,8 +79,11 @@ class SharedTransformer(nn.Module):
         n_iterations: int | None = None,
         caches: Sequence[LayerKV] | None = None,
     ) -> torch.Tensor:
-        """Run the layer stack on hidden states (B, T, H); ``key_mask`` (B, T) is True at
-        real tokens; ``caches``, one per applied layer, make it a decoding step (6b)."""
+        """Run the layer stack on hidden states (B, T, H).
+
+        ``key_mask`` (B, T) is True at real tokens; ``caches``, one per applied layer,
+        make it a decoding step (6b).
+        """
         schedule = self.layer_schedule(n_iterations)
         self.check_hidden(x, key_mask, caches, len(schedule))
         for layer, (a, f) in enumerate(schedule):
@@ -131,8 +134,8 @@ class SharedTransformer(nn.Module):
         caches: Sequence[LayerKV] | None,
         depth: int,
     ) -> None:
-        """Validate the inputs of ``encode``: (B, T, d_model) states, a (B, T) bool mask,
-        one cache per applied layer and not both a mask and caches."""
+        """Validate the inputs of ``encode``: (B, T, d_model) states, a (B, T) bool
+        mask, one cache per applied layer and not both a mask and caches."""
         if (
             not isinstance(x, torch.Tensor)
             or x.dim() != 3
@@ -140,7 +143,8 @@ class SharedTransformer(nn.Module):
         ):
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
-                f"hidden states must be (batch, sequence, {self.config.d_model}), got {got}"
+                f"hidden states must be (batch, sequence, {self.config.d_model}), "
+                f"got {got}"
             )
         if key_mask is not None and (
             key_mask.dtype != torch.bool or key_mask.shape != x.shape[:2]
@@ -248,16 +252,17 @@ LOSS_UNIT = "nats per token"
 def scored_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (nats per token) of logits (B, T, V) over the targets (B, T)
     that are scored: a target equal to ``data.IGNORE`` is not (chapter 6)."""
+    # logits in float32 even under bf16 autocast
     return F.cross_entropy(
         logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
-    )  # logits in float32 even under bf16 autocast
+    )
 
 
 def next_token_loss(
     model: SharedTransformer, batch: tuple[torch.Tensor, ...]
 ) -> torch.Tensor:
-    """Cross-entropy of next-token prediction, ``data.IGNORE`` targets not scored (chapter 6)."""
+    """Cross-entropy of next-token prediction, ``data.IGNORE`` targets not scored
+    (chapter 6)."""
     inputs, targets = batch[0], batch[1]
-    return scored_cross_entropy(
-        model.logits(model(inputs)), targets
-    )  # logits (B, T, V)
+    # logits (B, T, V)
+    return scored_cross_entropy(model.logits(model(inputs)), targets)

@@ -1,5 +1,6 @@
-"""Training a block that is used N times: its gradient is the sum of N contributions, measured per use, logged
-during training, and LAMB's layer-wise trust ratio (chapter 5c, *Why can one block stand in for many?*)."""
+"""Training a block that is used N times: its gradient is the sum of N contributions,
+measured per use, logged during training, and LAMB's layer-wise trust ratio (chapter 5c,
+*Why can one block stand in for many?*)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,34 @@ import torch
 from torch import nn
 
 from .models import SharedTransformer
-from .train import NonFiniteLossError, TrainConfig, train
+from .train import Batch, NonFiniteLossError, TrainConfig, train
+from .validation import check_instance, check_int, check_real
 
-Batch = tuple[torch.Tensor, ...]
+__all__ = [
+    "GradientLog",
+    "Lamb",
+    "block_parameters",
+    "gradient_coherence",
+    "lr_warmup_grid",
+    "optimizer_steps",
+    "per_use_gradients",
+    "trust_ratio",
+    "trust_ratios",
+    "unrolled_copy",
+]
+
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 def block_parameters(model: SharedTransformer) -> dict[str, list[nn.Parameter]]:
-    """Parameters by unique block: "embeddings", "block b" (attention b and FFN b) for b = 0 .. M-1, "final norm"
-    and, with a factorised LM head, "lm projection". Needs the attention and FFN maps to agree (not "attention"
-    or "ffn" sharing)."""
-    if not isinstance(model, SharedTransformer):
-        raise ValueError(
-            f"model must be a SharedTransformer, got {type(model).__name__}"
-        )
+    """Parameters by unique block: "embeddings", "block b" (attention b and FFN b) for
+    b = 0 .. M-1, "final norm" and, with a factorised LM head, "lm projection". Needs
+    the attention and FFN maps to agree (not "attention" or "ffn" sharing)."""
+    check_instance("model", model, SharedTransformer, "a SharedTransformer")
     if model.attention_map != model.ffn_map:
         raise ValueError(
-            f"model must share attention and FFN alike (not 'attention' or 'ffn'), got {model.config.strategy!r}"
+            "model must share attention and FFN alike (not 'attention' or 'ffn'), "
+            f"got {model.config.strategy!r}"
         )
     groups = {"embeddings": list(model.embeddings.parameters())}
     for b, (attention, ffn) in enumerate(zip(model.attention, model.ffn, strict=True)):
@@ -40,11 +52,13 @@ def block_parameters(model: SharedTransformer) -> dict[str, list[nn.Parameter]]:
 
 
 class GradientLog:
-    """Gradient norm of each parameter group at every backward pass, before any clipping (chapter 5c).
+    """Gradient norm of each parameter group at every backward pass, before any clipping
+    (chapter 5c).
 
-    A post-accumulate hook on every parameter fires once per backward, after autograd has summed the
-    contributions of all uses of that parameter; a backward pass is complete when every tracked parameter has
-    fired, so every tracked parameter must receive a gradient in every backward. Call ``close()`` to detach.
+    A post-accumulate hook on every parameter fires once per backward, after autograd
+    has summed the contributions of all uses of that parameter; a backward pass is
+    complete when every tracked parameter has fired, so every tracked parameter must
+    receive a gradient in every backward. Call ``close()`` to detach.
     """
 
     def __init__(self, groups: Mapping[str, Sequence[nn.Parameter]]) -> None:
@@ -52,15 +66,15 @@ class GradientLog:
             raise ValueError(
                 "groups must map each name to a non-empty list of parameters"
             )
-        self.norms: dict[str, list[float]] = {
-            name: [] for name in groups
-        }  # one value per backward pass
+        # one value per backward pass
+        self.norms: dict[str, list[float]] = {name: [] for name in groups}
         self._group_of: dict[int, str] = {}
         for name, params in groups.items():
             for p in params:
                 if id(p) in self._group_of:
                     raise ValueError(
-                        f"a parameter is in two groups: {self._group_of[id(p)]!r} and {name!r}"
+                        "a parameter is in two groups: "
+                        f"{self._group_of[id(p)]!r} and {name!r}"
                     )
                 self._group_of[id(p)] = name
         self._pending: dict[str, float] = {}
@@ -74,7 +88,8 @@ class GradientLog:
     def _record(self, p: torch.Tensor) -> None:
         if id(p) in self._fired:
             raise RuntimeError(
-                "a parameter's gradient arrived twice before every tracked parameter had one"
+                "a parameter's gradient arrived twice before every tracked parameter "
+                "had one"
             )
         self._fired.add(id(p))
         name = self._group_of[id(p)]
@@ -87,7 +102,8 @@ class GradientLog:
             self._pending, self._fired = {}, set()
 
     def total(self) -> list[float]:
-        """The global gradient norm at every backward pass (what ``clip_grad_norm_`` compares with its limit)."""
+        """The global gradient norm at every backward pass (what ``clip_grad_norm_``
+        compares with its limit)."""
         return [
             math.sqrt(sum(values[i] ** 2 for values in self.norms.values()))
             for i in range(len(self))
@@ -104,19 +120,16 @@ class GradientLog:
 
 
 def unrolled_copy(model: SharedTransformer) -> SharedTransformer:
-    """An unshared model (strategy "none") whose layer i holds copies of the blocks layer i of ``model`` uses:
-    the same function, with one parameter set per use (chapter 5c)."""
-    if not isinstance(model, SharedTransformer):
-        raise ValueError(
-            f"model must be a SharedTransformer, got {type(model).__name__}"
-        )
+    """An unshared model (strategy "none") whose layer i holds copies of the blocks
+    layer i of ``model`` uses: the same function, one parameter set per use (chapter
+    5c)."""
+    check_instance("model", model, SharedTransformer, "a SharedTransformer")
     depth = len(model.attention_map)
     config = replace(
         model.config, strategy="none", n_unique=None, n_layers=depth, inner_group_num=1
     )
-    with torch.random.fork_rng(
-        devices=[]
-    ):  # the copy's random init is overwritten: leave torch's RNG untouched
+    # the copy's random init is overwritten: leave torch's RNG untouched
+    with torch.random.fork_rng(devices=[]):
         copy = SharedTransformer(config).to(next(model.parameters()).device)
     state = {
         k: v
@@ -134,32 +147,29 @@ def unrolled_copy(model: SharedTransformer) -> SharedTransformer:
 
 @dataclass(frozen=True)
 class UseGradients:
-    """Per sublayer set ("attention b", "ffn b"): the gradient of each use (from an unrolled copy) and the
-    shared parameters' own gradient, all flattened; and the two models' losses on the batch."""
+    """Per sublayer set ("attention b", "ffn b"): the gradient of each use (from an
+    unrolled copy) and the shared parameters' own gradient, all flattened; and the two
+    models' losses on the batch."""
 
-    per_use: dict[
-        str, list[torch.Tensor]
-    ]  # name -> [ (P,) gradient of use 1, ... ] in layer order
+    # name -> [ (P,) gradient of use 1, ... ] in layer order
+    per_use: dict[str, list[torch.Tensor]]
     shared: dict[str, torch.Tensor]  # name -> (P,) gradient of the shared parameters
     loss: float  # the shared model's loss
-    unrolled_loss: (
-        float  # the unrolled copy's loss: the same function, so the same value
-    )
+    unrolled_loss: float  # the unrolled copy's: the same function, so the same value
 
 
 def _flat_gradients(
     loss: torch.Tensor, modules: Sequence[nn.Module]
 ) -> list[torch.Tensor]:
-    """The gradient of ``loss`` with respect to each module's parameters, flattened into one (P,) vector each."""
+    """The gradient of ``loss`` with respect to each module's parameters, flattened into
+    one (P,) vector each."""
     params = [list(m.parameters()) for m in modules]
-    grads = torch.autograd.grad(
-        loss, [p for ps in params for p in ps]
-    )  # no side effect on .grad
+    # no side effect on .grad
+    grads = torch.autograd.grad(loss, [p for ps in params for p in ps])
     out, start = [], 0
     for ps in params:
-        out.append(
-            torch.cat([g.flatten() for g in grads[start : start + len(ps)]])
-        )  # (P,)
+        flat = torch.cat([g.flatten() for g in grads[start : start + len(ps)]])  # (P,)
+        out.append(flat)
         start += len(ps)
     return out
 
@@ -197,8 +207,9 @@ def per_use_gradients(
 
 
 def gradient_coherence(gradients: Sequence[torch.Tensor]) -> tuple[float, float]:
-    """For the gradients of N uses: ``||sum g|| / sum ||g||`` (1 when all point the same way, about 1/sqrt(N)
-    when they are orthogonal and of equal size) and their mean pairwise cosine similarity."""
+    """For the gradients of N uses: ``||sum g|| / sum ||g||`` (1 when all point the same
+    way, about 1/sqrt(N) when they are orthogonal and of equal size) and their mean
+    pairwise cosine similarity."""
     if len(gradients) < 2:
         raise ValueError(
             f"gradients must hold at least two tensors (uses), got {len(gradients)}"
@@ -223,9 +234,10 @@ def trust_ratio(weight: torch.Tensor, update: torch.Tensor) -> float:
 
 
 class Lamb(torch.optim.Optimizer):
-    """LAMB (You et al., 2020, Algorithm 2): Adam's bias-corrected direction r = m_hat / (sqrt(v_hat) + eps)
-    plus decoupled weight decay, u = r + lambda w, taken per tensor as the step ``lr * (||w|| / ||u||) * u``
-    (phi = identity). ``state[p]["trust_ratio"]`` keeps the last ratio of every tensor (chapter 5c)."""
+    """LAMB (You et al., 2020, Algorithm 2): Adam's bias-corrected direction
+    r = m_hat / (sqrt(v_hat) + eps) plus decoupled weight decay, u = r + lambda w, taken
+    per tensor as the step ``lr * (||w|| / ||u||) * u`` (phi = identity).
+    ``state[p]["trust_ratio"]`` keeps the last ratio of every tensor (chapter 5c)."""
 
     def __init__(
         self,
@@ -235,14 +247,11 @@ class Lamb(torch.optim.Optimizer):
         eps: float = 1e-6,
         weight_decay: float = 0.01,
     ) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
+        check_real("lr", lr, 0.0, open_minimum=True)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        check_real("eps", eps, 0.0, open_minimum=True)
+        check_real("weight_decay", weight_decay, 0.0)
         super().__init__(
             params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         )
@@ -290,10 +299,10 @@ def optimizer_steps(
     seed: int,
     on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """``steps`` plain optimizer steps (constant rate, no clipping) on training batches; the losses.
-    ``on_step(step)`` is called after every optimizer step (step = 1 .. steps), e.g. to read the optimizer state."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    """``steps`` plain optimizer steps (constant rate, no clipping) on training batches;
+    the losses. ``on_step(step)`` is called after every optimizer step (step = 1 ..
+    steps), e.g. to read the optimizer state."""
+    check_int("steps", steps)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     losses = []
@@ -327,8 +336,9 @@ def lr_warmup_grid(
     warmups: Sequence[int],
     train_config: TrainConfig,
 ) -> list[dict[str, object]]:
-    """Train a fresh model of every label (``builders[label]()`` builds it) at each learning rate and warm-up with
-    ``train_config``'s other settings; one row per run: label, lr, warmup, final validation loss (None: diverged)."""
+    """Train a fresh model of every label (``builders[label]()`` builds it) at each
+    learning rate and warm-up with ``train_config``'s other settings; one row per run:
+    label, lr, warmup, final validation loss (None: diverged)."""
     rows = []
     for label, build in builders.items():
         for lr in lrs:

@@ -1,9 +1,10 @@
-"""Mixture-of-Recursions with expert-choice routing (chapter 5b, *Looping done properly*).
+"""Expert-choice Mixture-of-Recursions (chapter 5b, *Looping done properly*).
 
-One shared block is applied up to R times (Bae et al., 2025). Before recursion r a router scores the tokens
-that took recursion r - 1, and only the top k_r of them (per sequence) take recursion r: they are gathered into
-a shorter sequence, attend only to one another, and are scattered back, weighted by their router score. The
-others keep their state. The saving is real: recursion r costs what a block costs on k_r tokens.
+One shared block is applied up to R times (Bae et al., 2025). Before recursion r a
+router scores the tokens that took recursion r - 1, and only the top k_r of them (per
+sequence) take recursion r: they are gathered into a shorter sequence, attend only to
+one another, and are scattered back, weighted by their router score. The others keep
+their state. The saving is real: recursion r costs what a block costs on k_r tokens.
 """
 
 from __future__ import annotations
@@ -36,32 +37,34 @@ def default_capacities(n_iterations: int) -> tuple[float, ...]:
 
 
 def tokens_per_recursion(capacities: Sequence[float], length: int) -> list[int]:
-    """k_r = max(1, floor(capacity_r * length)), the tokens per sequence that take recursion r (as MoR's code)."""
+    """k_r = max(1, floor(capacity_r * length)), the tokens per sequence that take
+    recursion r (as MoR's code)."""
     check_int("length", length)
     return [max(1, int(c * length)) for c in _check_capacities(capacities)]
 
 
 @dataclass
 class Routing:
-    """What the routers chose: per recursion r, the token indices (B, k_r) and their gate values (B, k_r)."""
+    """What the routers chose: per recursion r, the token indices (B, k_r) and their
+    gate values (B, k_r)."""
 
     depths: torch.Tensor  # (B, T) int64: recursions token t took, 0 .. R
-    selected: list[
-        torch.Tensor
-    ]  # R tensors (B, k_r) int64: positions that took recursion r, sorted
-    gates: list[
-        torch.Tensor
-    ]  # R tensors (B, k_r): g = alpha * sigmoid(router score) of those positions
+    # R tensors (B, k_r) int64: positions that took recursion r, sorted
+    selected: list[torch.Tensor]
+    # R tensors (B, k_r): g = alpha * sigmoid(router score) of those positions
+    gates: list[torch.Tensor]
 
 
 class MixtureOfRecursions(nn.Module):
-    """A shared block applied up to ``config.n_layers`` times; before each recursion a router keeps the top tokens.
+    """A shared block applied up to ``config.n_layers`` times; before each recursion a
+    router keeps the top tokens.
 
-    ``config.strategy`` must be "all", and the model holds a ``SharedTransformer(config)`` (``self.base``) for
-    its embeddings, its one block, final LayerNorm and tied output layer. ``capacities`` (one per recursion,
-    non-increasing, in (0, 1]) are the shares of the sequence that take each recursion; ``alpha`` scales the
-    sigmoid gate. Position embeddings must be added at the input ("learned" or "none"), because a recursion
-    sees its tokens as a shorter sequence.
+    ``config.strategy`` must be "all", and the model holds a
+    ``SharedTransformer(config)`` (``self.base``) for its embeddings, its one block,
+    final LayerNorm and tied output layer. ``capacities`` (one per recursion,
+    non-increasing, in (0, 1]) are the shares of the sequence that take each recursion;
+    ``alpha`` scales the sigmoid gate. Position embeddings must be added at the input
+    ("learned" or "none"), because a recursion sees its tokens as a shorter sequence.
     """
 
     def __init__(
@@ -74,7 +77,8 @@ class MixtureOfRecursions(nn.Module):
         check_instance("config", config, TransformerConfig, "a TransformerConfig")
         if config.strategy != "all":
             raise ValueError(
-                f"config.strategy must be 'all' (one shared block), got {config.strategy!r}"
+                "config.strategy must be 'all' (one shared block), "
+                f"got {config.strategy!r}"
             )
         if config.position not in ("learned", "none"):
             raise ValueError(
@@ -92,10 +96,9 @@ class MixtureOfRecursions(nn.Module):
             )
         self.config = config
         self.alpha = check_real("alpha", alpha, 0, open_minimum=True)
-        self.base = SharedTransformer(
-            config
-        )  # embeddings, the shared block, final norm, tied output layer
-        # one router per recursion: a score per token, g = alpha * sigmoid(w_r . h + b_r)
+        # embeddings, the shared block, final norm, tied output layer
+        self.base = SharedTransformer(config)
+        # a router per recursion: a score per token, g = alpha * sigmoid(w_r . h + b_r)
         self.routers = nn.ModuleList(
             nn.Linear(config.d_model, 1) for _ in range(config.n_layers)
         )
@@ -138,25 +141,31 @@ class MixtureOfRecursions(nn.Module):
     def block(
         self, x: torch.Tensor, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The shared attention and FFN block (residuals included) on a gathered sequence (B, k, H)."""
+        """The shared attention and FFN block (residuals included) on a gathered
+        sequence (B, k, H)."""
         return self.base.ffn[0](self.base.attention[0](x, key_mask=key_mask))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits (B, T, V) through the tied token embedding (as ``SharedTransformer.logits``)."""
+        """Vocabulary logits (B, T, V) through the tied token embedding
+        (as ``SharedTransformer.logits``)."""
         return self.base.logits(hidden)
 
 
 def routed_loss(
     model: MixtureOfRecursions, batch: tuple[torch.Tensor, ...]
 ) -> torch.Tensor:
-    """Cross-entropy of the scored targets (not ``IGNORE``) of a ``MixtureOfRecursions``."""
+    """Cross-entropy of the scored targets (not ``IGNORE``) of a
+    ``MixtureOfRecursions``."""
     inputs, targets = batch[0], batch[1]
     hidden, _ = model(inputs)  # (B, T, H)
     return scored_cross_entropy(model.logits(hidden), targets)
 
 
 def _check_capacities(capacities: object) -> tuple[float, ...]:
-    message = "capacities must be a non-empty, non-increasing sequence of real numbers in (0, 1]"
+    message = (
+        "capacities must be a non-empty, non-increasing sequence of real numbers "
+        "in (0, 1]"
+    )
     if (
         isinstance(capacities, (str, bytes))
         or not isinstance(capacities, Sequence)

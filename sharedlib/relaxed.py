@@ -1,7 +1,8 @@
-"""Relaxed sharing: a shared block plus a per-layer low-rank delta on every weight matrix (chapter 8, *Outlook*).
+"""Relaxed sharing: one shared block plus low-rank deltas (chapter 8, *Outlook*).
 
-Layer i computes with W + B_i A_i instead of W, as in Relaxed Recursive Transformers (Bae et al., 2025), whose
-deltas are LoRA modules (Hu et al., 2022). With B_i = 0 the model is exactly the shared model.
+Every weight matrix gets a low-rank delta per layer: layer i computes with W + B_i A_i
+instead of W, as in Relaxed Recursive Transformers (Bae et al., 2025), whose deltas are
+LoRA modules (Hu et al., 2022). With B_i = 0 the model is exactly the shared model.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ __all__ = [
 
 
 class LowRankDelta(nn.Module):
-    """The matrix B @ A of shape (out, in) and rank <= r; B starts at zero, so the delta starts at zero."""
+    """The matrix B @ A of shape (out, in) and rank <= r; B starts at zero, so the delta
+    starts at zero."""
 
     def __init__(self, out_features: int, in_features: int, rank: int) -> None:
         super().__init__()
-        self.A = nn.Parameter(
-            torch.randn(rank, in_features) / in_features**0.5
-        )  # (r, in)
+        # (r, in)
+        self.A = nn.Parameter(torch.randn(rank, in_features) / in_features**0.5)
         self.B = nn.Parameter(torch.zeros(out_features, rank))  # (out, r)
 
     def forward(self) -> torch.Tensor:
@@ -42,7 +43,7 @@ class LowRankDelta(nn.Module):
 
 
 def _linear_weights(block: nn.Module) -> dict[str, torch.Tensor]:
-    """The weight matrices of every ``nn.Linear`` inside ``block``, by parameter name."""
+    """The weight matrix of every ``nn.Linear`` inside ``block``, by parameter name."""
     return {
         f"{name}.weight": m.weight
         for name, m in block.named_modules()
@@ -51,7 +52,8 @@ def _linear_weights(block: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _deltas_for(block: nn.Module, rank: int) -> nn.ModuleDict:
-    # ModuleDict keys may not contain dots, so "inner.qkv.weight" is stored as "inner__qkv__weight".
+    # ModuleDict keys may not contain dots, so "inner.qkv.weight" is stored as
+    # "inner__qkv__weight".
     return nn.ModuleDict(
         {
             name.replace(".", "__"): LowRankDelta(*w.shape, rank)
@@ -73,14 +75,16 @@ def _run_with_deltas(
 
 
 def delta_parameters(config: TransformerConfig, rank: int) -> int:
-    """Parameters that rank-r deltas add: r * (in + out) per weight matrix, 8H + 2F of them per layer."""
+    """Parameters that rank-r deltas add: r * (in + out) per weight matrix, 8H + 2F of
+    them per layer."""
     rank = check_int("rank", rank)
     H, F = config.d_model, config.d_ff
     return config.depth * rank * (8 * H + 2 * F)
 
 
 class RelaxedSharedTransformer(SharedTransformer):
-    """``SharedTransformer(config)`` whose layer i adds its own low-rank deltas to the shared weight matrices."""
+    """``SharedTransformer(config)`` whose layer i adds its own low-rank deltas to the
+    shared weight matrices."""
 
     def __init__(self, config: TransformerConfig, rank: int) -> None:
         rank = check_int("rank", rank)
@@ -113,7 +117,8 @@ class RelaxedSharedTransformer(SharedTransformer):
     def layer_schedule(self, n_iterations: int | None) -> list[tuple[int, int]]:
         if n_iterations is not None:
             raise ValueError(
-                "n_iterations is not available: each layer of a relaxed model has its own deltas"
+                "n_iterations is not available: "
+                "each layer of a relaxed model has its own deltas"
             )
         return super().layer_schedule(None)
 
@@ -125,10 +130,12 @@ def relaxed_parameters(config: TransformerConfig, rank: int) -> int:
 
 @torch.no_grad()
 def relax_unshared(model: SharedTransformer, rank: int) -> RelaxedSharedTransformer:
-    """Compress an unshared model into one shared block (the layers' mean) plus rank-r SVD deltas (Bae et al.)."""
+    """Compress an unshared model into one shared block (the layers' mean) plus rank-r
+    SVD deltas (Bae et al.)."""
     if model.config.strategy != "none":
         raise ValueError(
-            f"relax_unshared needs an unshared model (strategy 'none'), got {model.config.strategy!r}"
+            "relax_unshared needs an unshared model (strategy 'none'), "
+            f"got {model.config.strategy!r}"
         )
     relaxed = RelaxedSharedTransformer(
         replace(model.config, strategy="all", n_unique=None), rank
@@ -157,10 +164,10 @@ def relax_unshared(model: SharedTransformer, rank: int) -> RelaxedSharedTransfor
 
 
 def _fit_delta(delta: LowRankDelta, residual: torch.Tensor) -> None:
-    """Set B @ A to the best rank-r approximation of ``residual`` (truncated SVD, Eckart-Young)."""
-    U, S, Vh = torch.linalg.svd(
-        residual, full_matrices=False
-    )  # (out, k), (k,), (k, in)
+    """Set B @ A to the best rank-r approximation of ``residual`` (truncated SVD,
+    Eckart-Young)."""
+    # (out, k), (k,), (k, in)
+    U, S, Vh = torch.linalg.svd(residual, full_matrices=False)
     r = min(delta.A.shape[0], S.numel())
     delta.B.zero_()
     delta.A.zero_()

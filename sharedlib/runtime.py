@@ -1,4 +1,5 @@
-"""Device choice and seeding, shared by every notebook (chapter 0, *How to run this book*)."""
+"""Device choice, seeding and safe file writes, shared by every notebook (chapter 0,
+*How to run this book*)."""
 
 from __future__ import annotations
 
@@ -20,18 +21,27 @@ if os.name == "nt":
 else:
     import fcntl
 
+__all__ = [
+    "DEVICES",
+    "atomic_write",
+    "file_lock",
+    "lock_path",
+    "resolve_device",
+    "seed_everything",
+    "unwritable_reason",
+]
+
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-LOCK_TIMEOUT = (
-    600.0  # seconds a writer waits for another to finish one file before giving up
-)
-_HELD = (
-    threading.local()
-)  # lock files this thread holds, with their depth (``file_lock`` is re-entrant)
+# seconds a writer waits for another to finish one file before giving up
+LOCK_TIMEOUT = 600.0
+# lock files this thread holds, with their depth (``file_lock`` is re-entrant)
+_HELD = threading.local()
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU; other names are checked, also against this machine's hardware
-    (``ValueError`` naming the devices available here, rather than torch's error at the first ``.to``)."""
+    """``"auto"`` picks CUDA when present, else CPU; other names are checked, also
+    against this machine's hardware (``ValueError`` naming the devices available here,
+    rather than torch's error at the first ``.to``)."""
     index = (
         device[5:] if isinstance(device, str) and device.startswith("cuda:") else None
     )
@@ -51,22 +61,25 @@ def resolve_device(device: str = "auto") -> torch.device:
     here += ["mps"] if mps else []
     if device.startswith("cuda") and not n_cuda:
         raise ValueError(
-            f"device={device!r}, but CUDA is not available on this machine (torch {torch.__version__}); "
-            f"allowed here: {here}"
+            f"device={device!r}, but CUDA is not available on this machine "
+            f"(torch {torch.__version__}); allowed here: {here}"
         )
     if index is not None and int(index) >= n_cuda:
         raise ValueError(
-            f"device={device!r}, but this machine has {n_cuda} CUDA device(s); allowed here: {here}"
+            f"device={device!r}, but this machine has {n_cuda} CUDA device(s); "
+            f"allowed here: {here}"
         )
     if device == "mps" and not mps:
         raise ValueError(
-            f"device='mps', but MPS (Apple GPU) is not available on this machine; allowed here: {here}"
+            "device='mps', but MPS (Apple GPU) is not available on this machine; "
+            f"allowed here: {here}"
         )
     return torch.device(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python and torch (all devices); returns a CPU generator seeded the same way."""
+    """Seed Python and torch (all devices); returns a CPU generator seeded the same
+    way."""
     random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
@@ -78,25 +91,24 @@ def atomic_write(
     binary: bool = False,
     verify: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write ``path`` through ``write(file)`` into a temporary file of its own beside it, fsync it, check it with
-    ``verify(temporary)`` if given, then rename it over ``path``, all under ``file_lock(path)``: a crash, an error or
-    a concurrent writer leaves the old file (or none), never half a new one (chapters 6, 6b)."""
+    """Write ``path`` through ``write(file)`` into a temporary file of its own beside
+    it, fsync it, check it with ``verify(temporary)`` if given, then rename it over
+    ``path``, all under ``file_lock(path)``: a crash, an error or a concurrent writer
+    leaves the old file (or none), never half a new one (chapters 6, 6b)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path):
         handle, tmp = _create_temporary(path)
         try:
-            with os.fdopen(
-                handle, "wb" if binary else "w", encoding=None if binary else "utf-8"
-            ) as file:
+            mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+            with os.fdopen(handle, mode, encoding=encoding) as file:
                 write(file)
                 file.flush()
                 os.fsync(file.fileno())
             if verify is not None:
                 verify(tmp)
-            if (
-                path.exists()
-            ):  # a replaced file keeps its mode; a new one has the umask's
+            # a replaced file keeps its mode; a new one has the umask's
+            if path.exists():
                 os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
             _replace(tmp, path)
         except BaseException:
@@ -107,17 +119,17 @@ def atomic_write(
 
 
 def unwritable_reason(path: str | Path) -> str | None:
-    """Why ``atomic_write(path, ...)`` would fail (a directory, a file where a folder must be, no write permission),
-    or None: checked before hours of work, not after (chapters 6, 6b)."""
+    """Why ``atomic_write(path, ...)`` would fail (a directory, a file where a folder
+    must be, no write permission), or None: checked before hours of work, not after
+    (chapters 6, 6b)."""
     path = Path(path)
     if path.is_dir():
         return (
             f"{path} is a directory; pass a file path inside it, e.g. {path / 'run.pt'}"
         )
     existing = path.parent
-    while (
-        not existing.exists() and existing != existing.parent
-    ):  # the folders atomic_write would create
+    # up past the folders atomic_write would create
+    while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         return f"{path} cannot be written: {existing} is a file, not a directory"
@@ -127,16 +139,19 @@ def unwritable_reason(path: str | Path) -> str | None:
 
 
 def lock_path(path: str | Path) -> Path:
-    """The hidden lock file that ``file_lock`` uses for ``path``: ``.<name>.lock`` beside it."""
+    """The hidden lock file that ``file_lock`` uses for ``path``: ``.<name>.lock``
+    beside it."""
     path = Path(path)
     return path.with_name(f".{path.name}.lock")
 
 
 @contextmanager
 def file_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[Path]:
-    """Hold an inter-process lock on ``path`` (``fcntl.flock``, or ``msvcrt.locking`` on Windows) for the block.
+    """Hold an inter-process lock on ``path`` (``fcntl.flock``, or ``msvcrt.locking`` on
+    Windows) for the block.
 
-    Re-entrant within a thread; the lock file is removed on release. ``TimeoutError`` after ``timeout`` seconds."""
+    Re-entrant within a thread; the lock file is removed on release. ``TimeoutError``
+    after ``timeout`` seconds."""
     lock = lock_path(path)
     key = os.path.abspath(lock)
     held: dict[str, int] = _HELD.__dict__.setdefault("counts", {})
@@ -158,7 +173,8 @@ def file_lock(path: str | Path, timeout: float = LOCK_TIMEOUT) -> Iterator[Path]
 
 
 def _acquire(lock: Path, timeout: float) -> int:
-    """Open and lock ``lock``, retrying until ``timeout``; on POSIX, check the locked file is still the one there."""
+    """Open and lock ``lock``, retrying until ``timeout``; on POSIX, check the locked
+    file is still the one there."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
@@ -167,9 +183,8 @@ def _acquire(lock: Path, timeout: float) -> int:
             if _try_lock(fd):
                 if os.name == "nt" or _is_current(fd, lock):
                     return fd
-                _unlock(
-                    fd
-                )  # its holder removed it after we opened it: lock the new one instead
+                # its holder removed it after we opened it: lock the new one instead
+                _unlock(fd)
                 delay = 0.0
         except BaseException:
             os.close(fd)
@@ -208,7 +223,8 @@ def _unlock(fd: int) -> None:
 
 
 def _is_current(fd: int, lock: Path) -> bool:
-    """Whether ``fd`` is still the file at ``lock`` (a releasing holder unlinks it before unlocking)."""
+    """Whether ``fd`` is still the file at ``lock`` (a releasing holder unlinks it
+    before unlocking)."""
     try:
         here = os.stat(lock)
     except FileNotFoundError:
@@ -218,15 +234,15 @@ def _is_current(fd: int, lock: Path) -> bool:
 
 
 def _release(fd: int, lock: Path) -> None:
-    """Remove the lock file and unlock (POSIX: in that order, so no waiter keeps a stale file locked)."""
+    """Remove the lock file and unlock (POSIX: in that order, so no waiter keeps a stale
+    file locked)."""
     if os.name == "nt":
         try:
             _unlock(fd)
         finally:
             os.close(fd)
-        with suppress(
-            OSError
-        ):  # fails while another process has it open: that one removes it later
+        # fails while another process has it open: that one removes it later
+        with suppress(OSError):
             lock.unlink()
         return
     try:
@@ -238,7 +254,8 @@ def _release(fd: int, lock: Path) -> None:
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
-    """A new file of a name no other writer uses, ``.<name>.<random>.tmp`` beside ``path``, open for writing."""
+    """A new file of a name no other writer uses, ``.<name>.<random>.tmp`` beside
+    ``path``, open for writing."""
     flags = (
         os.O_WRONLY
         | os.O_CREAT
@@ -256,7 +273,8 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
 
 
 def _replace(tmp: Path, path: Path) -> None:
-    """``os.replace``, retried for a few seconds on Windows, where a reader holding ``path`` open blocks it."""
+    """``os.replace``, retried for a few seconds on Windows, where a reader holding
+    ``path`` open blocks it."""
     for attempt in range(50):
         try:
             os.replace(tmp, path)
@@ -268,7 +286,8 @@ def _replace(tmp: Path, path: Path) -> None:
 
 
 def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable where the platform allows opening a directory (POSIX)."""
+    """Make the rename itself durable where the platform allows opening a directory
+    (POSIX)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -1,12 +1,12 @@
-"""A small trainer that knows nothing about the model (chapter 6): AdamW, warmup + cosine, clipping,
-bf16 autocast on GPU, periodic evaluation, a tqdm bar, and atomic, validated, resumable checkpoints.
+"""A small trainer that knows nothing about the model (chapter 6): AdamW, warmup +
+cosine, clipping, bf16 autocast on GPU, periodic evaluation, a tqdm bar, and atomic,
+validated, resumable checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 import re
 from collections.abc import Callable
@@ -19,32 +19,44 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .runtime import DEVICES, atomic_write, resolve_device, unwritable_reason
+from .validation import check_callable, check_instance, check_int, check_real
+
+__all__ = [
+    "Batch",
+    "CheckpointError",
+    "History",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "evaluate",
+    "lr_factor",
+    "train",
+]
 
 Batch = tuple[torch.Tensor, ...]
 
-CHECKPOINT_FORMAT = (
-    2  # bumped whenever the checkpoint layout changes; older files are refused
-)
-RESUME_FREE_FIELDS: frozenset[str] = frozenset(
-    {"device", "progress"}
-)  # may differ between a run and its resume
-_INT_FIELDS = {
-    "steps": 1,
-    "warmup": 0,
-    "eval_every": 1,
-    "eval_batches": 1,
-    "seed": 0,
-}  # name -> minimum
-_FLOAT_FIELDS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip")
+# bumped whenever the checkpoint layout changes; older files are refused
+CHECKPOINT_FORMAT = 2
+# may differ between a run and its resume
+RESUME_FREE_FIELDS: frozenset[str] = frozenset({"device", "progress"})
+_INT_FIELDS = {"steps": 1, "warmup": 0, "eval_every": 1, "eval_batches": 1, "seed": 0}
+# name -> (minimum, maximum, open_minimum)
+_REAL_FIELDS = {
+    "lr": (0.0, None, True),
+    "min_lr_ratio": (0.0, 1.0, False),
+    "weight_decay": (0.0, None, False),
+    "grad_clip": (0.0, None, False),
+}
 _BOOL_FIELDS = ("amp", "progress")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training stopped because a loss or the gradient norm was NaN or infinite (nothing was saved)."""
+    """Training stopped because a loss or the gradient norm was NaN or infinite (nothing
+    was saved)."""
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or that belongs to another model or optimisation setting."""
+    """A checkpoint that cannot be read, or that belongs to another model or
+    optimisation setting."""
 
 
 @dataclass(frozen=True)
@@ -57,47 +69,23 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # floor of the cosine schedule, relative to lr
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
-    eval_every: int = (
-        50  # evaluate on the validation batches every this many steps (and at the end)
-    )
+    # evaluate on the validation batches every this many steps (and at the end)
+    eval_every: int = 50
     eval_batches: int = 4  # validation batches per evaluation
     seed: int = 0  # seeds the batch generators
     device: str = "auto"  # "auto" picks CUDA when present
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    progress: bool = (
-        False  # show a tqdm bar (off in notebooks whose outputs are compared)
-    )
+    progress: bool = False  # a tqdm bar (off in notebooks whose outputs are compared)
 
     def __post_init__(self) -> None:
         for name, minimum in _INT_FIELDS.items():
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        for name in _FLOAT_FIELDS:
-            value = getattr(self, name)
-            if (
-                not isinstance(value, numbers.Real)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(
-                f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}"
+            object.__setattr__(
+                self, name, check_int(name, getattr(self, name), minimum)
             )
-        for name in ("weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name, (low, high, open_low) in _REAL_FIELDS.items():
+            check_real(name, getattr(self, name), low, high, open_minimum=open_low)
         for name in _BOOL_FIELDS:
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"{name} must be True or False, got {getattr(self, name)!r}"
-                )
+            check_instance(name, getattr(self, name), bool, "True or False")
         if not isinstance(self.device, str) or not (
             self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)
         ):
@@ -118,7 +106,8 @@ class History:
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """Multiplier of ``config.lr`` at ``step``: linear warmup, then cosine decay to ``min_lr_ratio``."""
+    """Multiplier of ``config.lr`` at ``step``: linear warmup, then cosine decay to
+    ``min_lr_ratio``."""
     if step < config.warmup:
         return (step + 1) / config.warmup
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
@@ -134,26 +123,28 @@ def train(
     config: TrainConfig,
     checkpoint: str | Path | None = None,
 ) -> History:
-    """Train ``model`` on ``get_batch("train", g)`` with ``loss_fn(model, batch)``; resumes from ``checkpoint``.
+    """Train ``model`` on ``get_batch("train", g)`` with ``loss_fn(model, batch)``;
+    resumes from ``checkpoint`` (chapter 6).
 
-    With ``checkpoint``, the state is saved atomically at every evaluation (model, optimizer, schedule, batch
-    generator, torch's RNG states, the ``TrainConfig`` and a model signature). If the file exists, training
-    resumes from it, and a resumed run gives the same losses as an uninterrupted one (dropout included). The
-    whole file is read and checked before the model is touched: a file that cannot be read, a model whose
-    parameter names/shapes/dtypes or ``model.config`` differ, or a ``TrainConfig`` that differs in anything but
-    ``device`` and ``progress`` raises ``CheckpointError`` (a ``ValueError``) naming the differences; delete the
-    file or use another path to start afresh. A NaN or infinite training loss or gradient norm stops training
-    before the optimizer step, and a non-finite validation loss before the save, with ``NonFiniteLossError``
-    (a ``FloatingPointError``): the checkpoint on disk stays the last good one (chapter 6).
+    With ``checkpoint``, the state is saved atomically at every evaluation (model,
+    optimizer, schedule, batch generator, torch's RNG states, the ``TrainConfig`` and a
+    model signature). If the file exists, training resumes from it, and a resumed run
+    gives the same losses as an uninterrupted one (dropout included). The whole file is
+    read and checked before the model is touched: a file that cannot be read, a model
+    whose parameter names/shapes/dtypes or ``model.config`` differ, or a ``TrainConfig``
+    that differs in anything but ``device`` and ``progress`` raises ``CheckpointError``
+    (a ``ValueError``) naming the differences; delete the file or use another path to
+    start afresh. A NaN or infinite training loss or gradient norm stops training before
+    the optimizer step, and a non-finite validation loss before the save, with
+    ``NonFiniteLossError`` (a ``FloatingPointError``): the checkpoint on disk stays the
+    last good one.
     """
     _check_train_arguments(model, loss_fn, get_batch, config)
-    path = checkpoint_path(
-        checkpoint
-    )  # before any step: a path that cannot be written fails now, not at the save
+    # before any step: a path that cannot be written fails now, not at the save
+    path = checkpoint_path(checkpoint)
     device = resolve_device(config.device)
-    saved = (
-        _read(path, model, config) if path is not None and path.exists() else None
-    )  # modifies nothing
+    # reading and checking a checkpoint modifies nothing
+    saved = _read(path, model, config) if path is not None and path.exists() else None
     model.to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -220,31 +211,29 @@ def _check_train_arguments(
     model: object, loss_fn: object, get_batch: object, config: object
 ) -> None:
     """``ValueError`` naming the argument of ``train`` that is of the wrong kind."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    for name, fn in (("loss_fn", loss_fn), ("get_batch", get_batch)):
-        if not callable(fn):
-            raise ValueError(f"{name} must be a function, got {type(fn).__name__}")
-    if not isinstance(config, TrainConfig):
-        raise ValueError(
-            f"config must be a sharedlib TrainConfig, got {type(config).__name__}"
-        )
+    check_instance("model", model, nn.Module, "a torch nn.Module")
+    check_callable("loss_fn", loss_fn)
+    check_callable("get_batch", get_batch)
+    check_instance("config", config, TrainConfig, "a sharedlib TrainConfig")
 
 
 def checkpoint_path(checkpoint: object) -> Path | None:
-    """``checkpoint`` as a ``Path`` (None stays None) once it is known to be writable as a file; else ``ValueError``
-    naming the problem: empty, a directory, a parent that is a file, or a directory that is not writable."""
+    """``checkpoint`` as a ``Path`` (None stays None) once it is known to be writable as
+    a file; else ``ValueError`` naming the problem: empty, a directory, a parent that is
+    a file, or a directory that is not writable."""
     if checkpoint is None:
         return None
     if not isinstance(checkpoint, (str, os.PathLike)) or not isinstance(
         os.fspath(checkpoint), str
     ):
         raise ValueError(
-            f"checkpoint must be None or a file path (str or pathlib.Path), got {checkpoint!r}"
+            "checkpoint must be None or a file path (str or pathlib.Path), "
+            f"got {checkpoint!r}"
         )
     if not os.fspath(checkpoint).strip():
         raise ValueError(
-            f"checkpoint must be a file path such as 'run.pt' or None (no checkpoint), got {checkpoint!r}"
+            "checkpoint must be a file path such as 'run.pt' or None (no checkpoint), "
+            f"got {checkpoint!r}"
         )
     reason = unwritable_reason(checkpoint)
     if reason:
@@ -260,7 +249,8 @@ def evaluate(
     config: TrainConfig,
     device: torch.device,
 ) -> float:
-    """Mean loss over ``config.eval_batches`` validation batches, always the same ones (fixed seed)."""
+    """Mean loss over ``config.eval_batches`` validation batches, always the same ones
+    (fixed seed)."""
     model.eval()
     generator = torch.Generator().manual_seed(config.seed + 1)
     losses = [
@@ -273,7 +263,8 @@ def evaluate(
 def _require_finite(
     what: str, value: float, step: int, path: Path | None, last_saved: int | None
 ) -> None:
-    """Raise ``NonFiniteLossError`` naming the step, the value and what happened to the checkpoint."""
+    """Raise ``NonFiniteLossError`` naming the step, the value and what happened to the
+    checkpoint."""
     if math.isfinite(value):
         return
     if path is None:
@@ -294,7 +285,8 @@ def _require_finite(
 
 
 def model_signature(model: nn.Module) -> dict[str, Any]:
-    """What a checkpoint must match: class, state-dict names/shapes/dtypes and ``model.config`` (if a dataclass)."""
+    """What a checkpoint must match: class, state-dict names/shapes/dtypes and
+    ``model.config`` (if a dataclass)."""
     config = getattr(model, "config", None)
     is_config = dataclasses.is_dataclass(config) and not isinstance(config, type)
     return {
@@ -307,7 +299,8 @@ def model_signature(model: nn.Module) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` as built-in types only, so that ``torch.load(weights_only=True)`` can read it back."""
+    """``value`` as built-in types only, so that ``torch.load(weights_only=True)`` can
+    read it back."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -329,8 +322,9 @@ def _save(
     history: History,
     config: TrainConfig,
 ):
-    """Write the checkpoint to a temporary file, fsync it, read it back and check it (``_read``), then rename it
-    over the old one under its lock: a broken or unreadable state never replaces a good checkpoint."""
+    """Write the checkpoint to a temporary file, fsync it, read it back and check it
+    (``_read``), then rename it over the old one under its lock: a broken or unreadable
+    state never replaces a good checkpoint."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
@@ -350,8 +344,8 @@ def _save(
             _read(written, model, config)
         except CheckpointError as error:
             raise CheckpointError(
-                f"the new checkpoint for {path} did not read back ({error}); {path} is left as it "
-                "was"
+                f"the new checkpoint for {path} did not read back ({error}); "
+                f"{path} is left as it was"
             ) from error
 
     atomic_write(path, lambda file: torch.save(state, file), binary=True, verify=verify)
@@ -360,7 +354,8 @@ def _save(
 def _differences(
     saved: dict, current: dict, ignore: frozenset[str] = frozenset()
 ) -> list[str]:
-    """``key: saved -> current`` for every key whose value differs (a missing key shows as <absent>)."""
+    """``key: saved -> current`` for every key whose value differs (a missing key shows
+    as <absent>)."""
     keys = sorted((set(saved) | set(current)) - ignore)
     absent = "<absent>"
     return [
@@ -371,12 +366,14 @@ def _differences(
 
 
 def _read(path: Path, model: nn.Module, config: TrainConfig) -> dict:
-    """Load ``path`` and check all of it against ``model`` and ``config``; raises ``CheckpointError``."""
+    """Load ``path`` and check all of it against ``model`` and ``config``; raises
+    ``CheckpointError``."""
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:
         raise CheckpointError(
-            f"checkpoint {path} could not be read (corrupt or truncated?): {type(error).__name__}: {error}. "
+            f"checkpoint {path} could not be read (corrupt or truncated?): "
+            f"{type(error).__name__}: {error}. "
             "Delete it or pass another path to start afresh."
         ) from error
     required = {
@@ -397,16 +394,18 @@ def _read(path: Path, model: nn.Module, config: TrainConfig) -> dict:
         or not required <= set(state)
     ):
         raise CheckpointError(
-            f"checkpoint {path} is not a format-{CHECKPOINT_FORMAT} sharedlib.train checkpoint (written by an older "
-            "version or another program); delete it or pass another path to start afresh."
+            f"checkpoint {path} is not a format-{CHECKPOINT_FORMAT} sharedlib.train "
+            "checkpoint (written by an older version or another program); delete it or "
+            "pass another path to start afresh."
         )
     changed = _differences(
         state["train_config"], _plain(asdict(config)), RESUME_FREE_FIELDS
     )
     if changed:
         raise CheckpointError(
-            f"cannot resume from {path}: the TrainConfig differs in {', '.join(changed)}. Only "
-            f"{sorted(RESUME_FREE_FIELDS)} may change on resume; use the saved values or another checkpoint path."
+            f"cannot resume from {path}: the TrainConfig differs in "
+            f"{', '.join(changed)}. Only {sorted(RESUME_FREE_FIELDS)} may change on "
+            "resume; use the saved values or another checkpoint path."
         )
     _check_model(path, state, model)
     _check_optimizer(path, state["optimizer"], [p.shape for p in model.parameters()])
@@ -426,7 +425,8 @@ def _read(path: Path, model: nn.Module, config: TrainConfig) -> dict:
         or state["scheduler"].get("last_epoch") != step
     ):
         raise CheckpointError(
-            f"checkpoint {path} is inconsistent: step {step!r} does not match its history/schedule"
+            f"checkpoint {path} is inconsistent: step {step!r} does not match its "
+            "history/schedule"
         )
     return state
 
@@ -454,7 +454,8 @@ def _check_model(path: Path, state: dict, model: nn.Module) -> None:
     )
     if actual != current["state"] and not problems:
         problems.append(
-            "the stored tensors do not match the stored signature (edited or damaged file?)"
+            "the stored tensors do not match the stored signature "
+            "(edited or damaged file?)"
         )
     if problems:
         raise CheckpointError(
@@ -463,7 +464,8 @@ def _check_model(path: Path, state: dict, model: nn.Module) -> None:
 
 
 def _check_optimizer(path: Path, saved: dict, shapes: list[torch.Size]) -> None:
-    """The saved AdamW state must have one group over all parameters, with moment tensors of their shapes."""
+    """The saved AdamW state must have one group over all parameters, with moment
+    tensors of their shapes."""
     try:
         groups, per_param = saved["param_groups"], saved["state"]
         ok = len(groups) == 1 and list(groups[0]["params"]) == list(range(len(shapes)))
@@ -477,14 +479,16 @@ def _check_optimizer(path: Path, saved: dict, shapes: list[torch.Size]) -> None:
         ok = False
     if not ok:
         raise CheckpointError(
-            f"checkpoint {path} has an optimizer state that does not fit this model's parameters"
+            f"checkpoint {path} has an optimizer state that does not fit this model's "
+            "parameters"
         )
 
 
 def _apply(
     state: dict, path: Path, model, optimizer, scheduler, generator
 ) -> tuple[int, History]:
-    """Put a checked checkpoint into the model, optimizer, schedule and RNGs; on failure restore the model."""
+    """Put a checked checkpoint into the model, optimizer, schedule and RNGs; on failure
+    restore the model."""
     previous = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
         model.load_state_dict(state["model"])

@@ -1,10 +1,11 @@
-"""The Universal Transformer with Adaptive Computation Time (chapter 5b, *Looping done properly*).
+"""The Universal Transformer with ACT (chapter 5b, *Looping done properly*).
 
-One shared block is applied recurrently (Dehghani et al., 2019). Before every application a sinusoidal
-*timestep* signal tells the block which step it is taking, and each position decides for itself when to stop,
-with the halting rule of Adaptive Computation Time (Graves, 2016): a halting probability per position per step,
-a remainder at the halting step, an output that is the halting-weighted mean of the states, and a ponder cost
-N + R added to the loss.
+One shared block is applied recurrently (Dehghani et al., 2019). Before every
+application a sinusoidal *timestep* signal tells the block which step it is taking, and
+each position decides for itself when to stop, with the halting rule of Adaptive
+Computation Time (Graves, 2016): a halting probability per position per step, a
+remainder at the halting step, an output that is the halting-weighted mean of the
+states, and a ponder cost N + R added to the loss.
 """
 
 from __future__ import annotations
@@ -71,13 +72,16 @@ def halting_step(
 def act_weights(
     p: torch.Tensor, threshold: float = 0.99
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """ACT's halting weights (S, B, T), steps N (B, T) and remainders R (B, T) for probabilities ``p`` (S, B, T).
+    """ACT's halting weights (S, B, T), steps N (B, T) and remainders R (B, T) for
+    probabilities ``p`` (S, B, T).
 
-    The step S is the last allowed one: positions still running there halt with their remainder.
+    The step S is the last allowed one: positions still running there halt with their
+    remainder.
     """
     if not isinstance(p, torch.Tensor) or p.dim() < 1 or p.shape[0] < 1:
         raise ValueError(
-            f"p must be a tensor of halting probabilities (steps, ...), got {type(p).__name__}"
+            "p must be a tensor of halting probabilities (steps, ...), "
+            f"got {type(p).__name__}"
         )
     check_real("threshold", threshold, 0, 1, open_minimum=True)
     cumulative = torch.zeros_like(p[0])  # sum_{k<n} p_k
@@ -86,15 +90,13 @@ def act_weights(
     remainders = torch.zeros_like(p[0])
     weights = []
     for n in range(p.shape[0]):
-        steps = (
-            steps + running.long()
-        )  # N counts the steps taken while running, the halting one included
+        # N counts the steps taken while running, the halting one included
+        steps = steps + running.long()
         weight, new_cumulative, halt = halting_step(
             p[n], cumulative, running, threshold, last=n == p.shape[0] - 1
         )
-        remainders = torch.where(
-            halt, weight, remainders
-        )  # R(t): the weight of the halting step
+        # R(t): the weight of the halting step
+        remainders = torch.where(halt, weight, remainders)
         cumulative, running = new_cumulative, running & ~halt
         weights.append(weight)
     return torch.stack(weights), steps, remainders
@@ -102,31 +104,31 @@ def act_weights(
 
 @dataclass
 class Halting:
-    """What ACT decided for each position: ``weights`` and ``probabilities`` are (S, B, T), S = steps the batch ran."""
+    """What ACT decided for each position: ``weights`` and ``probabilities`` are
+    (S, B, T), S = steps the batch ran."""
 
-    steps: (
-        torch.Tensor
-    )  # (B, T) int64: N(t), the block applications position t received, 1..n_iterations
-    weights: (
-        torch.Tensor
-    )  # (S, B, T): halting weights w_n(t); they sum to 1 over n for every position
+    # (B, T) int64: N(t), the block applications position t received, 1..n_iterations
+    steps: torch.Tensor
+    # (S, B, T): halting weights w_n(t); they sum to 1 over n for every position
+    weights: torch.Tensor
     probabilities: torch.Tensor  # (S, B, T): p_n(t) while running, 0 after halting
     remainders: torch.Tensor  # (B, T): R(t) = 1 - sum_{n<N(t)} p_n(t)
-    ponder_cost: (
-        torch.Tensor
-    )  # (): mean of N(t) + R(t) over real positions; gradient flows through R only
-    states: torch.Tensor | None = (
-        None  # (S, B, T, H) the state after each step (with return_states=True)
-    )
+    # (): mean of N(t) + R(t) over real positions; gradient flows through R only
+    ponder_cost: torch.Tensor
+    # (S, B, T, H) the state after each step (with return_states=True)
+    states: torch.Tensor | None = None
 
 
 class UniversalTransformer(nn.Module):
-    """A shared block applied up to ``config.n_layers`` times, each position halting by ACT (chapter 5b).
+    """A shared block applied up to ``config.n_layers`` times, each position halting by
+    ACT (chapter 5b).
 
-    ``config.strategy`` must be "all": the model holds a ``SharedTransformer(config)`` (``self.base``) for its
-    embeddings, its one attention and FFN block, its final LayerNorm and its tied output layer, so a fixed-step
-    run without a timestep signal is exactly that model. ``config.n_layers`` is the largest number of steps;
-    ``n_iterations`` may repeat it for readability. ``timestep`` is "sinusoidal" (the default) or "none".
+    ``config.strategy`` must be "all": the model holds a ``SharedTransformer(config)``
+    (``self.base``) for its embeddings, its one attention and FFN block, its final
+    LayerNorm and its tied output layer, so a fixed-step run without a timestep signal
+    is exactly that model. ``config.n_layers`` is the largest number of steps;
+    ``n_iterations`` may repeat it for readability. ``timestep`` is "sinusoidal" (the
+    default) or "none".
     """
 
     def __init__(
@@ -163,16 +165,13 @@ class UniversalTransformer(nn.Module):
         self.act = act
         self.threshold = check_real("threshold", threshold, 0, 1, open_minimum=True)
         self.timestep = timestep
-        self.base = SharedTransformer(
-            config
-        )  # embeddings, the shared block, final norm, tied output layer
-        self.halting = nn.Linear(
-            config.d_model, 1
-        )  # p = sigmoid(w . h + b), one unit shared by every step
+        # embeddings, the shared block, final norm, tied output layer
+        self.base = SharedTransformer(config)
+        # p = sigmoid(w . h + b), one unit shared by every step
+        self.halting = nn.Linear(config.d_model, 1)
         init_weights(self.halting)
-        nn.init.constant_(
-            self.halting.bias, float(halting_bias)
-        )  # b = 1: p ~ 0.73, about two steps at first
+        # b = 1: p ~ 0.73, about two steps at first
+        nn.init.constant_(self.halting.bias, float(halting_bias))
 
     def forward(
         self,
@@ -184,9 +183,8 @@ class UniversalTransformer(nn.Module):
     ) -> tuple[torch.Tensor, Halting]:
         """Hidden states (B, T, H) and the ``Halting`` record; ``n_iterations``
         overrides the most steps a position may take."""
-        key_mask = self.base.check_inputs(
-            input_ids, attention_mask, token_type_ids
-        )  # (B, T) or None
+        # (B, T) or None
+        key_mask = self.base.check_inputs(input_ids, attention_mask, token_type_ids)
         return self.encode(
             self.base.embeddings(input_ids, token_type_ids),
             key_mask,
@@ -265,18 +263,21 @@ class UniversalTransformer(nn.Module):
         return self.base.ffn[0](state)  # (B, T, H) the one FFN block
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits (B, T, V) through the tied token embedding (as ``SharedTransformer.logits``)."""
+        """Vocabulary logits (B, T, V) through the tied token embedding
+        (as ``SharedTransformer.logits``)."""
         return self.base.logits(hidden)
 
     def _normed(self, x: torch.Tensor) -> torch.Tensor:
-        """The final LayerNorm of a pre-norm model (post-norm states are normalised already)."""
+        """The final LayerNorm of a pre-norm model (post-norm states are normalised
+        already)."""
         return self.base.final_norm(x) if self.base.final_norm is not None else x
 
 
 def act_loss(
     model: UniversalTransformer, batch: tuple[torch.Tensor, ...], ponder_weight: float
 ) -> torch.Tensor:
-    """Cross-entropy of the scored targets (not ``IGNORE``) plus ``ponder_weight`` (tau) times the ponder cost."""
+    """Cross-entropy of the scored targets (not ``IGNORE``) plus ``ponder_weight`` (tau)
+    times the ponder cost."""
     check_real("ponder_weight", ponder_weight, 0)
     inputs, targets = batch[0], batch[1]
     hidden, record = model(inputs)  # (B, T, H)

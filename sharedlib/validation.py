@@ -1,5 +1,7 @@
-"""The input checks of every public entry point, in one place (the book's rule: bad input
-gets a ``ValueError`` naming the argument and the values it accepts).
+"""The input checks of every public entry point, in one place.
+
+The book's rule: bad input gets a ``ValueError`` naming the argument and the values it
+accepts.
 
 Each check returns the value in its plain Python type (``int``, ``float``, ``str``), so
 NumPy scalars and tensors of one element pass through as numbers.
@@ -28,7 +30,7 @@ INDEX_DTYPES: tuple[torch.dtype, ...] = (torch.int64, torch.int32)  # nn.Embeddi
 
 
 def _is_integer(value: object) -> bool:
-    """True for Python and NumPy integers, False for ``bool`` (a flag is not a count)."""
+    """True for Python and NumPy ints, False for ``bool`` (a flag is not a count)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -100,7 +102,7 @@ def check_callable(
 
 
 def check_instance(name: str, value: object, kind: type, what: str) -> Any:
-    """``value`` if it is an instance of ``kind`` (described to the reader as ``what``)."""
+    """``value`` if an instance of ``kind`` (described to the reader as ``what``)."""
     if not isinstance(value, kind):
         raise ValueError(f"{name} must be {what}, got {type(value).__name__}")
     return value
@@ -109,7 +111,7 @@ def check_instance(name: str, value: object, kind: type, what: str) -> Any:
 def check_token_ids(
     name: str, ids: object, limit: int, limit_name: str = "vocab_size"
 ) -> None:
-    """Refuse anything but a (batch, sequence) integer tensor with values in 0..limit-1."""
+    """Refuse all but a (batch, sequence) integer tensor with values in 0..limit-1."""
     if (
         not isinstance(ids, torch.Tensor)
         or ids.dim() != 2
@@ -126,7 +128,8 @@ def check_token_ids(
             else ""
         )
         raise ValueError(
-            f"{name} must be a (batch, sequence) tensor of dtype torch.int64 or torch.int32, "
+            f"{name} must be a (batch, sequence) tensor of dtype "
+            "torch.int64 or torch.int32, "
             f"got {got}{hint}"
         )
     if ids.numel():

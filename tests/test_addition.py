@@ -75,7 +75,7 @@ def test_bad_arguments_raise():
         ad.train_arm(p, "all", "rotary", "deep", 1e-3, 0)
     with pytest.raises(ValueError, match="needs the looped strategy"):
         ad.train_arm(p, "none", "rotary", "random", 1e-3, 0)
-    with pytest.raises(ValueError, match="n_bits and batch_size"):
+    with pytest.raises(ValueError, match="n_bits must be a positive integer"):
         ad.addition_batch(4, 0, torch.Generator())
     with pytest.raises(ValueError, match="workers must be"):
         ad.run_addition("ci", "/nonexistent", workers=0)
@@ -106,25 +106,25 @@ def test_replay_reproduces_a_run_and_notices_a_changed_one(tmp_path):
     data = suite.load_results(ad.run_addition(p, tmp_path))
     record = data["runs"][0]
     stored = record["first_losses"][:5]
-    again = ad.replay(data, record, 5)
+    again = ad.replay_arm(data, record, 5)
     assert not suite.replay_mismatches(again, stored)
     other = {**record, "seed": record["seed"] + 1}  # the check can fail: another seed, another rate
-    assert not suite.replay_matches(ad.replay(data, other, 5), stored)
-    assert not suite.replay_matches(ad.replay(data, {**record, "lr": record["lr"] * 1.01}, 5)[1:], stored[1:])
+    assert not suite.replay_matches(ad.replay_arm(data, other, 5), stored)
+    assert not suite.replay_matches(ad.replay_arm(data, {**record, "lr": record["lr"] * 1.01}, 5)[1:], stored[1:])
     with pytest.raises(ValueError, match="steps must be"):
-        ad.replay(data, record, 0)
+        ad.replay_arm(data, record, 0)
 
 
 def test_committed_results_validate_replay_and_learned():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "results" / f"{ad.RESULTS_NAME}.cpu.json"
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "results" / f"{ad.ADDITION_RESULTS_NAME}.cpu.json"
     if not path.exists():
         pytest.skip(f"{path.name} is not recorded yet")
     data = suite.load_results(path)
     record = next(r for r in data["runs"] if r["status"] == "ok" and r["device"] == "cpu")
     stored = record["first_losses"][:5]
-    again = ad.replay(data, record, 5)
+    again = ad.replay_arm(data, record, 5)
     assert not suite.replay_mismatches(again, stored)  # to within suite.REPLAY_RTOL: another CPU rounds otherwise
     for step in range(5):  # a stored loss off by ten times the tolerance is noticed
         changed = [v * (1 + 10 * suite.REPLAY_RTOL) if i == step else v for i, v in enumerate(stored)]

@@ -55,7 +55,7 @@ from pathlib import Path
 from sharedlib.experiments import suite
 from test_concurrent_writes import fake_execute
 
-suite.execute = fake_execute
+suite.execute_run = fake_execute
 suite.ngram_baselines = lambda train, val, max_order: {"unigram": 1.0}
 tiny = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"))
 suite.run_experiments(tiny, sys.argv[2].split(","), Path(sys.argv[1]), command=sys.argv[2])
@@ -196,7 +196,7 @@ def test_an_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypa
         calls.append(1)
         return record
 
-    monkeypatch.setattr(suite, "execute", execute_then_someone_else_writes)
+    monkeypatch.setattr(suite, "execute_run", execute_then_someone_else_writes)
     suite.run_experiments(TINY, ["limited-data"], tmp_path, command="pytest")
     runs = suite.load_results(tmp_path / "experiments.ci.json")["runs"]
     lrs = suite.chosen_lrs(runs, TINY)
@@ -206,7 +206,7 @@ def test_an_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypa
 
 def test_an_addition_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypatch):
     profile = replace(addition.ADDITION_PROFILES["ci"], steps=2, warmup=1, eval_every=2, test_examples=8, seeds=1)
-    real, calls = addition.execute, []
+    real, calls = addition.execute_arm, []
     path = tmp_path / "addition.ci.json"
 
     def execute_then_someone_else_writes(*job):
@@ -218,7 +218,7 @@ def test_an_addition_append_keeps_runs_another_command_wrote_meanwhile(tmp_path,
         calls.append(1)
         return record
 
-    monkeypatch.setattr(addition, "execute", execute_then_someone_else_writes)
+    monkeypatch.setattr(addition, "execute_arm", execute_then_someone_else_writes)
     addition.run_addition(profile, tmp_path, command="pytest")
     runs = suite.load_results(path)["runs"]
     assert "another command's run" in [r["label"] for r in runs] and len(runs) == len(profile.arms()) + 1

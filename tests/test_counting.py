@@ -131,7 +131,7 @@ CONFIG = sl.TransformerConfig(d_model=32, n_heads=4, d_ff=64, n_layers=2, vocab_
         (lambda: sl.ffn_parameters(8, -1), "d_ff must be"),
         (lambda: sl.ffn_parameters(-8, 16), "d must be"),
         (lambda: sl.layer_norm_parameters(-1), "d must be"),
-        (lambda: sl.layer_parameters(8, 16, norms=-1), "norms must be an integer >= 0"),
+        (lambda: sl.layer_parameters(8, 16, norms=-1), "norms must be a non-negative integer"),
         (lambda: sl.source_parameter_formula(-6, 512, 2048, shared=False), "n_layers must be"),
         (lambda: sl.source_parameter_formula(6, 512, -2048, shared=False), "d_ff must be"),
         (lambda: sl.source_parameter_formula(6, 512, 2048, shared="yes"), "shared must be True or False"),

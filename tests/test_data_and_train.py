@@ -104,7 +104,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     config = TrainConfig(steps=100, warmup=10, min_lr_ratio=0.1)
     assert lr_factor(0, config) == pytest.approx(0.1) and lr_factor(9, config) == pytest.approx(1.0)
     assert lr_factor(100, config) == pytest.approx(0.1) and lr_factor(55, config) == pytest.approx(0.55)
-    with pytest.raises(ValueError, match="steps must be >= 1"):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
         TrainConfig(steps=0)
 
 

@@ -42,7 +42,7 @@ def test_allreduce_bytes_scale_with_unique_parameters():
     assert report["none"]["parameters"] > 2 * report["all"]["parameters"]
     # where torchrun cannot start (chapter 6b on Windows) the chapter counts what this run measures
     for strategy in ("none", "all"):
-        counted = sl.count_parameters(distributed.model_config(32, 4, 8, strategy))
+        counted = sl.count_parameters(distributed.traffic_model_config(32, 4, 8, strategy))
         assert report[strategy]["parameters"] == counted
 
 

@@ -28,7 +28,7 @@ def test_compare_and_accuracy_on_a_learnable_task():
     config = copy_config(width=64)
     copy = copy_batch
 
-    results = ex.compare({"all": config}, copy, TrainConfig(steps=300, eval_every=300), seeds=1)
+    results = ex.compare_strategies({"all": config}, copy, TrainConfig(steps=300, eval_every=300), seeds=1)
     assert results["all"].parameters == sl.count_parameters(config) and len(results["all"].losses) == 1
     model, _ = ex.train_model(config, copy, TrainConfig(steps=300, eval_every=300), seed=0)
     assert ex.answer_accuracy(model, "copy", 4, 4, 128, seed=5) > 0.9

@@ -7,6 +7,7 @@ points there), never on the real one.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import sys
@@ -17,9 +18,10 @@ import torch
 from copy_task import copy_batch, copy_config
 
 import sharedlib as sl
-from sharedlib import train as train_module
 from sharedlib.experiments import recorded
 from sharedlib.train import CheckpointError, TrainConfig, train
+
+train_module = importlib.import_module("sharedlib.train")  # sl.train is the function
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "notebooks" / "results"

@@ -53,7 +53,7 @@ def only(comparisons, label):
 
 # ------------------------------------------------------------------------- no effect claimed beyond the interval
 def test_a_difference_whose_interval_spans_zero_is_never_reported_as_an_effect():
-    c = only(report.compare(equal_depth([0.1, -0.1, 0.05, -0.02, 0.01]), "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(equal_depth([0.1, -0.1, 0.05, -0.02, 0.01]), "equal-depth", "none"), "all")
     assert c.difference.low < 0 < c.difference.high
     assert c.effect == "none"
     assert c.sentence.startswith("no evidence of a difference")
@@ -61,10 +61,10 @@ def test_a_difference_whose_interval_spans_zero_is_never_reported_as_an_effect()
 
 
 def test_a_consistent_difference_is_reported_with_its_direction():
-    c = only(report.compare(equal_depth([0.10, 0.12, 0.09, 0.11, 0.10]), "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(equal_depth([0.10, 0.12, 0.09, 0.11, 0.10]), "equal-depth", "none"), "all")
     assert c.effect == "higher" and c.difference.low > 0
     assert c.sentence.startswith("all has a higher validation loss than none, by 0.104")
-    c = only(report.compare(equal_depth([-0.10, -0.12, -0.09, -0.11, -0.10]), "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(equal_depth([-0.10, -0.12, -0.09, -0.11, -0.10]), "equal-depth", "none"), "all")
     assert c.effect == "lower" and c.sentence.startswith("all has a lower validation loss than none")
 
 
@@ -72,17 +72,19 @@ def test_a_consistent_difference_is_reported_with_its_direction():
 def test_the_effect_follows_the_interval_on_random_differences(trial):
     rng = random.Random(trial)
     diffs = [rng.gauss(rng.choice([0.0, 0.05, -0.05]), 0.05) for _ in range(5)]
-    c = only(report.compare(equal_depth(diffs), "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(equal_depth(diffs), "equal-depth", "none"), "all")
     expected = paired_difference(dict(enumerate(3.0 + d for d in diffs)), dict(enumerate([3.0] * 5)))
     spans = expected.low <= 0 <= expected.high
     assert (c.effect == "none") == spans
     assert ("no evidence" in c.sentence) == spans
-    summary = report.effect_summary([only(report.compare(equal_depth(diffs), "equal-depth", "none"), "none"), c], "E")
+    baseline = only(report.compare_to_baseline(equal_depth(diffs), "equal-depth", "none"), "none")
+    summary = report.effect_summary([baseline, c], "E")
     assert ("show no evidence" in summary or "shows no evidence" in summary) == spans
 
 
 def test_a_small_real_difference_is_not_printed_as_zero():
-    c = only(report.compare(equal_depth([0.0003, 0.00031, 0.00029, 0.0003, 0.0003]), "equal-depth", "none"), "all")
+    small = equal_depth([0.0003, 0.00031, 0.00029, 0.0003, 0.0003])
+    c = only(report.compare_to_baseline(small, "equal-depth", "none"), "all")
     assert c.effect == "higher" and "by 0.00030" in c.sentence and "0.000 " not in c.sentence
 
 
@@ -94,7 +96,7 @@ def test_a_partial_file_renders_not_recorded_yet():
     assert states["lr-sweep"].startswith("partial: 3 of 14 runs")
     assert states["equal-depth"] == states["svd-relaxation"] == report.NOT_RECORDED
     assert "not part of this suite: scripts/run_experiments.py --suite addition" in states["iterations-length"]
-    comparisons = report.compare(data, "equal-depth", "none")
+    comparisons = report.compare_to_baseline(data, "equal-depth", "none")
     assert [c.label for c in comparisons] == list(PROFILE.strategies)
     assert all(c.effect in ("not recorded", "baseline") for c in comparisons)
     assert all(report.NOT_RECORDED in row[4] for row in report.comparison_rows(comparisons))
@@ -116,7 +118,7 @@ def test_a_partial_file_renders_not_recorded_yet():
 def test_the_comparison_table_has_a_row_per_model_and_show_skips_none(monkeypatch):
     from sharedlib.book import display
 
-    comparisons = report.compare(equal_depth([0.1, 0.12, 0.11, 0.1, 0.1]), "equal-depth", "none")
+    comparisons = report.compare_to_baseline(equal_depth([0.1, 0.12, 0.11, 0.1, 0.1]), "equal-depth", "none")
     table = report.comparison_table(comparisons).data.splitlines()
     assert table[0] == "| " + " | ".join(report.COMPARISON_HEADERS) + " |"
     assert [line.split(" | ")[0].strip("| ") for line in table[2:]] == [c.label for c in comparisons]
@@ -130,18 +132,19 @@ def test_the_comparison_table_has_a_row_per_model_and_show_skips_none(monkeypatc
 def test_fewer_seeds_than_planned_are_counted_and_one_seed_gives_no_conclusion():
     data = equal_depth([0.1, 0.12, 0.11, 0.1, 0.1])
     data["runs"] = [r for r in data["runs"] if r["seed"] < 3]
-    c = only(report.compare(data, "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(data, "equal-depth", "none"), "all")
     assert c.difference.n == 3 and c.sentence.endswith("3 of the 5 planned seeds are recorded so far")
     data["runs"] = [r for r in data["runs"] if r["seed"] == 0]
-    c = only(report.compare(data, "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(data, "equal-depth", "none"), "all")
     assert c.effect == "too few" and c.difference is None and "no conclusion yet" in c.sentence
-    assert "1 has too few paired seeds" in report.effect_summary(report.compare(data, "equal-depth", "none"), "E")
+    comparisons = report.compare_to_baseline(data, "equal-depth", "none")
+    assert "1 has too few paired seeds" in report.effect_summary(comparisons, "E")
 
 
 def test_only_seeds_both_arms_finished_are_paired():
     data = equal_depth([0.1, 0.12, 0.11, 0.1, 0.1])
     data["runs"][-1] = {**data["runs"][-1], "status": "diverged", "val_loss": None, "train_loss": None, "curve": []}
-    c = only(report.compare(data, "equal-depth", "none"), "all")
+    c = only(report.compare_to_baseline(data, "equal-depth", "none"), "all")
     assert c.seeds == 4 and c.difference.n == 4 and c.difference.seeds == (0, 1, 2, 3)
 
 

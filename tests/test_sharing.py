@@ -147,7 +147,7 @@ def test_partial_strategies_share_one_sublayer():
         (dict(strategy="random"), "strategy"),
         (dict(strategy="sequence", n_layers=6, n_unique=4), "n_layers=6 must be divisible"),
         (dict(strategy="sequence", n_layers=12, n_unique=5), "allowed n_unique: [1, 2, 3, 4, 6, 12]"),
-        (dict(strategy="groups", n_layers=6, n_unique=7), "n_unique must be an integer in 1..n_layers=6"),
+        (dict(strategy="groups", n_layers=6, n_unique=7), "n_unique must be an integer in 1..6, got 7"),
         (dict(strategy="groups", n_layers=6, n_unique=0), "n_unique"),
         (dict(strategy="cycle", n_layers=6, n_unique=7), "n_unique"),
         (dict(strategy="cycle", n_layers=6), "n_unique"),

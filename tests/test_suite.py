@@ -1,5 +1,6 @@
 """The recorded-experiment machinery (chapters 6 and 8): plans, paired data, the results file, resuming, replay."""
 
+import importlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -8,8 +9,9 @@ import pytest
 import torch
 
 import sharedlib as sl
-from sharedlib import train as train_module
 from sharedlib.experiments import suite
+
+train_module = importlib.import_module("sharedlib.train")  # sl.train is the function
 
 ROOT = Path(__file__).resolve().parents[1]
 # The ci profile cut to two strategies, so that a whole experiment (with its lr-sweep) takes about a second.
@@ -125,14 +127,14 @@ def test_validator_finds_each_damage(tiny_results, damage, message):
 def test_a_second_run_does_nothing(tiny_results, monkeypatch):
     path = tiny_results / "experiments.ci.json"
     before = path.read_bytes()
-    monkeypatch.setattr(suite, "execute", lambda *a, **k: pytest.fail("a finished run was executed again"))
+    monkeypatch.setattr(suite, "execute_run", lambda *a, **k: pytest.fail("a finished run was executed again"))
     run_tiny(tiny_results)
     assert path.read_bytes() == before
 
 
 def test_an_interrupted_command_leaves_a_valid_file_and_resumes(tmp_path, tiny_results, monkeypatch):
     calls = []
-    real = suite.execute
+    real = suite.execute_run
 
     def dies_after_one(*args, **kwargs):
         if calls:
@@ -140,13 +142,13 @@ def test_an_interrupted_command_leaves_a_valid_file_and_resumes(tmp_path, tiny_r
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(suite, "execute", dies_after_one)
+    monkeypatch.setattr(suite, "execute_run", dies_after_one)
     with pytest.raises(KeyboardInterrupt):
         run_tiny(tmp_path)
     path = tmp_path / "experiments.ci.json"
     partial = suite.load_results(path)  # valid, with the one finished run
     assert len(partial["runs"]) == 1 and not list(tmp_path.glob("*.tmp"))
-    monkeypatch.setattr(suite, "execute", real)
+    monkeypatch.setattr(suite, "execute_run", real)
     run_tiny(tmp_path)
     resumed = suite.load_results(path)
     complete = suite.load_results(tiny_results / "experiments.ci.json")
@@ -196,7 +198,7 @@ def test_a_diverged_run_is_recorded_not_fatal(monkeypatch):
         raise train_module.NonFiniteLossError("training loss is nan at step 3")
 
     monkeypatch.setattr(suite, "_train", explode)
-    record = suite.execute(spec)
+    record = suite.execute_run(spec)
     assert record["status"] == "diverged" and record["val_loss"] is None and record["parameters"] > 0
     suite.validate_results({"provenance": dict.fromkeys(suite.PROVENANCE_FIELDS, 0), "runs": [record]})
     with pytest.raises(ValueError, match="diverged"):  # no learning rate is chosen from diverged runs only
@@ -213,24 +215,24 @@ def test_evaluation_that_misses_the_fixed_windows_is_caught(monkeypatch):
 
     monkeypatch.setattr(train_module, "evaluate", skips_a_chunk)
     with pytest.raises(RuntimeError, match="fixed validation windows"):
-        suite.execute(spec)
+        suite.execute_run(spec)
 
 
 # ------------------------------------------------------------------------------------------------------ replay
 def test_replay_matches_the_stored_curve(tiny_results):
     runs = suite.load_results(tiny_results / "experiments.ci.json")["runs"]
     record = next(r for r in runs if r["experiment"] == "limited-data" and r["label"] == "all")
-    again = suite.replay(record, record["steps"])
+    again = suite.replay_run(record, record["steps"])
     assert not suite.replay_mismatches(again["first_losses"], record["first_losses"])
     assert not suite.replay_mismatches(again["curve"], record["curve"])
     # the check can fail: another rate (the first loss comes before any update), another seed, a shifted curve
     wrong = {**record, "train_config": {**record["train_config"], "lr": record["lr"] * 1.01}}
-    assert not suite.replay_matches(suite.replay(wrong, 3)["first_losses"][1:3], record["first_losses"][1:3])
+    assert not suite.replay_matches(suite.replay_run(wrong, 3)["first_losses"][1:3], record["first_losses"][1:3])
     wrong = {**record, "train_config": {**record["train_config"], "seed": record["train_config"]["seed"] + 1}}
-    assert not suite.replay_matches(suite.replay(wrong, 3)["first_losses"], record["first_losses"][:3])
+    assert not suite.replay_matches(suite.replay_run(wrong, 3)["first_losses"], record["first_losses"][:3])
     assert not suite.replay_matches(again["first_losses"][1:], record["first_losses"][:-1])
     with pytest.raises(ValueError, match="steps must be an integer"):
-        suite.replay(record, record["steps"] + 1)
+        suite.replay_run(record, record["steps"] + 1)
 
 
 def test_replay_tolerance_is_tight_and_never_matches_nan():
@@ -255,7 +257,7 @@ def test_replay_tolerance_is_tight_and_never_matches_nan():
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu"])
 def test_committed_results_validate_and_replay(profile):
-    path = ROOT / "notebooks" / "results" / f"{suite.RESULTS_NAME}.{profile}.json"
+    path = ROOT / "notebooks" / "results" / f"{suite.SUITE_RESULTS_NAME}.{profile}.json"
     if not path.exists():
         pytest.skip(f"{path.name} is not recorded yet")
     data = suite.load_results(path)
@@ -276,7 +278,7 @@ def test_committed_results_validate_and_replay(profile):
         pytest.skip(f"{path.name} holds no CPU training run to replay")
     steps = min(record["steps"], suite.FIRST_LOSSES)
     stored = record["first_losses"][:steps]
-    again = suite.replay(record, steps)["first_losses"]
+    again = suite.replay_run(record, steps)["first_losses"]
     assert not suite.replay_mismatches(again, stored)  # to within suite.REPLAY_RTOL: another CPU rounds otherwise
     for step in range(steps):  # a stored loss off by ten times the tolerance is noticed
         changed = [v * (1 + 10 * suite.REPLAY_RTOL) if i == step else v for i, v in enumerate(stored)]

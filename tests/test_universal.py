@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from sharedlib.config import TransformerConfig
-from sharedlib.models import SharedTransformer
 from sharedlib.data import chain_vocab_size, pointer_chain_batch
 from sharedlib.evidence import rank_correlation
+from sharedlib.models import SharedTransformer
 from sharedlib.universal import (
     UniversalTransformer,
     act_loss,

@@ -58,10 +58,10 @@ def test_causal_string_no_longer_builds_a_causal_model():
 
 def test_error_messages_say_what_is_allowed():
     cases = {
-        "d_model": (True, "positive integer (an int, not a bool, float or string)"),
+        "d_model": (True, "a positive integer"),
         "n_token_types": (-1, "non-negative integer"),
         "layer_norm_eps": (math.nan, "finite real number > 0"),
-        "dropout": ("0.1", "finite real number in [0, 1)"),
+        "dropout": (1.0, "finite real number in [0, 1)"),
         "norm": ("sandwich", "one of ('pre', 'post', 'none')"),
         "lm_head": (1, "True or False"),
     }

@@ -1,8 +1,11 @@
-"""Tables, comparisons and sentences of the recorded iterations-and-length experiment (chapter 5b).
+"""Tables, comparisons and sentences of the recorded iterations-and-length experiment
+(chapter 5b).
 
 Everything here reads a results file of ``sharedlib.experiments.addition``
-(``notebooks/results/addition.<profile>.json``); nothing is trained. Accuracies are reported in percent of test
-sequences whose every sum bit is right.
+(``notebooks/results/addition.<profile>.json``); nothing is trained. Accuracies are
+reported in percent of test sequences whose every sum bit is right; losses are in
+``models.LOSS_UNIT``, a token being one bit here. The figure's colours come from the
+book's palette in ``plots``.
 """
 
 from __future__ import annotations
@@ -10,8 +13,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
+
 from ..evidence import PairedDifference, conclusion, mean_interval, paired_difference
 from ..experiments.addition import chosen_lr
+from .plots import BLUE, GREY, RED
+
+__all__ = [
+    "accuracy_by_seed",
+    "best_mean",
+    "final_runs",
+    "headline",
+    "iteration_changes",
+    "iteration_curves",
+    "labels",
+    "length_rows",
+    "mean_accuracy",
+    "plot_iterations_by_length",
+    "sentence",
+    "settings",
+    "span_rows",
+    "summary",
+    "sweep_rows",
+]
 
 
 def settings(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,7 +73,8 @@ def accuracy_by_seed(
     iterations: int | None = None,
     metric: str = "sequence_accuracy",
 ) -> dict[int, float]:
-    """``{seed: percent}`` of ``label`` at ``bits`` bits and ``iterations`` (default: the trained depth N)."""
+    """``{seed: percent}`` of ``label`` at ``bits`` bits and ``iterations`` (default:
+    the trained depth N)."""
     k = trained_depth(data) if iterations is None else iterations
     out = {}
     for run in final_runs(data, label):
@@ -60,15 +85,16 @@ def accuracy_by_seed(
         ]
         if len(rows) != 1:
             raise ValueError(
-                f"{label!r} seed {run['seed']} has no accuracy at {bits} bits and {k} iterations"
+                f"{label!r} seed {run['seed']} has no accuracy at {bits} bits and {k} "
+                "iterations"
             )
         out[run["seed"]] = 100.0 * rows[0][metric]
     return out
 
 
 def length_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """Header and rows: per arm, its parameters, chosen rate and mean sequence accuracy (95% CI) per test length
-    at the trained depth N."""
+    """Header and rows: per arm, its parameters, chosen rate and mean sequence accuracy
+    (95% CI) per test length at the trained depth N."""
     s = settings(data)
     header = ["model", "parameters", "lr", *[f"{n} bits" for n in s["test_bits"]]]
     rows = []
@@ -83,14 +109,16 @@ def length_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
                 else (values[0], values[0], values[0])
             )
             cells.append(f"{mean:.1f} [{max(low, 0):.1f}, {min(high, 100):.1f}]")
-        rows.append((label, f"{runs[0]['parameters']:,}", f"{runs[0]['lr']:g}", *cells))
+        first = runs[0]
+        rows.append((label, f"{first['parameters']:,}", f"{first['lr']:g}", *cells))
     return header, rows
 
 
 def iteration_curves(
     data: Mapping[str, Any], bits: int
 ) -> dict[str, dict[int, tuple[float, float, float]]]:
-    """For every looped arm: ``{iterations: (mean, low, high)}`` sequence accuracy in percent at ``bits``."""
+    """For every looped arm: ``{iterations: (mean, low, high)}`` sequence accuracy in
+    percent at ``bits``."""
     out = {}
     for label in labels(data):
         runs = final_runs(data, label)
@@ -116,7 +144,8 @@ def unshared_label(data: Mapping[str, Any], position: str) -> str:
 def looped_vs_unshared(
     data: Mapping[str, Any], bits: int
 ) -> list[tuple[str, str, PairedDifference]]:
-    """(looped label, unshared label, paired difference in percentage points) at ``bits``, both at depth N."""
+    """(looped label, unshared label, paired difference in percentage points) at
+    ``bits``, both at depth N."""
     out = []
     for label in labels(data):
         run = final_runs(data, label)[0]
@@ -138,7 +167,8 @@ def looped_vs_unshared(
 def more_iterations(
     data: Mapping[str, Any], bits: int, iterations: int
 ) -> list[tuple[str, PairedDifference]]:
-    """(looped label, paired difference) of sequence accuracy at ``iterations`` minus at the trained depth N."""
+    """(looped label, paired difference) of sequence accuracy at ``iterations`` minus at
+    the trained depth N."""
     out = []
     for label in iteration_curves(data, bits):
         out.append(
@@ -154,8 +184,10 @@ def more_iterations(
 
 
 def sentence(difference: PairedDifference, subject: str, baseline: str) -> str:
-    """``evidence.conclusion`` worded for sequence accuracy in percentage points (higher is better)."""
-    digits = 1  # more where an interval that excludes zero would otherwise print a bound of 0.0
+    """``evidence.conclusion`` worded for sequence accuracy in percentage points (higher
+    is better)."""
+    # more digits where an interval that excludes zero would print a bound of 0.0
+    digits = 1
     while (
         difference.excludes_zero
         and round(min(abs(difference.low), abs(difference.high)), digits) == 0
@@ -177,13 +209,15 @@ def sentence(difference: PairedDifference, subject: str, baseline: str) -> str:
 def mean_accuracy(
     data: Mapping[str, Any], label: str, bits: int, iterations: int | None = None
 ) -> float:
-    """Mean sequence accuracy (percent) over seeds of ``label`` at ``bits`` and ``iterations`` (default N)."""
+    """Mean sequence accuracy (percent) over seeds of ``label`` at ``bits`` and
+    ``iterations`` (default N)."""
     values = accuracy_by_seed(data, label, bits, iterations)
     return sum(values.values()) / len(values)
 
 
 def best_mean(data: Mapping[str, Any], bits: int) -> float:
-    """The highest mean sequence accuracy (percent) of any model at ``bits``, looped ones at any iterations."""
+    """The highest mean sequence accuracy (percent) of any model at ``bits``, looped
+    ones at any iterations."""
     depth = trained_depth(data)
     looped = set(iteration_curves(data, bits))
     return max(
@@ -196,7 +230,8 @@ def best_mean(data: Mapping[str, Any], bits: int) -> float:
 def iteration_changes(
     data: Mapping[str, Any], bits: int, iterations: int
 ) -> dict[str, float]:
-    """Per looped model: mean accuracy at ``iterations`` minus at N, in percentage points, at ``bits``."""
+    """Per looped model: mean accuracy at ``iterations`` minus at N, in percentage
+    points, at ``bits``."""
     return {
         label: mean_accuracy(data, label, bits, iterations)
         - mean_accuracy(data, label, bits)
@@ -205,9 +240,9 @@ def iteration_changes(
 
 
 def summary(data: Mapping[str, Any]) -> list[str]:
-    """Generated sentences: at every length past training where some model gets an addition right, looped
-    against unshared models at depth N, and 2N test-time iterations against N; one line for lengths where none
-    does."""
+    """Generated sentences: at every length past training where some model gets an
+    addition right, looped against unshared models at depth N, and 2N test-time
+    iterations against N; one line for lengths where none does."""
     s = settings(data)
     depth = trained_depth(data)
     more = 2 * depth if 2 * depth in s["test_iterations"] else max(s["test_iterations"])
@@ -216,8 +251,9 @@ def summary(data: Mapping[str, Any]) -> list[str]:
         best = best_mean(data, n)
         if best < 1.0:
             lines.append(
-                f"At {n} bits no model gets more than {best:.1f}% of additions right on average, at any "
-                "number of iterations: there is nothing left to compare."
+                f"At {n} bits no model gets more than {best:.1f}% of additions right "
+                "on average, at any number of iterations: there is nothing left to "
+                "compare."
             )
             continue
         for label, base, diff in looped_vs_unshared(data, n):
@@ -236,7 +272,8 @@ def summary(data: Mapping[str, Any]) -> list[str]:
 
 
 def best_unshared_at(data: Mapping[str, Any], bits: int) -> tuple[str, float]:
-    """The unshared arm with the highest mean sequence accuracy at ``bits`` and that accuracy (percent)."""
+    """The unshared arm with the highest mean sequence accuracy at ``bits`` and that
+    accuracy (percent)."""
     best = []
     for label in labels(data):
         if final_runs(data, label)[0]["strategy"] == "none":
@@ -247,7 +284,8 @@ def best_unshared_at(data: Mapping[str, Any], bits: int) -> tuple[str, float]:
 
 
 def span_rows(data: Mapping[str, Any]) -> list[tuple[int, str, int]]:
-    """Per test length: bits, mean and longest carry span of the fixed test examples (the depth they need)."""
+    """Per test length: bits, mean and longest carry span of the fixed test examples
+    (the depth they need)."""
     run = final_runs(data, labels(data)[0])[0]
     seen: dict[int, tuple[float, int]] = {}
     for row in run["accuracy"]:
@@ -256,7 +294,8 @@ def span_rows(data: Mapping[str, Any]) -> list[tuple[int, str, int]]:
 
 
 def sweep_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """The seed-0 learning-rate sweep: final validation loss (nats per bit) per arm and rate, chosen rate marked."""
+    """The seed-0 learning-rate sweep: final validation loss (``LOSS_UNIT``, a token
+    being a bit) per arm and rate, the chosen rate marked."""
     lrs: Sequence[float] = settings(data)["lrs"]
     header = ["model", *[f"lr {lr:g}" for lr in lrs]]
     rows = []
@@ -286,10 +325,9 @@ def sweep_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
 
 
 def plot_iterations_by_length(data: Mapping[str, Any]):
-    """One panel per test length: looped models' sequence accuracy (mean, 95% CI band) against test-time
-    iterations, with each unshared model at its N layers as a dashed line of its colour."""
-    import matplotlib.pyplot as plt
-
+    """One panel per test length: looped models' sequence accuracy (mean, 95% CI band)
+    against test-time iterations, with each unshared model at its N layers as a dashed
+    line of its colour."""
     s = settings(data)
     lengths = list(s["test_bits"])
     fig, axes = plt.subplots(
@@ -299,14 +337,7 @@ def plot_iterations_by_length(data: Mapping[str, Any]):
         sharey=True,
         squeeze=False,
     )
-    colours = {
-        p: c
-        for p, c in zip(
-            ("learned", "rotary", "none"),
-            ("#7f7f7f", "#1f77b4", "#d62728"),
-            strict=True,
-        )
-    }
+    colours = {"learned": GREY, "rotary": BLUE, "none": RED}  # by position scheme
     for ax, n in zip(axes[0], lengths, strict=True):
         for label, by_k in iteration_curves(data, n).items():
             position = final_runs(data, label)[0]["position"]
@@ -360,12 +391,16 @@ def _tally(differences: Sequence[PairedDifference]) -> str:
     better = sum(d.low > 0 for d in differences)
     worse = sum(d.high < 0 for d in differences)
     unclear = len(differences) - better - worse
-    return f"{better} more accurate, {worse} less accurate, {unclear} with no evidence of a difference"
+    return (
+        f"{better} more accurate, {worse} less accurate, {unclear} with no evidence of "
+        "a difference"
+    )
 
 
 def headline(data: Mapping[str, Any]) -> str:
-    """One generated sentence for the conclusions: at the first length past training, looped against unshared
-    models, and twice the trained iterations against N (paired 95% intervals; spans of zero are not effects)."""
+    """One generated sentence for the conclusions: at the first length past training,
+    looped against unshared models, and twice the trained iterations against N (paired
+    95% intervals; spans of zero are not effects)."""
     s = settings(data)
     n = s["test_bits"][1] if len(s["test_bits"]) > 1 else s["test_bits"][0]
     depth = trained_depth(data)
@@ -381,8 +416,10 @@ def headline(data: Mapping[str, Any]) -> str:
         key=lambda t: t[0],
     )[::-1]
     return (
-        f"On binary addition trained on up to {s['train_bits']} bits and tested on {n}, the looped models "
-        f"against the unshared model with the same position scheme: {_tally(versus)}; run {more} instead of "
-        f"{depth} times, the looped models are {_tally(deeper)} (95% CIs over {versus[0].n} paired seeds); the "
-        f"most accurate model there is {best_label}, with {best:.1f}% of additions exactly right"
+        f"On binary addition trained on up to {s['train_bits']} bits and tested on "
+        f"{n}, the looped models against the unshared model with the same position "
+        f"scheme: {_tally(versus)}; run {more} instead of {depth} times, the looped "
+        f"models are {_tally(deeper)} (95% CIs over {versus[0].n} paired seeds); the "
+        f"most accurate model there is {best_label}, with {best:.1f}% of additions "
+        "exactly right"
     )

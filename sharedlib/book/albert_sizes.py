@@ -1,12 +1,16 @@
-"""Sizes that ALBERT and BERT report, next to exact counts under two counting conventions (chapter 4).
+"""Sizes that ALBERT and BERT report, next to exact counts under two counting
+conventions (chapter 4).
 
 The two conventions differ only where the embedding width E equals the hidden width H:
 
-* ``"tf"``: the original TensorFlow ALBERT (google-research/albert, ``modeling.py``, ``transformer_model``)
-  creates the E -> H projection ``embedding_hidden_mapping_in`` only when E != H;
-* ``"hf"``: Hugging Face's ``AlbertModel`` always creates it, so E = H = 768 costs an extra H*H + H.
+* ``"tf"``: the original TensorFlow ALBERT (google-research/albert, ``modeling.py``,
+  ``transformer_model``) creates the E -> H projection ``embedding_hidden_mapping_in``
+  only when E != H;
+* ``"hf"``: Hugging Face's ``AlbertModel`` always creates it, so E = H = 768 costs an
+  extra H*H + H.
 
-BERT has no projection under either. Both released codes add a pooler (H*H + H) on top of the encoder.
+BERT has no projection under either. Both released codes add a pooler (H*H + H) on top
+of the encoder.
 """
 
 from __future__ import annotations
@@ -15,28 +19,37 @@ from dataclasses import dataclass
 
 from ..config import TransformerConfig
 from ..counting import count_parameters
+from ..validation import check_choice, check_real
+
+__all__ = [
+    "CONVENTIONS",
+    "REPORTED_SIZES",
+    "count_reported",
+    "hugging_face_parameters",
+    "pooler_parameters",
+    "reported_config",
+    "reproducing_conventions",
+    "size_gaps",
+]
 
 CONVENTIONS: tuple[str, ...] = ("tf", "hf")
-ALBERT_VOCAB = (
-    30_000  # ALBERT's SentencePiece vocabulary (also used for BERT in ALBERT's tables)
-)
+# ALBERT's SentencePiece vocabulary (also used for BERT in ALBERT's tables)
+ALBERT_VOCAB = 30_000
 BERT_VOCAB = 30_522  # BERT's WordPiece vocabulary (Devlin et al.)
 
 
 @dataclass(frozen=True)
 class ReportedSize:
-    """One model size as a paper reports it (millions), with the shape needed to count it."""
+    """One model size as a paper reports it (millions), with the shape to count it."""
 
     source: str  # where the number is printed, e.g. "ALBERT Table 4"
     model: str  # "ALBERT-base", "BERT-large", ...
     d_model: int  # H
     n_layers: int  # L
-    embedding_size: (
-        int  # E as the paper writes it (E = H means "not factorised" in the paper)
-    )
+    embedding_size: int  # E as the paper writes it (E = H: "not factorised")
     strategy: str  # sharedlib strategy: "none", "attention", "ffn" or "all"
     reported_millions: float
-    family: str = "albert"  # "albert" or "bert" (BERT never has an E -> H projection)
+    family: str = "albert"  # or "bert" (BERT never has an E -> H projection)
     vocab_size: int = ALBERT_VOCAB
 
     @property
@@ -109,20 +122,21 @@ def pooler_parameters(d_model: int) -> int:
 
 
 def reported_config(size: ReportedSize, convention: str) -> TransformerConfig:
-    """The ``TransformerConfig`` of a reported size under ``convention`` ("tf" or "hf")."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    """The ``TransformerConfig`` of ``size`` under ``convention`` ("tf" or "hf")."""
+    check_choice("convention", convention, CONVENTIONS)
     H, E = size.d_model, size.embedding_size
     projected = size.family == "albert" and (E != H or convention == "hf")
     return TransformerConfig(
-        d_model=H, n_heads=H // 64, d_ff=4 * H, n_layers=size.n_layers, strategy=size.strategy,
-        vocab_size=size.vocab_size, max_len=512, n_token_types=2, embedding_size=E if projected else None,
-        norm="post", activation="gelu_tanh", layer_norm_eps=1e-12,
+        d_model=H, n_heads=H // 64, d_ff=4 * H, n_layers=size.n_layers,
+        strategy=size.strategy, vocab_size=size.vocab_size, max_len=512,
+        n_token_types=2, embedding_size=E if projected else None, norm="post",
+        activation="gelu_tanh", layer_norm_eps=1e-12,
     )  # fmt: skip
 
 
 def count_reported(size: ReportedSize, convention: str, pooler: bool) -> int:
-    """Exact parameters of a reported model under ``convention``, with or without the pooler."""
+    """Exact parameters of a reported model under ``convention``, with or without the
+    pooler."""
     if not isinstance(pooler, bool):
         raise ValueError(f"pooler must be True or False, got {pooler!r}")
     return count_parameters(reported_config(size, convention)) + (
@@ -142,30 +156,31 @@ def size_gaps(size: ReportedSize) -> dict[tuple[str, bool], float]:
 def reproducing_conventions(
     size: ReportedSize, tolerance_millions: float = 0.5
 ) -> list[tuple[str, bool]]:
-    """The (convention, pooler) pairs whose exact count rounds to the reported size (|gap| < 0.5M)."""
-    if not tolerance_millions > 0:
-        raise ValueError(
-            f"tolerance_millions must be positive, got {tolerance_millions!r}"
-        )
+    """The (convention, pooler) pairs whose exact count rounds to the reported size
+    (|gap| < 0.5M)."""
+    check_real("tolerance_millions", tolerance_millions, 0, open_minimum=True)
     return [
         key for key, gap in size_gaps(size).items() if abs(gap) < tolerance_millions
     ]
 
 
 def hugging_face_parameters(size: ReportedSize) -> int:
-    """``numel()`` of Hugging Face's ``AlbertModel`` / ``BertModel`` (with pooler) at this size, built on the
-    meta device so nothing is allocated; an independent check of ``count_reported(size, "hf", True)``."""
+    """``numel()`` of Hugging Face's ``AlbertModel`` / ``BertModel`` (with pooler) at
+    this size, built on the meta device so nothing is allocated; an independent check of
+    ``count_reported(size, "hf", True)``."""
     import torch
-    import transformers
+    import transformers  # optional and slow to import: only this check needs it
 
     if size.strategy not in ("none", "all"):
         raise ValueError(
-            f"Hugging Face models express strategy 'none' or 'all' only, got {size.strategy!r}"
+            "Hugging Face models express strategy 'none' or 'all' only, "
+            f"got {size.strategy!r}"
         )
     H = size.d_model
     shape = dict(
-        vocab_size=size.vocab_size, hidden_size=H, num_hidden_layers=size.n_layers, num_attention_heads=H // 64,
-        intermediate_size=4 * H, max_position_embeddings=512, type_vocab_size=2,
+        vocab_size=size.vocab_size, hidden_size=H, num_hidden_layers=size.n_layers,
+        num_attention_heads=H // 64, intermediate_size=4 * H,
+        max_position_embeddings=512, type_vocab_size=2,
     )  # fmt: skip
     if size.family == "albert":
         groups = 1 if size.strategy == "all" else size.n_layers

@@ -1,4 +1,5 @@
-"""Published model sizes, older kinds of weight sharing, and matmul throughput by width (chapter 1, *Background*)."""
+"""Published model sizes, older kinds of weight sharing, and matmul throughput by width
+(chapter 1, *Background*)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ from ..bench import time_interleaved
 from ..config import TransformerConfig
 from ..layers import FeedForward, Residual, SelfAttention
 from ..measure import count_forward_flops
+from ..validation import check_int
+
+__all__ = [
+    "ALBERT_REPORTED_SPEEDUP",
+    "PUBLISHED_MODELS",
+    "SHARING_MILESTONES",
+    "PublishedModel",
+    "WidthTiming",
+    "doubling_time_months",
+    "frontier_fit",
+    "largest_by_year",
+    "layer_config",
+    "layer_training_step",
+    "throughput_by_width",
+]
 
 
 @dataclass(frozen=True)
@@ -24,9 +40,8 @@ class PublishedModel:
     parameters: float  # as reported
     cite: str  # key in book/references.bib
     shares_layers: bool  # cross-layer parameter sharing
-    other_reports: tuple[
-        tuple[float, str], ...
-    ] = ()  # (parameters, cite key) where another paper reports another size
+    # (parameters, cite key) where another paper reports another size
+    other_reports: tuple[tuple[float, str], ...] = ()
 
 
 # Each count is the one the cited paper states for that model.
@@ -45,15 +60,15 @@ PUBLISHED_MODELS: tuple[PublishedModel, ...] = (
     PublishedModel("Gopher", 2021, 280e9, "rae2021gopher", False),
     PublishedModel("PaLM", 2022, 540e9, "chowdhery2023palm", False),
     PublishedModel("Llama 2 70B", 2023, 70e9, "touvron2023llama2", False),
-    PublishedModel(
-        "Falcon-180B", 2023, 180e9, "almazrouei2023falcon", False
-    ),  # weights released September 2023
+    # Falcon-180B: weights released September 2023
+    PublishedModel("Falcon-180B", 2023, 180e9, "almazrouei2023falcon", False),
     PublishedModel("Llama 3.1 405B", 2024, 405e9, "grattafiori2024llama3", False),
     PublishedModel("MobileLLM-LS-125M", 2024, 125e6, "liu2024mobilellm", True),
 )
 
 
-# Where cross-layer sharing came from: (year of first release, idea, key in book/references.bib).
+# Where cross-layer sharing came from: (year of first release, idea, key in
+# book/references.bib).
 SHARING_MILESTONES: tuple[tuple[int, str, str], ...] = (
     (
         1989,
@@ -63,12 +78,14 @@ SHARING_MILESTONES: tuple[tuple[int, str, str], ...] = (
     (2016, "tied input and output embeddings", "press2017using"),
     (
         2016,
-        "adaptive computation time: a recurrent step repeated a learned number of times",
+        "adaptive computation time: a recurrent step repeated a learned number of "
+        "times",
         "graves2016adaptive",
     ),
     (
         2018,
-        "recurrent stacking: in translation, one encoder layer and one decoder layer, each applied N times",
+        "recurrent stacking: in translation, one encoder layer and one decoder layer, "
+        "each applied N times",
         "dabre2019recurrent",
     ),
     (
@@ -105,7 +122,8 @@ SHARING_MILESTONES: tuple[tuple[int, str, str], ...] = (
 )
 
 
-# Lan et al. (2020), Table 2, column "Speedup": training speed relative to BERT-large (higher is faster).
+# Lan et al. (2020), Table 2, column "Speedup": training speed relative to BERT-large
+# (higher is faster).
 ALBERT_REPORTED_SPEEDUP: dict[str, float] = {
     "BERT-base": 4.7,
     "BERT-large": 1.0,
@@ -130,7 +148,8 @@ def largest_by_year(
 def frontier_fit(
     models: tuple[PublishedModel, ...] = PUBLISHED_MODELS,
 ) -> tuple[float, float]:
-    """(slope, intercept) of the least-squares line log2(largest size of each year) = slope * year + intercept."""
+    """(slope, intercept) of the least-squares line
+    log2(largest size of each year) = slope * year + intercept."""
     frontier = largest_by_year(models)
     xs, ys = list(frontier), [math.log2(m.parameters) for m in frontier.values()]
     if len(xs) < 2:
@@ -147,16 +166,17 @@ def frontier_fit(
 def doubling_time_months(
     models: tuple[PublishedModel, ...] = PUBLISHED_MODELS,
 ) -> float:
-    """Months per doubling of the largest model, from a least-squares line through log2(size) by year."""
+    """Months per doubling of the largest model, from a least-squares line through
+    log2(size) by year."""
     return 12 / frontier_fit(models)[0]
 
 
 def layer_config(width: int) -> TransformerConfig:
-    """One post-norm layer of width H with d_ff = 4H and 64-wide heads (one head below H = 64), chapter 1."""
-    if not isinstance(width, int) or width < 1 or (width >= 64 and width % 64):
-        raise ValueError(
-            f"width must be a positive integer, a multiple of 64 from 64 on, got {width!r}"
-        )
+    """One post-norm layer of width H with d_ff = 4H and 64-wide heads (one head below
+    H = 64), chapter 1."""
+    width = check_int("width", width)
+    if width >= 64 and width % 64:
+        raise ValueError(f"width must be a multiple of 64 from 64 on, got {width!r}")
     return TransformerConfig(
         d_model=width,
         n_heads=max(1, width // 64),
@@ -169,15 +189,16 @@ def layer_config(width: int) -> TransformerConfig:
 def layer_training_step(
     width: int, n_tokens: int, seq_len: int, generator: torch.Generator
 ) -> Callable[[], None]:
-    """Forward and backward of one Transformer layer (attention + FFN) on ``n_tokens`` tokens, on CPU (chapter 1)."""
-    if not isinstance(seq_len, int) or seq_len < 1 or n_tokens % seq_len:
+    """Forward and backward of one Transformer layer (attention + FFN) on ``n_tokens``
+    tokens, on CPU (chapter 1)."""
+    seq_len = check_int("seq_len", seq_len)
+    if n_tokens % seq_len:
         raise ValueError(
-            f"seq_len must be a positive integer dividing n_tokens={n_tokens}, got {seq_len!r}"
+            f"seq_len must be a divisor of n_tokens={n_tokens}, got {seq_len!r}"
         )
     config = layer_config(width)
-    with torch.random.fork_rng(
-        devices=[]
-    ):  # seeded weights without touching the caller's global generator
+    # seeded weights without touching the caller's global generator
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         layer = torch.nn.Sequential(
             Residual(SelfAttention(config), config),
@@ -195,8 +216,9 @@ def layer_training_step(
 
 @dataclass(frozen=True)
 class WidthTiming:
-    """One width's forward+backward step: FLOPs counted by FlopCounterMode, and seconds per timed sample of
-    ``calls`` steps (narrow layers run several steps per sample, so that every sample does similar work)."""
+    """One width's forward+backward step: FLOPs counted by FlopCounterMode, and seconds
+    per timed sample of ``calls`` steps (narrow layers run several steps per sample, so
+    that every sample does similar work)."""
 
     width: int
     flops: int  # per step
@@ -220,19 +242,18 @@ def throughput_by_width(
     seed: int = 0,
     threads: int = 1,
 ) -> dict[int, WidthTiming]:
-    """Achieved matmul GFLOP/s of a layer's training step at each width: median of ``repeats`` samples, the
-    widths taking turns, on ``threads`` CPU threads (restored afterwards), chapter 1."""
+    """Achieved matmul GFLOP/s of a layer's training step at each width: median of
+    ``repeats`` samples, the widths taking turns, on ``threads`` CPU threads (restored
+    afterwards), chapter 1."""
     if not widths or len(set(widths)) != len(widths):
         raise ValueError(
             f"widths must be a non-empty sequence of distinct widths, got {widths!r}"
         )
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    threads = check_int("threads", threads)
     generator = torch.Generator().manual_seed(seed)
     steps = {w: layer_training_step(w, n_tokens, seq_len, generator) for w in widths}
-    flops = {
-        w: count_forward_flops(steps[w]) for w in widths
-    }  # forward and backward matmuls of one step
+    # forward and backward matmuls of one step
+    flops = {w: count_forward_flops(steps[w]) for w in widths}
     calls = {w: max(1, round(max(flops.values()) / flops[w])) for w in widths}
 
     def repeated(step: Callable[[], None], n: int) -> Callable[[], None]:

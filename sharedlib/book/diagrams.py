@@ -1,14 +1,17 @@
-"""Architecture diagrams computed from the library itself (the landing page and the chapters that picture a model).
+"""Architecture diagrams computed from the library itself (the landing page and the
+chapters that picture a model).
 
-Every stack is drawn from ``layer_to_block`` and every count from ``sharedlib.counting``, so a diagram cannot
-drift from the code it pictures. Drawings use inches as data units, the book's font sizes, the Okabe-Ito
-colour-blind-safe palette, and black or white text, whichever contrasts more with the fill under it.
+Every stack is drawn from ``layer_to_block`` and every count from
+``sharedlib.counting``, so a diagram cannot drift from the code it pictures. Drawings
+use inches as data units, the book's font sizes, the Okabe-Ito colour-blind-safe
+palette, and black or white text, whichever contrasts more with the fill under it.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
@@ -16,10 +19,29 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from ..config import TransformerConfig
+from ..counting import embedding_parameters, layer_parameters
+from ..relaxed import delta_parameters
 from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, SUBLAYERS, layer_to_block
+from ..validation import check_int, check_real
 from .plots import label_colour
 
-# Okabe & Ito's colour-blind-safe palette (black last), then four of Paul Tol's "muted" colours: one per parameter set.
+__all__ = [
+    "BACKWARD",
+    "DEFAULT_STRATEGIES",
+    "PALETTE",
+    "UT_EXAMPLE",
+    "draw_factorised_embedding",
+    "draw_one_module_many_uses",
+    "draw_relaxed_sharing",
+    "draw_universal_transformer_step",
+    "draw_unrolled_stacks",
+    "embedding_counts",
+    "halting_weights",
+]
+
+# Okabe & Ito's colour-blind-safe palette (black last), then four of Paul Tol's "muted"
+# colours: one per parameter set.
 PALETTE: tuple[str, ...] = (
     "#E69F00",
     "#56B4E9",
@@ -53,26 +75,12 @@ STRATEGY_GLOSS: dict[str, str] = {
     "cycle-rev": "in turn, back",
     "groups": "ALBERT groups",
 }
-TEXT_SIZE = (
-    10  # points; the smallest text drawn is 9 (sharedlib.book.plots.MIN_FONT_SIZE)
-)
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """``value`` if it is an int in low..high, else ``ValueError`` naming ``name`` and the allowed range."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer in {allowed}, got {value!r}")
-    return value
+TEXT_SIZE = 10  # points; the smallest text drawn is 9 (plots.MIN_FONT_SIZE)
 
 
 def _canvas(width: float, height: float) -> tuple[Figure, Axes]:
-    """A figure whose one axes spans it, with inches as data units (so text and boxes keep their proportions)."""
+    """A figure whose one axes spans it, with inches as data units (so text and boxes
+    keep their proportions)."""
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
@@ -95,7 +103,8 @@ def _box(
     round_: bool = True,
     **text,
 ) -> FancyBboxPatch:
-    """A filled box with lower-left corner (x, y) and a centred label in black or white, whichever reads better."""
+    """A filled box with lower-left corner (x, y) and a centred label in black or white,
+    whichever reads better."""
     style = (
         f"round,pad=0,rounding_size={min(0.06, w / 4, h / 4)}"
         if round_
@@ -155,14 +164,16 @@ def _arrow(
 def stack_maps(
     n_layers: int, n_unique: int, strategies: Sequence[str] = DEFAULT_STRATEGIES
 ) -> dict[str, dict]:
-    """The maps ``draw_unrolled_stacks`` draws: strategy -> sublayer -> parameter set of each layer ("none" first)."""
-    _check_int("n_layers", n_layers, 1, len(PALETTE))
-    _check_int("n_unique", n_unique, 1, n_layers)
+    """The maps ``draw_unrolled_stacks`` draws: strategy -> sublayer -> parameter set of
+    each layer ("none" first)."""
+    n_layers = check_int("n_layers", n_layers, 1, len(PALETTE))
+    n_unique = check_int("n_unique", n_unique, 1, n_layers)
     if isinstance(strategies, str) or not all(
         isinstance(s, str) and s in STRATEGIES for s in strategies
     ):
         raise ValueError(
-            f"strategies must be a sequence of names from {STRATEGIES}, got {strategies!r}"
+            f"strategies must be a sequence of names from {STRATEGIES}, "
+            f"got {strategies!r}"
         )
     names = list(dict.fromkeys(("none", *strategies)))
     return {
@@ -179,8 +190,9 @@ def stack_maps(
 def draw_unrolled_stacks(
     n_layers: int, n_unique: int, strategies: Sequence[str] = DEFAULT_STRATEGIES
 ) -> Figure:
-    """An unshared stack beside each strategy's unrolled stack; colour and number = parameter set (landing page,
-    chapter 3). Each half-box is drawn from ``layer_to_block``, so the picture is the library's map."""
+    """An unshared stack beside each strategy's unrolled stack; colour and number =
+    parameter set (landing page, chapter 3). Each half-box is drawn from
+    ``layer_to_block``, so the picture is the library's map."""
     maps = stack_maps(n_layers, n_unique, strategies)
     half, gap, row, row_gap, col_gap, left = 0.42, 0.04, 0.34, 0.07, 0.24, 1.05
     col = 2 * half + gap
@@ -274,16 +286,13 @@ def draw_unrolled_stacks(
 def embedding_counts(
     vocab_size: int, embedding_size: int, d_model: int
 ) -> dict[str, int]:
-    """Token-embedding parameters, plain V*H vs ALBERT's V*E + (E*H + H), from ``counting.embedding_parameters``."""
-    from dataclasses import replace
-
-    from ..config import TransformerConfig
-    from ..counting import embedding_parameters
-
-    _check_int("vocab_size", vocab_size, 1)
-    _check_int("d_model", d_model, 2)
-    _check_int("embedding_size", embedding_size, 1, d_model - 1)
-    # One position row (max_len=1) is the least a config holds; it is subtracted below, so only tokens remain.
+    """Token-embedding parameters, plain V*H vs ALBERT's V*E + (E*H + H), from
+    ``counting.embedding_parameters``."""
+    vocab_size = check_int("vocab_size", vocab_size, 1)
+    d_model = check_int("d_model", d_model, 2)
+    embedding_size = check_int("embedding_size", embedding_size, 1, d_model - 1)
+    # One position row (max_len=1) is the least a config holds; it is subtracted below,
+    # so only tokens remain.
     plain = TransformerConfig(
         d_model=d_model,
         n_heads=1,
@@ -294,9 +303,7 @@ def embedding_counts(
         embedding_norm=False,
     )
     factorised = replace(plain, embedding_size=embedding_size)
-    narrow = replace(
-        plain, d_model=embedding_size
-    )  # the V*E table alone, no projection
+    narrow = replace(plain, d_model=embedding_size)  # the V*E table, no projection
     table = embedding_parameters(narrow) - embedding_size
     return {
         "plain": embedding_parameters(plain) - d_model,
@@ -308,14 +315,13 @@ def embedding_counts(
 def draw_factorised_embedding(
     vocab_size: int, embedding_size: int, d_model: int
 ) -> Figure:
-    """ALBERT's factorised embedding (V x E table, then E x H projection) beside BERT's V x H table, areas to scale
-    and labelled with ``sharedlib.counting``'s parameter counts (chapter 4)."""
+    """ALBERT's factorised embedding (V x E table, then E x H projection) beside BERT's
+    V x H table, areas to scale and labelled with ``sharedlib.counting``'s parameter
+    counts (chapter 4)."""
     counts = embedding_counts(vocab_size, embedding_size, d_model)
     V, E, H = vocab_size, embedding_size, d_model
-    tall, wide = (
-        3.0,
-        1.5,
-    )  # inches for V rows and H columns: every box is drawn at the same scale
+    # inches for V rows and H columns: every box is drawn at the same scale
+    tall, wide = 3.0, 1.5
     rows, cols = tall / V, wide / H
     fig, ax = _canvas(9.4, 4.55)
     base = 0.95
@@ -390,8 +396,9 @@ def draw_factorised_embedding(
     ax.text(
         0.3,
         0.22,
-        f"token-embedding parameters: {counts['plain']:,} plain vs {total:,} factorised "
-        f"({total / counts['plain']:.1%}). Box areas are proportional to weight counts.",
+        f"token-embedding parameters: {counts['plain']:,} plain vs {total:,} "
+        f"factorised ({total / counts['plain']:.1%}). "
+        "Box areas are proportional to weight counts.",
         fontsize=TEXT_SIZE,
     )
     return fig
@@ -400,15 +407,19 @@ def draw_factorised_embedding(
 def halting_weights(
     probabilities: Sequence[float], epsilon: float = 0.01
 ) -> list[float]:
-    """Graves's ACT weights of one position: halting probabilities until their sum reaches 1 - epsilon, then the
-    remainder R = 1 - (sum of the earlier ones) for the halting step; steps after it get none. A scalar
-    restatement for the schematic, checked against ``sharedlib.universal.act_weights`` in the tests."""
-    if (
-        isinstance(epsilon, bool)
-        or not isinstance(epsilon, numbers.Real)
-        or not 0 < epsilon < 1
-    ):
-        raise ValueError(f"epsilon must be a real number in (0, 1), got {epsilon!r}")
+    """Graves's ACT weights of one position: halting probabilities until their sum
+    reaches 1 - epsilon, then the remainder R = 1 - (sum of the earlier ones) for the
+    halting step; steps after it get none.
+
+    A scalar restatement for the schematic, checked against
+    ``sharedlib.universal.act_weights`` in the tests.
+    """
+    epsilon = check_real("epsilon", epsilon, 0, 1, open_minimum=True)
+    # check_real's maximum is closed; at 1 every position would halt at once
+    if epsilon == 1:
+        raise ValueError(
+            f"epsilon must be a finite real number in (0, 1), got {epsilon!r}"
+        )
     if (
         isinstance(probabilities, str)
         or not probabilities
@@ -418,20 +429,21 @@ def halting_weights(
         )
     ):
         raise ValueError(
-            f"probabilities must be a non-empty sequence of values in [0, 1], got {probabilities!r}"
+            "probabilities must be a non-empty sequence of values in [0, 1], "
+            f"got {probabilities!r}"
         )
     weights, total = [], 0.0
     for n, p in enumerate(probabilities):
-        if (
-            total + p >= 1 - epsilon or n == len(probabilities) - 1
-        ):  # halt here (or forced at the last step)
+        # halt here (or forced at the last step)
+        if total + p >= 1 - epsilon or n == len(probabilities) - 1:
             return [*weights, 1 - total]
         weights.append(p)
         total += p
     raise AssertionError("unreachable")
 
 
-# Illustrative halting probabilities per position (a schematic: real ones come from the halting unit).
+# Illustrative halting probabilities per position (a schematic: real ones come from the
+# halting unit).
 UT_EXAMPLE: dict[str, tuple[float, ...]] = {
     "x1": (0.995, 0.5, 0.5, 0.5, 0.5),
     "x2": (0.6, 0.5, 0.3, 0.3, 0.3),
@@ -441,8 +453,9 @@ UT_EXAMPLE: dict[str, tuple[float, ...]] = {
 
 
 def draw_universal_transformer_step(epsilon: float = 0.01) -> Figure:
-    """Universal Transformer: one shared block applied recurrently with a timestep signal, and Adaptive Computation
-    Time halting per position (schematic, Dehghani et al. 2019, Graves 2016; the Universal Transformer chapter)."""
+    """Universal Transformer: one shared block applied recurrently with a timestep
+    signal, and Adaptive Computation Time halting per position (schematic, Dehghani et
+    al. 2019, Graves 2016; the Universal Transformer chapter)."""
     fig, ax = _canvas(11.0, 4.5)
     ax.text(
         0.2,
@@ -487,9 +500,8 @@ def draw_universal_transformer_step(epsilon: float = 0.01) -> Figure:
     )
     _arrow(ax, (mx, 2.6), (mx, 2.9))
     _box(ax, cx, 2.9, w, 0.45, PALETTE[1], r"state $h^t$", gid="state")
-    _arrow(
-        ax, (cx, 3.12), (mx - 0.17, 1.15), FORWARD, rad=0.75, width=1.6
-    )  # back round to the next step
+    # back round to the next step
+    _arrow(ax, (cx, 3.12), (mx - 0.17, 1.15), FORWARD, rad=0.75, width=1.6)
     ax.text(
         0.12,
         2.15,
@@ -509,13 +521,15 @@ def draw_universal_transformer_step(epsilon: float = 0.01) -> Figure:
         fontsize=TEXT_SIZE,
     )
 
-    # ACT: the halting rule applied to illustrative probabilities, computed by halting_weights.
+    # ACT: the halting rule applied to illustrative probabilities, computed by
+    # halting_weights.
     gx, cell_w, cell_h = 5.85, 0.78, 0.46
     steps = max(len(p) for p in UT_EXAMPLE.values())
     ax.text(
         5.05,
         4.25,
-        rf"ACT halting, $\varepsilon$ = {epsilon}: halting unit $p_i^t = \sigma(w \cdot h_i^t + b)$",
+        rf"ACT halting, $\varepsilon$ = {epsilon}: "
+        r"halting unit $p_i^t = \sigma(w \cdot h_i^t + b)$",
         fontsize=11,
         va="center",
     )
@@ -595,7 +609,8 @@ def draw_universal_transformer_step(epsilon: float = 0.01) -> Figure:
     notes = (
         r"blue: still updating, weight $w_i^t = p_i^t$"
         "\n"
-        r"orange: halting step, the first where $\sum p \geq 1 - \varepsilon$ (or the last step), "
+        r"orange: halting step, the first where $\sum p \geq 1 - \varepsilon$ "
+        r"(or the last step), "
         r"weight $R = 1 - \sum$ earlier $p$"
         "\n"
         "grey: halted, state copied unchanged\n"
@@ -606,15 +621,12 @@ def draw_universal_transformer_step(epsilon: float = 0.01) -> Figure:
 
 
 def draw_relaxed_sharing(n_layers: int, rank: int, d_model: int = 512) -> Figure:
-    """Relaxed sharing: one shared block plus a per-layer low-rank delta, W_i = W + B_i A_i (Bae et al. 2025;
-    chapter 8). The footer's counts come from ``relaxed.delta_parameters`` and ``counting.layer_parameters``."""
-    from ..config import TransformerConfig
-    from ..counting import layer_parameters
-    from ..relaxed import delta_parameters
-
-    _check_int("n_layers", n_layers, 1, len(PALETTE) - 1)
-    _check_int("d_model", d_model, 2)
-    _check_int("rank", rank, 1, d_model)
+    """Relaxed sharing: one shared block plus a per-layer low-rank delta,
+    W_i = W + B_i A_i (Bae et al. 2025; chapter 8). The footer's counts come from
+    ``relaxed.delta_parameters`` and ``counting.layer_parameters``."""
+    n_layers = check_int("n_layers", n_layers, 1, len(PALETTE) - 1)
+    d_model = check_int("d_model", d_model, 2)
+    rank = check_int("rank", rank, 1, d_model)
     config = TransformerConfig(
         d_model=d_model, n_heads=1, d_ff=4 * d_model, n_layers=n_layers, strategy="all"
     )
@@ -639,9 +651,7 @@ def draw_relaxed_sharing(n_layers: int, rank: int, d_model: int = 512) -> Figure
         _box(ax, 2.85, y, 0.55, row, PALETTE[0], "W", gid=f"W|{i}")
         ax.text(3.55, y + row / 2, "+", ha="center", va="center", fontsize=12)
         colour = PALETTE[i + 1]
-        _box(
-            ax, 3.7, y, 0.42, row, colour, f"B{i}", gid=f"B|{i}"
-        )  # (d, r): tall and thin
+        _box(ax, 3.7, y, 0.42, row, colour, f"B{i}", gid=f"B|{i}")  # (d, r): tall, thin
         _box(
             ax,
             4.17,
@@ -665,7 +675,8 @@ def draw_relaxed_sharing(n_layers: int, rank: int, d_model: int = 512) -> Figure
     ax.text(
         0.3,
         top + 0.35,
-        rf"Relaxed sharing, rank r = {rank}: layer $i$ computes with $W_i = W + B_i A_i$, "
+        rf"Relaxed sharing, rank r = {rank}: "
+        r"layer $i$ computes with $W_i = W + B_i A_i$, "
         r"$B_i$: out × r, $A_i$: r × in",
         fontsize=11,
         va="center",
@@ -673,9 +684,11 @@ def draw_relaxed_sharing(n_layers: int, rank: int, d_model: int = 512) -> Figure
     ax.text(
         0.3,
         0.2,
-        "W stands for each weight matrix of the shared block; each gets its own delta in every layer.\n"
+        "W stands for each weight matrix of the shared block; "
+        "each gets its own delta in every layer.\n"
         "B starts at zero, so training starts from the shared model.\n"
-        f"At d_model = {d_model}, d_ff = {4 * d_model}, one layer's deltas add {per_layer:,} parameters, "
+        f"At d_model = {d_model}, d_ff = {4 * d_model}, "
+        f"one layer's deltas add {per_layer:,} parameters, "
         f"{per_layer / unshared_layer:.1%} of an unshared layer's {unshared_layer:,}.",
         fontsize=TEXT_SIZE,
         va="bottom",
@@ -684,9 +697,9 @@ def draw_relaxed_sharing(n_layers: int, rank: int, d_model: int = 512) -> Figure
 
 
 def draw_one_module_many_uses(n_uses: int) -> Figure:
-    """One module object called at several depths; backward sums every use's gradient into its one weight
-    (chapter 2): dL/dW = sum over uses i of dL/dW at use i."""
-    _check_int("n_uses", n_uses, 1, 8)
+    """One module object called at several depths; backward sums every use's gradient
+    into its one weight (chapter 2): dL/dW = sum over uses i of dL/dW at use i."""
+    n_uses = check_int("n_uses", n_uses, 1, 8)
     step, bw, bh, mid, left = 1.6, 1.05, 0.55, 2.0, 1.95
     xs = [left + 0.85 + i * step for i in range(n_uses)]
     fig, ax = _canvas(max(xs[-1] + bw + 1.05, 6.8), 4.3)
@@ -731,9 +744,8 @@ def draw_one_module_many_uses(n_uses: int) -> Figure:
             BACKWARD,
             width=1.4,
         )
-        outer = (
-            -1 if x + bw / 2 < module_x - 0.01 else 1
-        )  # the label sits on the side away from the arrow's lean
+        # the label sits on the side away from the arrow's lean
+        outer = -1 if x + bw / 2 < module_x - 0.01 else 1
         ax.text(
             x + bw / 2 + 0.08 * outer,
             mid - 0.3,

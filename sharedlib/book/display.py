@@ -1,4 +1,4 @@
-"""Small display helpers for the notebooks: Markdown tables and glued numbers (any chapter)."""
+"""Notebook display helpers, any chapter: Markdown tables, glued numbers, source."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from IPython.display import Markdown
+
+__all__ = ["glue", "markdown_table", "show", "show_source"]
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Markdown:
@@ -27,7 +29,8 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Mar
 
 
 def show(content: str | Markdown | None) -> None:
-    """Display Markdown text or a ``markdown_table``; nothing for ``None`` (e.g. a table with no rows yet)."""
+    """Display Markdown text or a ``markdown_table``; nothing for ``None`` (e.g. a
+    table with no rows yet)."""
     if content is None:
         return
     from IPython.display import display
@@ -36,27 +39,31 @@ def show(content: str | Markdown | None) -> None:
 
 
 def glue(name: str, value: Any) -> None:
-    """Glue ``value`` for the book's prose (``{glue:text}`` roles); a no-op where myst-nb is absent (Colab)."""
+    """Glue ``value`` for the book's prose (``{glue:text}`` roles); a no-op where
+    myst-nb is absent (Colab)."""
     try:
-        from myst_nb import glue as myst_glue
+        from myst_nb import glue as myst_glue  # optional: absent on Colab
     except ImportError:
         return
     myst_glue(name, value, display=False)
 
 
 def show_source(*names: str) -> None:
-    """Display the source of ``sharedlib`` objects named "module.Qual.name", the module a dotted path below
-    ``sharedlib`` ("relaxed", "experiments.suite"): what a chapter page shows with ``literalinclude``, for readers
-    of the notebook in Jupyter or Colab, where that directive does not render."""
+    """Display the source of ``sharedlib`` objects named "module.Qual.name", the module
+    a dotted path below ``sharedlib`` ("relaxed", "experiments.suite"): what a chapter
+    page shows with ``literalinclude``, for readers of the notebook in Jupyter or Colab,
+    where that directive does not render."""
     from IPython.display import display
 
     for name in names:
         parts = name.split(".")
         if len(parts) < 2:
             raise ValueError(
-                f"names must look like 'module.Object' or 'module.Class.method', got {name!r}"
+                "names must look like 'module.Object' or 'module.Class.method', "
+                f"got {name!r}"
             )
-        # the module is the longest importable prefix: "relaxed.f", or "experiments.suite.f" in a subpackage
+        # the module is the longest importable prefix: "relaxed.f", or
+        # "experiments.suite.f" in a subpackage
         for cut in range(len(parts) - 1, 0, -1):
             module_name = ".".join(parts[:cut])
             try:
@@ -68,8 +75,5 @@ def show_source(*names: str) -> None:
         for part in parts[cut:]:
             obj = getattr(obj, part)
         path = module_name.replace(".", "/")
-        display(
-            Markdown(
-                f"`sharedlib/{path}.py`\n\n```python\n{textwrap.dedent(inspect.getsource(obj))}```"
-            )
-        )
+        source = textwrap.dedent(inspect.getsource(obj))
+        display(Markdown(f"`sharedlib/{path}.py`\n\n```python\n{source}```"))

@@ -1,9 +1,12 @@
-"""Checkers for the exercises: specific feedback on the first input that fails (every chapter).
+"""Checkers for the exercises: specific feedback on the first input that fails (every
+chapter).
 
-A wrong answer raises ``AssertionError`` with the input that shows it (NaN and infinite answers are wrong
-answers, never close to anything); a wrong call of a checker (not a function, an unknown strategy, no trials)
-raises ``ValueError`` naming the argument. Every call of the student's function runs in a helper thread and must
-return within ``timeout`` seconds (``TIMEOUT_S`` by default), or the checker fails saying so instead of waiting.
+A wrong answer raises ``AssertionError`` with the input that shows it (NaN and infinite
+answers are wrong answers, never close to anything); a wrong call of a checker (not a
+function, an unknown strategy, no trials) raises ``ValueError`` naming the argument.
+Every call of the student's function runs in a helper thread and must return within
+``timeout`` seconds (``TIMEOUT_S`` by default), or the checker fails saying so instead
+of waiting.
 """
 
 from __future__ import annotations
@@ -11,74 +14,91 @@ from __future__ import annotations
 import math
 import numbers
 import random
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import torch
+from torch import nn
+
 from ..config import TransformerConfig
-from ..counting import count_parameters
-from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
+from ..counting import (
+    activation_values_per_token,
+    count_parameters,
+    forward_flops_per_token,
+)
+from ..decoding import decode_step, prefill
+from ..measure import count_module_parameters
+from ..models import SharedTransformer
+from ..relaxed import delta_parameters, relaxed_parameters
+from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block, n_parameter_sets
+from ..similarity import linear_cka
+from ..universal import act_weights
+from ..validation import (
+    check_callable,
+    check_choice,
+    check_instance,
+    check_int,
+    check_real,
+)
 from .background import PUBLISHED_MODELS, doubling_time_months
 
-TIMEOUT_S = 10.0  # seconds one call of a student's function may take before the checker gives up on it
+__all__ = [
+    "TIMEOUT_S",
+    "check_activation_memory",
+    "check_attention_mask",
+    "check_break_even_rank",
+    "check_count_function",
+    "check_delta_count",
+    "check_doubling_time",
+    "check_embedding_saving",
+    "check_flops_per_token",
+    "check_halting_rule",
+    "check_kv_cache_step",
+    "check_layer_map",
+    "check_linear_cka",
+    "check_shared_gradient",
+    "check_shared_stack",
+    "check_tensor_layout",
+    "check_training_step_flops",
+    "random_config",
+    "shared_weight_gradient",
+]
+
+# seconds one call of a student's function may take before the checker gives up on it
+TIMEOUT_S = 10.0
 
 
-def _require_callable(name: str, fn: object) -> None:
-    if not callable(fn):
-        raise ValueError(
-            f"{name} must be a function you wrote, got {type(fn).__name__} {fn!r}"
-        )
-
-
-def _require_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+def _check_fn_and_timeout(fn: object, timeout: object) -> None:
+    """The two arguments every checker of a student's function takes."""
+    check_callable("fn", fn, "a function you wrote")
+    check_real("timeout", timeout, 0, open_minimum=True)
 
 
 def _is_integer(value: object) -> bool:
-    """True for Python and NumPy integers (``numbers.Integral``), False for ``bool``."""
+    """True for Python and NumPy integers (``numbers.Integral``), False for ``bool``
+    (for answers: a wrong integer fails as a wrong answer, not as a bad call)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _require_count(name: str, value: object) -> None:
-    if not _is_integer(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _require_timeout(timeout: object) -> None:
-    number = isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
-    if not (number and math.isfinite(timeout) and timeout > 0):
-        raise ValueError(
-            f"timeout must be a positive finite number of seconds, got {timeout!r}"
-        )
 
 
 def _call(
     fn: Callable[..., Any], description: str, *args: Any, timeout: float = TIMEOUT_S
 ) -> Any:
-    """``fn(*args)`` in a helper thread (torch's grad and inference modes carried over); ``AssertionError`` naming
-    the input if it raises or does not return within ``timeout`` seconds (a thread works on every platform)."""
-    torch = sys.modules.get(
-        "torch"
-    )  # the modes are thread-local: the helper thread starts with the defaults
-    modes = (
-        (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
-        if torch is not None
-        else None
-    )
+    """``fn(*args)`` in a helper thread (torch's grad and inference modes carried over);
+    ``AssertionError`` naming the input if it raises or does not return within
+    ``timeout`` seconds (a thread works on every platform)."""
+    # the modes are thread-local: the helper thread starts with the defaults
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            if modes is None:
-                outcome["value"] = fn(*args)
-            elif modes[0]:
+            if inference:
                 with torch.inference_mode():
                     outcome["value"] = fn(*args)
             else:
-                with torch.set_grad_enabled(modes[1]):
+                with torch.set_grad_enabled(grad):
                     outcome["value"] = fn(*args)
         except BaseException as error:  # handed to the caller's thread below
             outcome["error"] = error
@@ -88,16 +108,15 @@ def _call(
     worker.join(timeout)
     if worker.is_alive():
         raise AssertionError(
-            f"your function did not return within {timeout:g} s for {description}: an endless loop, or far more work "
-            "than the exercise needs? (it may still be running in the background; restart the kernel to stop it, "
-            "or pass a larger timeout= to the checker)"
+            f"your function did not return within {timeout:g} s for {description}: "
+            "an endless loop, or far more work than the exercise needs? (it may still "
+            "be running in the background; restart the kernel to stop it, or pass a "
+            "larger timeout= to the checker)"
         )
     error = outcome.get("error")
     if error is None:
         return outcome["value"]
-    if not isinstance(
-        error, Exception
-    ):  # KeyboardInterrupt, SystemExit: not a wrong answer
+    if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: not wrong
         raise error
     raise AssertionError(
         f"your function raised {type(error).__name__}: {error} for {description}"
@@ -105,7 +124,8 @@ def _call(
 
 
 def _as_list(value: object) -> list | None:
-    """``list(value)`` for any iterable answer (list, tuple, range, array); None for anything else."""
+    """``list(value)`` for any iterable answer (list, tuple, range, array); None for
+    anything else."""
     try:
         return list(value)  # type: ignore[call-overload]
     except TypeError:
@@ -113,10 +133,10 @@ def _as_list(value: object) -> list | None:
 
 
 def random_config(rng: random.Random, strategy: str) -> TransformerConfig:
-    """A small random valid config of ``strategy`` (used by checkers and property tests)."""
-    if not isinstance(rng, random.Random):
-        raise ValueError(f"rng must be a random.Random, got {type(rng).__name__}")
-    _require_choice("strategy", strategy, STRATEGIES)
+    """A small random valid config of ``strategy`` (used by checkers and property
+    tests)."""
+    check_instance("rng", rng, random.Random, "a random.Random")
+    check_choice("strategy", strategy, STRATEGIES)
     n_heads = rng.choice([1, 2, 4, 8])
     n_layers = rng.randint(1, 12)
     n_unique = None
@@ -150,11 +170,11 @@ def check_count_function(
     *,
     timeout: float = TIMEOUT_S,
 ) -> str:
-    """Compare a student's ``fn(config) -> int`` with the closed form on random configs of ``strategy``."""
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_choice("strategy", strategy, STRATEGIES)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(config) -> int`` with the closed form on random configs
+    of ``strategy``."""
+    _check_fn_and_timeout(fn, timeout)
+    check_choice("strategy", strategy, STRATEGIES)
+    check_int("trials", trials)
     rng = random.Random(f"{strategy}-{trials}")
     for _ in range(trials):
         config = random_config(rng, strategy)
@@ -166,7 +186,10 @@ def check_count_function(
             raise AssertionError(
                 f"for {config} expected {expected:,} parameters, got {got!r}"
             )
-    return f"correct: your count matches the closed form on {trials} random {strategy!r} configs"
+    return (
+        f"correct: your count matches the closed form on {trials} random "
+        f"{strategy!r} configs"
+    )
 
 
 def check_layer_map(
@@ -176,17 +199,18 @@ def check_layer_map(
     *,
     timeout: float = TIMEOUT_S,
 ) -> str:
-    """Compare a student's ``fn(n_layers, n_unique) -> list[int]`` with ``layer_to_block`` for all small N, M.
+    """Compare a student's ``fn(n_layers, n_unique) -> list[int]`` with
+    ``layer_to_block`` for all small N, M.
 
-    ``max_layers`` defaults to 12, and to 24 for "groups", where Hugging Face's float formula and its integer
-    versions part only at larger N (chapter 7's exercise finds where).
+    ``max_layers`` defaults to 12, and to 24 for "groups", where Hugging Face's float
+    formula and its integer versions part only at larger N (chapter 7's exercise finds
+    where).
     """
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_choice("strategy", strategy, NEEDS_N_UNIQUE)
+    _check_fn_and_timeout(fn, timeout)
+    check_choice("strategy", strategy, NEEDS_N_UNIQUE)
     if max_layers is None:
         max_layers = 24 if strategy == "groups" else 12
-    _require_count("max_layers", max_layers)
+    check_int("max_layers", max_layers)
     cases = 0
     for n_layers in range(1, max_layers + 1):
         for n_unique in range(1, n_layers + 1):
@@ -203,58 +227,68 @@ def check_layer_map(
                     else ""
                 )
                 raise AssertionError(
-                    f"{strategy}: for N={n_layers}, M={n_unique} expected {expected}, got {got!r}{hint}"
+                    f"{strategy}: for N={n_layers}, M={n_unique} expected {expected}, "
+                    f"got {got!r}{hint}"
                 )
             cases += 1
-    return f"correct: your {strategy!r} map agrees with the published definition on {cases} (N, M) pairs"
+    return (
+        f"correct: your {strategy!r} map agrees with the published definition on "
+        f"{cases} (N, M) pairs"
+    )
 
 
 def check_embedding_saving(
     value: int, vocab_size: int = 30000, d_model: int = 768, embedding_size: int = 128
 ) -> str:
-    """Check the parameters saved by factorising the token table V*H into V*E + E*H + H."""
+    """Check the parameters saved by factorising the token table V*H into
+    V*E + E*H + H."""
     for name, size in (
         ("vocab_size", vocab_size),
         ("d_model", d_model),
         ("embedding_size", embedding_size),
     ):
-        _require_count(name, size)
+        check_int(name, size)
     if not _is_integer(value):
         raise ValueError(
             f"value must be an integer number of parameters, got {value!r}"
         )
     value = int(value)  # a NumPy integer answers as well as a Python one
     untied = vocab_size * d_model  # the token table of an unfactorised model
-    factorised = (
-        vocab_size * embedding_size + embedding_size * d_model + d_model
-    )  # table + projection
+    # table + projection
+    factorised = vocab_size * embedding_size + embedding_size * d_model + d_model
     expected = untied - factorised
     if value != expected:
         V, H, E = vocab_size, d_model, embedding_size
         known = {  # common slips, recognised by the value they produce
-            untied
-            - V
-            * E: "you left out the E -> H projection that maps the small table up to H",
-            untied
-            - V * E
-            - E * H: "the E -> H projection is an nn.Linear: count its bias too",
+            untied - V * E: (
+                "you left out the E -> H projection that maps the small table up to H"
+            ),
+            untied - V * E - E * H: (
+                "the E -> H projection is an nn.Linear: count its bias too"
+            ),
             untied - factorised + H - E: "the projection's bias has H entries, not E",
-            factorised: "that is the size of the factorised tables; the question asks what they save",
+            factorised: (
+                "that is the size of the factorised tables; the question asks what "
+                "they save"
+            ),
         }
         hint = known.get(value, "too large" if value > expected else "too small")
         raise AssertionError(
             f"for V={V}, H={H}, E={E} your saving {value!r} is not right: {hint} "
             "(count only the token tables; position embeddings are not factorised)"
         )
-    return f"correct: factorising saves {expected:,} parameters ({expected / (vocab_size * d_model):.1%} of V*H)"
+    share = expected / (vocab_size * d_model)
+    return f"correct: factorising saves {expected:,} parameters ({share:.1%} of V*H)"
 
 
 def check_tensor_layout(answer: tuple[str, str, str]) -> str:
-    """Check the meaning of each axis of ``torch.rand(10, 32, 512)`` fed to ``nn.MultiheadAttention`` (chapter 5)."""
+    """Check the meaning of each axis of ``torch.rand(10, 32, 512)`` fed to
+    ``nn.MultiheadAttention`` (chapter 5)."""
     expected = ("sequence", "batch", "features")
     if isinstance(answer, str) or not hasattr(answer, "__len__") or len(answer) != 3:
         raise ValueError(
-            f"answer must be three axis names, each one of {sorted(expected)}, got {answer!r}"
+            f"answer must be three axis names, each one of {sorted(expected)}, "
+            f"got {answer!r}"
         )
     names = tuple(str(a).lower() for a in answer)
     unknown = [name for name in names if name not in expected]
@@ -267,34 +301,40 @@ def check_tensor_layout(answer: tuple[str, str, str]) -> str:
     ):
         if got != want:
             raise AssertionError(
-                f"axis {axis} (size {size}) is not {got!r}: look up what nn.MultiheadAttention expects when "
-                "batch_first is left at its default"
+                f"axis {axis} (size {size}) is not {got!r}: look up what "
+                "nn.MultiheadAttention expects when batch_first is left at its default"
             )
     return "correct: 10 positions, a batch of 32, 512 features per token"
 
 
 def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5) -> str:
-    """Check the doubling time (months) of the largest published model per year, from ``since`` on (chapter 1)."""
+    """Check the doubling time (months) of the largest published model per year, from
+    ``since`` on (chapter 1)."""
     years = sorted({m.year for m in PUBLISHED_MODELS})
     if not _is_integer(since) or since > years[-2]:
         raise ValueError(
-            f"since must be a year <= {years[-2]} (two years of models are needed), got {since!r}"
+            f"since must be a year <= {years[-2]} (two years of models are needed), "
+            f"got {since!r}"
         )
-    for name, number in (("value", value), ("tolerance_months", tolerance_months)):
-        if isinstance(number, bool) or not isinstance(number, numbers.Real):
-            raise ValueError(f"{name} must be a number of months, got {number!r}")
-    if not (math.isfinite(tolerance_months) and tolerance_months > 0):
-        raise ValueError(
-            f"tolerance_months must be a positive number, got {tolerance_months!r}"
-        )
+    # a value that is not finite is a wrong answer (AssertionError below), not a bad
+    # call
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"value must be a number of months, got {value!r}")
+    check_real("tolerance_months", tolerance_months, 0, open_minimum=True)
     models = tuple(m for m in PUBLISHED_MODELS if m.year >= since)
     expected = doubling_time_months(models)
     if not abs(value - expected) <= tolerance_months:
         frontier = sorted({m.year for m in models})
         if not math.isfinite(value):
-            hint = "it is not a finite number: check for a division by a zero slope or a log of zero"
+            hint = (
+                "it is not a finite number: check for a division by a zero slope or a "
+                "log of zero"
+            )
         elif abs(value - doubling_time_months(PUBLISHED_MODELS)) <= tolerance_months:
-            hint = "that is the trend over every year in the list; keep only the models from `since` on"
+            hint = (
+                "that is the trend over every year in the list; keep only the models "
+                "from `since` on"
+            )
         elif abs(12 * value - expected) <= tolerance_months:
             hint = "that is in years; the question asks for months"
         else:
@@ -303,10 +343,13 @@ def check_doubling_time(value: float, since: int, tolerance_months: float = 0.5)
                 if value > expected
                 else "too fast (too few months)"
             )
-            hint = f"{slower}; fit one point per year, log2 of that year's largest model, then take 12 / slope"
+            hint = (
+                f"{slower}; fit one point per year, log2 of that year's largest model, "
+                "then take 12 / slope"
+            )
         raise AssertionError(
-            f"from {since} on (years {frontier}) your doubling time of {value!r} months is off by more than "
-            f"{tolerance_months} months: {hint}"
+            f"from {since} on (years {frontier}) your doubling time of {value!r} "
+            f"months is off by more than {tolerance_months} months: {hint}"
         )
     return f"correct: {expected:.1f} months per doubling since {since}"
 
@@ -317,12 +360,10 @@ def check_delta_count(
     *,
     timeout: float = TIMEOUT_S,
 ) -> str:
-    """Compare a student's ``fn(config, rank) -> int`` (parameters the per-layer deltas add), chapter 8."""
-    from ..relaxed import delta_parameters
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(config, rank) -> int`` (parameters the per-layer deltas
+    add), chapter 8."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("trials", trials)
     rng = random.Random(f"delta-{trials}")
     for _ in range(trials):
         config, rank = random_config(rng, "all"), rng.randint(1, 8)
@@ -332,28 +373,14 @@ def check_delta_count(
         )
         if got != expected:
             raise AssertionError(
-                f"for rank {rank}, d_model={config.d_model}, d_ff={config.d_ff}, depth={config.depth} expected "
-                f"{expected:,} delta parameters, got {got!r} (each weight matrix of shape (out, in) adds rank*(out+in))"
+                f"for rank {rank}, d_model={config.d_model}, d_ff={config.d_ff}, "
+                f"depth={config.depth} expected {expected:,} delta parameters, "
+                f"got {got!r} (each weight matrix of shape (out, in) adds "
+                "rank*(out+in))"
             )
     return (
         f"correct: your delta count matches the closed form on {trials} random configs"
     )
-
-
-def _require_config(name: str, config: object) -> None:
-    if not isinstance(config, TransformerConfig):
-        raise ValueError(
-            f"{name} must be a sharedlib TransformerConfig, got {type(config).__name__}"
-        )
-
-
-def _require_number(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-    ):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def _close(got: float, expected: float, rel: float) -> bool:
@@ -370,13 +397,10 @@ def check_flops_per_token(
     *,
     timeout: float = TIMEOUT_S,
 ) -> str:
-    """Compare a student's ``fn(config, seq_len)`` (forward FLOPs per token) with the closed form, chapter 4."""
-    from ..counting import forward_flops_per_token
-    from ..sharing import n_parameter_sets
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(config, seq_len)`` (forward FLOPs per token) with the
+    closed form, chapter 4."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("trials", trials)
     rng = random.Random(f"flops-{trials}")
     for _ in range(trials):
         config = random_config(rng, rng.choice(STRATEGIES))
@@ -408,45 +432,64 @@ def check_flops_per_token(
                 config.depth != sets
                 and got == expected - (config.depth - sets) * per_layer
             ):
-                hint = f"you counted {sets} unique blocks; every one of the {config.depth} applied layers computes"
+                hint = (
+                    f"you counted {sets} unique blocks; every one of the "
+                    f"{config.depth} applied layers computes"
+                )
             else:
-                hint = "a multiply-add is 2 FLOPs; per applied layer 8H^2 (projections) + 4TH (scores) + 4H*d_ff (FFN)"
+                hint = (
+                    "a multiply-add is 2 FLOPs; per applied layer 8H^2 (projections) "
+                    "+ 4TH (scores) + 4H*d_ff (FFN)"
+                )
             raise AssertionError(
-                f"for {config} at T={seq_len} expected {expected:,} FLOPs per token ({_flops_parts(parts)}), "
-                f"got {got!r}; {hint}"
+                f"for {config} at T={seq_len} expected {expected:,} FLOPs per token "
+                f"({_flops_parts(parts)}), got {got!r}; {hint}"
             )
-    return f"correct: your FLOPs per token match the closed form on {trials} random configs of every strategy"
+    return (
+        f"correct: your FLOPs per token match the closed form on {trials} random "
+        "configs of every strategy"
+    )
 
 
 def check_training_step_flops(
     value: float, config: TransformerConfig, batch_size: int, seq_len: int
 ) -> str:
-    """Check the FLOPs of one training step (forward and backward) of ``batch_size`` sequences, chapter 6b."""
-    from ..counting import forward_flops_per_token
-
-    _require_number("value", value)
-    _require_config("config", config)
-    _require_count("batch_size", batch_size)
-    _require_count("seq_len", seq_len)
+    """Check the FLOPs of one training step (forward and backward) of ``batch_size``
+    sequences, chapter 6b."""
+    check_real("value", value)
+    check_instance("config", config, TransformerConfig, "a sharedlib TransformerConfig")
+    check_int("batch_size", batch_size)
+    check_int("seq_len", seq_len)
     forward = (
         batch_size * seq_len * sum(forward_flops_per_token(config, seq_len).values())
     )
     expected = 3 * forward
     if not _close(value, expected, 1e-3):
         if _close(value, forward, 1e-3):
-            hint = "that is the forward pass alone; the backward pass costs two more (gradients of inputs and weights)"
+            hint = (
+                "that is the forward pass alone; the backward pass costs two more "
+                "(gradients of inputs and weights)"
+            )
         elif _close(value, 2 * forward, 1e-3):
-            hint = "the backward pass costs twice the forward: one matmul for the input gradient, one for the weight's"
+            hint = (
+                "the backward pass costs twice the forward: one matmul for the input "
+                "gradient, one for the weight's"
+            )
         elif value < expected:
-            hint = "too small; count every applied layer for every token of the batch (depth counts, sharing does not)"
+            hint = (
+                "too small; count every applied layer for every token of the batch "
+                "(depth counts, sharing does not)"
+            )
         else:
             hint = (
-                "too large; is the config you pass the one you counted for (lm_head, embedding_size)? "
-                "Each matrix multiplication counts once forward and twice backward"
+                "too large; is the config you pass the one you counted for (lm_head, "
+                "embedding_size)? Each matrix multiplication counts once forward and "
+                "twice backward"
             )
         raise AssertionError(
-            f"for B={batch_size}, T={seq_len}, depth {config.depth}, H={config.d_model}, d_ff={config.d_ff} "
-            f"your {value!r} FLOPs per step is not right: {hint}"
+            f"for B={batch_size}, T={seq_len}, depth {config.depth}, "
+            f"H={config.d_model}, d_ff={config.d_ff} your {value!r} FLOPs per step is "
+            f"not right: {hint}"
         )
     return (
         f"correct: {expected:.4g} FLOPs per training step (3 x {forward:.4g} forward)"
@@ -454,20 +497,22 @@ def check_training_step_flops(
 
 
 def check_break_even_rank(value: int, config: TransformerConfig) -> str:
-    """Check the smallest rank r at which shared block + per-layer rank-r deltas has as many parameters as the
-    unshared model of the same depth (``config`` has strategy "all"), chapter 4."""
-    from ..relaxed import relaxed_parameters
-
-    _require_config("config", config)
+    """Check the smallest rank r at which shared block + per-layer rank-r deltas has as
+    many parameters as the unshared model of the same depth (``config`` has strategy
+    "all"), chapter 4."""
+    check_instance("config", config, TransformerConfig, "a sharedlib TransformerConfig")
     if config.strategy != "all":
         raise ValueError(
-            f"config.strategy must be 'all' (the shared base of the relaxed model), got {config.strategy!r}"
+            "config.strategy must be 'all' (the shared base of the relaxed model), "
+            f"got {config.strategy!r}"
         )
     if not _is_integer(value):
         raise ValueError(f"value must be an integer rank, got {value!r}")
     value = int(value)  # a NumPy integer answers as well as a Python one
     unshared = count_parameters(replace(config, strategy="none", n_unique=None))
-    rank = 1  # searched, not solved, so that the check does not share the student's algebra
+    rank = (
+        1  # searched, not solved, so that the check shares no algebra with the student
+    )
     while relaxed_parameters(config, rank) < unshared:
         rank += 1
     if value != rank:
@@ -477,14 +522,19 @@ def check_break_even_rank(value: int, config: TransformerConfig) -> str:
         at = relaxed_parameters(config, value)
         if value < rank:
             raise AssertionError(
-                f"{shape} at r={value} the relaxed model has {at:,} parameters, still fewer than the unshared "
-                f"model's {unshared:,}: r is too small (each weight matrix (out, in) gets r*(out + in) per layer)"
+                f"{shape} at r={value} the relaxed model has {at:,} parameters, still "
+                f"fewer than the unshared model's {unshared:,}: r is too small (each "
+                "weight matrix (out, in) gets r*(out + in) per layer)"
             )
         raise AssertionError(
             f"{shape} r={value} is not the smallest: r={value - 1} already gives "
-            f"{relaxed_parameters(config, value - 1):,} >= {unshared:,} parameters; round up, not further"
+            f"{relaxed_parameters(config, value - 1):,} >= {unshared:,} parameters; "
+            "round up, not further"
         )
-    return f"correct: from rank {rank} on, the relaxed model is no smaller than the unshared one ({unshared:,})"
+    return (
+        f"correct: from rank {rank} on, the relaxed model is no smaller than the "
+        f"unshared one ({unshared:,})"
+    )
 
 
 def check_activation_memory(
@@ -493,13 +543,10 @@ def check_activation_memory(
     *,
     timeout: float = TIMEOUT_S,
 ) -> str:
-    """Compare a student's ``fn(config)`` (values per token kept for backward) with the closed form, chapter 5b."""
-    from ..counting import activation_values_per_token
-    from ..sharing import n_parameter_sets
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(config)`` (values per token kept for backward) with the
+    closed form, chapter 5b."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("trials", trials)
     rng = random.Random(f"activations-{trials}")
     for _ in range(trials):
         config = random_config(rng, rng.choice(STRATEGIES))
@@ -517,52 +564,56 @@ def check_activation_memory(
             )
             if got == per_layer * sets and sets != config.depth:
                 hint = (
-                    f"you counted {sets} unique blocks: a looped block keeps its activations once per application, "
-                    f"{config.depth} here"
+                    f"you counted {sets} unique blocks: a looped block keeps its "
+                    f"activations once per application, {config.depth} here"
                 )
             elif config.strategy == "groups" and got == per_layer * config.n_layers:
-                hint = "each ALBERT group holds inner_group_num layers: depth is n_layers * inner_group_num"
+                hint = (
+                    "each ALBERT group holds inner_group_num layers: depth is "
+                    "n_layers * inner_group_num"
+                )
             elif config.norm == "none" or config.activation == "relu":
                 hint = (
-                    f"norm={config.norm!r}, activation={config.activation!r}: a model without LayerNorms keeps "
-                    "no LayerNorm values, and ReLU's backward needs only its output"
+                    f"norm={config.norm!r}, activation={config.activation!r}: a model "
+                    "without LayerNorms keeps no LayerNorm values, and ReLU's backward "
+                    "needs only its output"
                 )
             else:
-                hint = "per applied layer, list what each LayerNorm, linear layer, attention kernel and FFN keep"
+                hint = (
+                    "per applied layer, list what each LayerNorm, linear layer, "
+                    "attention kernel and FFN keep"
+                )
             raise AssertionError(
-                f"for {config} (depth {config.depth}) expected {expected:,} values per token ({per_layer:,} per "
-                f"applied layer), got {got!r}; {hint}"
+                f"for {config} (depth {config.depth}) expected {expected:,} values per "
+                f"token ({per_layer:,} per applied layer), got {got!r}; {hint}"
             )
-    return f"correct: your activation count matches the closed form on {trials} random configs of every strategy"
+    return (
+        f"correct: your activation count matches the closed form on {trials} random "
+        "configs of every strategy"
+    )
 
 
 def check_halting_rule(
     fn: Callable[..., tuple], trials: int = 60, *, timeout: float = TIMEOUT_S
 ) -> str:
-    """Compare a student's ``fn(p, threshold) -> (weights, steps, remainders)`` with ``act_weights``, chapter 5b."""
-    import torch
-
-    from ..universal import act_weights
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(p, threshold) -> (weights, steps, remainders)`` with
+    ``act_weights``, chapter 5b."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("trials", trials)
     names = ("weights (S, B, T)", "steps N (B, T)", "remainders R (B, T)")
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
         steps, batch, length = 1 + trial % 6, 2, 3
-        scale = (1.0, 0.2, 0.02)[
-            trial % 3
-        ]  # halts early, runs long, hits the step limit
+        # halts early, runs long, hits the step limit
+        scale = (1.0, 0.2, 0.02)[trial % 3]
         p = (
             torch.rand(steps, batch, length, generator=g, dtype=torch.float64) * scale
         ).requires_grad_()
         if trial % 4 == 1:
             p.data[0, 0, 0] = 0.995  # halts at the first step
         threshold = (0.99, 0.5, 0.9)[trial % 3]
-        if (
-            trial % 6 == 4
-        ):  # 0.25 + 0.25 lands exactly on 0.5: the rule halts at >=, not only at >
+        # 0.25 + 0.25 lands exactly on 0.5: the rule halts at >=, not only at >
+        if trial % 6 == 4:
             p.data[:2, 0, 0], threshold = 0.25, 0.5
         expected = act_weights(p, threshold)
         got = _call(
@@ -574,13 +625,15 @@ def check_halting_rule(
         )
         if not isinstance(got, tuple | list) or len(got) != 3:
             raise AssertionError(
-                f"return (weights, steps, remainders), a tuple of three tensors; got {type(got).__name__}"
+                "return (weights, steps, remainders), a tuple of three tensors; "
+                f"got {type(got).__name__}"
             )
         for name, want, have in zip(names, expected, got, strict=True):
             have_t = torch.as_tensor(have)
             if have_t.shape != want.shape:
                 raise AssertionError(
-                    f"{name}: expected shape {tuple(want.shape)}, got {tuple(have_t.shape)}"
+                    f"{name}: expected shape {tuple(want.shape)}, "
+                    f"got {tuple(have_t.shape)}"
                 )
             bad = ~torch.isclose(
                 have_t.detach().to(torch.float64),
@@ -592,9 +645,11 @@ def check_halting_rule(
                 column = (slice(None), *index[-2:])
                 raise AssertionError(
                     f"{name} at {index}, threshold {threshold}, for probabilities "
-                    f"{[round(v, 4) for v in p[column].tolist()]}: expected {want[index].item():.6g}, got "
-                    f"{have_t[index].item():.6g}; a position halts at the first n where p_1 + ... + p_n >= threshold "
-                    "(or at the last step) and takes R = 1 - (p_1 + ... + p_{N-1}) there, weight 0 after"
+                    f"{[round(v, 4) for v in p[column].tolist()]}: "
+                    f"expected {want[index].item():.6g}, "
+                    f"got {have_t[index].item():.6g}; a position halts at the first n "
+                    "where p_1 + ... + p_n >= threshold (or at the last step) and "
+                    "takes R = 1 - (p_1 + ... + p_{N-1}) there, weight 0 after"
                 )
         direction = torch.randn(p.shape, generator=g, dtype=torch.float64)
         (want_grad,) = torch.autograd.grad(
@@ -602,29 +657,32 @@ def check_halting_rule(
         )
         if not (isinstance(got[0], torch.Tensor) and got[0].requires_grad):
             raise AssertionError(
-                "your weights carry no gradient: build them from p with differentiable operations"
+                "your weights carry no gradient: build them from p with differentiable "
+                "operations"
             )
         (have_grad,) = torch.autograd.grad(
             (got[0] * direction).sum() + got[2].sum(), p, allow_unused=True
         )
         if have_grad is None or not torch.allclose(have_grad, want_grad, atol=1e-9):
             raise AssertionError(
-                f"for p of shape {tuple(p.shape)}, threshold {threshold}, the values agree but the gradient with "
-                "respect to p does not: R = 1 - sum of the earlier p must stay a function of p (no .item(), no detach)"
+                f"for p of shape {tuple(p.shape)}, threshold {threshold}, the values "
+                "agree but the gradient with respect to p does not: R = 1 - sum of the "
+                "earlier p must stay a function of p (no .item(), no detach)"
             )
-    return f"correct: weights, steps, remainders and their gradients match act_weights on {trials} random cases"
+    return (
+        "correct: weights, steps, remainders and their gradients match act_weights on "
+        f"{trials} random cases"
+    )
 
 
 def check_attention_mask(
     fn: Callable[[Any, str], Any], trials: int = 50, *, timeout: float = TIMEOUT_S
 ) -> str:
-    """Compare a student's ``fn(mask, convention)`` that returns the book's key mask (bool, True = real token)
-    from PyTorch's ``src_key_padding_mask`` ("padding") or an additive float mask ("additive"), chapter 5."""
-    import torch
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(mask, convention)`` that returns the book's key mask
+    (bool, True = real token) from PyTorch's ``src_key_padding_mask`` ("padding") or an
+    additive float mask ("additive"), chapter 5."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("trials", trials)
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
         batch, length = 1 + trial % 3, 1 + trial % 7
@@ -635,9 +693,8 @@ def check_attention_mask(
         ]
         cases = {
             "padding": ~keep,  # nn.TransformerEncoder: True = padding
-            "additive": torch.where(
-                keep, 0.0, masked_value
-            ),  # (B, T): 0 = keep, very negative = masked
+            # (B, T): 0 = keep, very negative = masked
+            "additive": torch.where(keep, 0.0, masked_value),
         }
         for convention, mask in cases.items():
             got = _call(
@@ -658,27 +715,27 @@ def check_attention_mask(
                     else type(got).__name__
                 )
                 raise AssertionError(
-                    f"for the {convention} mask {mask.tolist()} expected a bool tensor of shape {tuple(keep.shape)}, "
-                    f"got {described}"
+                    f"for the {convention} mask {mask.tolist()} expected a bool tensor "
+                    f"of shape {tuple(keep.shape)}, got {described}"
                 )
             if not torch.equal(got, keep):
                 hint = (
                     "True marks padding there: invert it"
                     if convention == "padding"
-                    else "0 means keep and a large negative number (or -inf) means masked: compare with 0"
+                    else "0 means keep and a large negative number (or -inf) means "
+                    "masked: compare with 0"
                 )
                 raise AssertionError(
-                    f"for the {convention} mask {mask.tolist()} expected {keep.tolist()} (True = real token), "
-                    f"got {got.tolist()}; {hint}"
+                    f"for the {convention} mask {mask.tolist()} expected "
+                    f"{keep.tolist()} (True = real token), got {got.tolist()}; {hint}"
                 )
-    return f"correct: both conventions convert to the book's key mask on {trials} random masks"
+    return (
+        "correct: both conventions convert to the book's key mask on "
+        f"{trials} random masks"
+    )
 
 
 def _small_causal_lm(strategy: str, n_unique: int | None) -> Any:
-    import torch
-
-    from ..models import SharedTransformer
-
     config = TransformerConfig(
         d_model=16,
         n_heads=2,
@@ -698,18 +755,10 @@ def _small_causal_lm(strategy: str, n_unique: int | None) -> Any:
 def check_kv_cache_step(
     fn: Callable[..., Any], steps: int = 4, *, timeout: float = TIMEOUT_S
 ) -> str:
-    """Compare a student's ``fn(model, token, cache) -> logits (B, V)`` with ``decode_step``, chapter 6b."""
-    import torch
-
-    from ..decoding import decode_step, prefill
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("steps", steps)
-    if steps > 8:
-        raise ValueError(
-            f"steps must be at most 8 (the prompt of 4 and the steps fit max_len=16), got {steps!r}"
-        )
+    """Compare a student's ``fn(model, token, cache) -> logits (B, V)`` with
+    ``decode_step``, chapter 6b."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("steps", steps, 1, 8)  # the prompt of 4 and the steps fit max_len=16
     for strategy, n_unique in (("none", None), ("all", None), ("cycle-rev", 3)):
         model = _small_causal_lm(strategy, n_unique)
         ids = torch.randint(
@@ -719,7 +768,10 @@ def check_kv_cache_step(
         _, theirs = prefill(model, ids[:, :4])
         for t in range(4, 4 + steps):
             want, ours = decode_step(model, ids[:, t], ours)
-            where = f"strategy {strategy!r} (layers use blocks {[a for a, _ in ours.schedule]}), token at position {t}"
+            where = (
+                f"strategy {strategy!r} (layers use blocks "
+                f"{[a for a, _ in ours.schedule]}), token at position {t}"
+            )
             with torch.inference_mode():
                 got = _call(fn, where, model, ids[:, t], theirs, timeout=timeout)
             got = got[0] if isinstance(got, tuple) else got
@@ -730,52 +782,55 @@ def check_kv_cache_step(
                     else type(got).__name__
                 )
                 raise AssertionError(
-                    f"{where}: expected logits of shape {tuple(want.shape)} (B, V), got {described}"
+                    f"{where}: expected logits of shape {tuple(want.shape)} (B, V), "
+                    f"got {described}"
                 )
             if theirs.length != t + 1:
                 raise AssertionError(
-                    f"{where}: the cache should hold {t + 1} positions after the step, it holds {theirs.length}; "
-                    "append the new K, V of every applied layer"
+                    f"{where}: the cache should hold {t + 1} positions after the step, "
+                    f"it holds {theirs.length}; append the new K, V of every applied "
+                    "layer"
                 )
             error = (got.float() - want).abs().max().item()
-            if (
-                not error <= 1e-4
-            ):  # NaN or infinite logits are wrong too (NaN > 1e-4 is False)
+            # NaN or infinite logits are wrong too (NaN > 1e-4 is False)
+            if not error <= 1e-4:
                 raise AssertionError(
-                    f"{where}: logits differ from decode_step's by up to {error:.3g}; check the three steps: embed "
-                    "the token at position cache.length (read before the layers append), give each applied layer its "
-                    "own cache entry even where layers share a block, and finish as the forward pass does (the final "
-                    "LayerNorm of a pre-norm model, then model.logits)"
+                    f"{where}: logits differ from decode_step's by up to {error:.3g}; "
+                    "check the three steps: embed the token at position cache.length "
+                    "(read before the layers append), give each applied layer its own "
+                    "cache entry even where layers share a block, and finish as the "
+                    "forward pass does (the final LayerNorm of a pre-norm model, then "
+                    "model.logits)"
                 )
-    return f"correct: your step matches decode_step for {steps} tokens with unshared, shared and cycle-rev models"
+    return (
+        f"correct: your step matches decode_step for {steps} tokens with unshared, "
+        "shared and cycle-rev models"
+    )
 
 
 def check_shared_stack(
     fn: Callable[[int, int], Any], *, timeout: float = TIMEOUT_S
 ) -> str:
-    """Check a student's ``fn(width, depth)``: a module that applies one ``nn.Linear(width, width)`` ``depth``
-    times with ReLU between, so that it holds one layer's parameters and sums the gradients of every use (ch. 2)."""
-    import torch
-    from torch import nn
-
-    from ..measure import count_module_parameters
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
+    """Check a student's ``fn(width, depth)``: a module that applies one
+    ``nn.Linear(width, width)`` ``depth`` times with ReLU between, so that it holds one
+    layer's parameters and sums the gradients of every use (chapter 2)."""
+    _check_fn_and_timeout(fn, timeout)
     for width, depth in ((3, 1), (4, 3), (8, 5)):
         module = _call(
             fn, f"width={width}, depth={depth}", width, depth, timeout=timeout
         )
         if not isinstance(module, nn.Module):
             raise AssertionError(
-                f"for width={width}, depth={depth} expected an nn.Module, got {type(module).__name__}"
+                f"for width={width}, depth={depth} expected an nn.Module, "
+                f"got {type(module).__name__}"
             )
         expected, got = width * width + width, count_module_parameters(module)
         if got != expected:
             raise AssertionError(
-                f"for width={width}, depth={depth} expected {expected} parameters (one nn.Linear({width}, {width})), "
-                f"got {got}: parameters() lists a shared tensor once, so {got} means "
-                f"{got / expected:g} layers' worth; use one Linear object, not copies"
+                f"for width={width}, depth={depth} expected {expected} parameters "
+                f"(one nn.Linear({width}, {width})), got {got}: parameters() lists a "
+                f"shared tensor once, so {got} means {got / expected:g} layers' worth; "
+                "use one Linear object, not copies"
             )
         linear = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
         if linear is None:
@@ -788,9 +843,7 @@ def check_shared_stack(
         x = torch.randn(5, width, generator=torch.Generator().manual_seed(depth))
         reference = x
         for i, copy in enumerate(copies):
-            reference = copy(
-                reference if i == 0 else torch.relu(reference)
-            )  # (5, width)
+            reference = copy(reference if i == 0 else torch.relu(reference))  # (5, W)
         module.zero_grad()
         out = _call(module, f"an input of shape (5, {width})", x, timeout=timeout)
         if (
@@ -799,8 +852,8 @@ def check_shared_stack(
             or not torch.allclose(out, reference)
         ):
             raise AssertionError(
-                f"for width={width}, depth={depth}: the output differs from applying the Linear {depth} times with "
-                "ReLU between (none after the last)"
+                f"for width={width}, depth={depth}: the output differs from applying "
+                f"the Linear {depth} times with ReLU between (none after the last)"
             )
         out.sum().backward()
         reference.sum().backward()
@@ -809,24 +862,24 @@ def check_shared_stack(
             linear.weight.grad, summed, atol=1e-6
         ):
             raise AssertionError(
-                f"for width={width}, depth={depth}: the weight's gradient is not the sum of its {depth} uses' "
-                "gradients: is the Linear detached or replaced in forward?"
+                f"for width={width}, depth={depth}: the weight's gradient is not the "
+                f"sum of its {depth} uses' gradients: is the Linear detached or "
+                "replaced in forward?"
             )
-    return "correct: one Linear's parameters, the right output, and gradients summed over every use"
+    return (
+        "correct: one Linear's parameters, the right output, and gradients summed over "
+        "every use"
+    )
 
 
 def check_linear_cka(
     fn: Callable[[Any, Any], float], trials: int = 30, *, timeout: float = TIMEOUT_S
 ) -> str:
-    """Compare a student's ``fn(x, y)`` (linear CKA of (n, p) and (n, q) features) with ``similarity.linear_cka``
-    on random features with non-zero means, different widths and related pairs, chapter 5c."""
-    import torch
-
-    from ..similarity import linear_cka
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
-    _require_count("trials", trials)
+    """Compare a student's ``fn(x, y)`` (linear CKA of (n, p) and (n, q) features) with
+    ``similarity.linear_cka`` on random features with non-zero means, different widths
+    and related pairs, chapter 5c."""
+    _check_fn_and_timeout(fn, timeout)
+    check_int("trials", trials)
     for trial in range(trials):
         g = torch.Generator().manual_seed(trial)
         n, p, q = 20 + 7 * trial, 2 + trial % 5, 3 + trial % 4
@@ -834,11 +887,8 @@ def check_linear_cka(
             p, generator=g, dtype=torch.float64
         )
         mix = torch.randn(p, q, generator=g, dtype=torch.float64)
-        y = (
-            x @ mix
-            + (trial % 3) * torch.randn(n, q, generator=g, dtype=torch.float64)
-            + 5.0
-        )  # related, shifted
+        noise = torch.randn(n, q, generator=g, dtype=torch.float64)
+        y = x @ mix + (trial % 3) * noise + 5.0  # related, shifted
         expected = linear_cka(x, y)
         got = _call(
             fn,
@@ -857,29 +907,36 @@ def check_linear_cka(
             xc, yc = x - x.mean(0), y - y.mean(0)
             uncentred = (y.T @ x).square().sum() / ((x.T @ x).norm() * (y.T @ y).norm())
             cross = (yc.T @ xc).norm()
+            root = cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm()).sqrt()
             if abs(got - uncentred.item()) < 1e-6:
-                hint = "you did not centre the features: subtract each column's mean over the examples first"
-            elif (
-                abs(
-                    got
-                    - (cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm()).sqrt()).item()
+                hint = (
+                    "you did not centre the features: subtract each column's mean over "
+                    "the examples first"
                 )
-                < 1e-6
-            ):
-                hint = "that is the square root of CKA: the numerator is ||Y^T X||_F squared, the denominator is not"
+            elif abs(got - root.item()) < 1e-6:
+                hint = (
+                    "that is the square root of CKA: the numerator is ||Y^T X||_F "
+                    "squared, the denominator is not"
+                )
             else:
-                hint = "CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred x and y"
+                hint = (
+                    "CKA = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred "
+                    "x and y"
+                )
             raise AssertionError(
-                f"for x of shape {tuple(x.shape)} (column means up to {x.mean(0).abs().max().item():.2f}) and y of "
-                f"shape {tuple(y.shape)} expected CKA {expected:.6f}, got {got:.6f}; {hint}"
+                f"for x of shape {tuple(x.shape)} (column means up to "
+                f"{x.mean(0).abs().max().item():.2f}) and y of shape {tuple(y.shape)} "
+                f"expected CKA {expected:.6f}, got {got:.6f}; {hint}"
             )
-    return f"correct: your linear CKA matches similarity.linear_cka on {trials} random pairs of features"
+    return (
+        "correct: your linear CKA matches similarity.linear_cka on "
+        f"{trials} random pairs of features"
+    )
 
 
 def shared_weight_gradient(weight: Any, x: Any, n_uses: int) -> Any:
-    """The reference answer of chapter 5c's exercise: dL/dW for L = ||W^n x||^2 / 2, by autograd."""
-    import torch
-
+    """The reference answer of chapter 5c's exercise: dL/dW for L = ||W^n x||^2 / 2, by
+    autograd."""
     w = weight.detach().clone().requires_grad_()
     h = x.detach()
     for _ in range(n_uses):
@@ -891,12 +948,10 @@ def shared_weight_gradient(weight: Any, x: Any, n_uses: int) -> Any:
 def check_shared_gradient(
     fn: Callable[[Any, Any, int], Any], *, timeout: float = TIMEOUT_S
 ) -> str:
-    """Check a student's ``fn(weight, x, n_uses)``: the gradient of L = ||W^n x||^2 / 2 with respect to the one
-    matrix W used n times, (d, d), compared with autograd (chapter 5c)."""
-    import torch
-
-    _require_callable("fn", fn)
-    _require_timeout(timeout)
+    """Check a student's ``fn(weight, x, n_uses)``: the gradient of L = ||W^n x||^2 / 2
+    with respect to the one matrix W used n times, (d, d), compared with autograd
+    (chapter 5c)."""
+    _check_fn_and_timeout(fn, timeout)
     for d, n_uses in ((3, 1), (4, 2), (5, 3), (6, 5)):
         g = torch.Generator().manual_seed(10 * d + n_uses)
         weight = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
@@ -917,7 +972,8 @@ def check_shared_gradient(
                 else type(got).__name__
             )
             raise AssertionError(
-                f"for d={d}, n_uses={n_uses} expected a ({d}, {d}) tensor, got {described}"
+                f"for d={d}, n_uses={n_uses} expected a ({d}, {d}) tensor, "
+                f"got {described}"
             )
         if torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-9):
             continue
@@ -925,17 +981,28 @@ def check_shared_gradient(
         for _ in range(n_uses):
             states.append(weight @ states[-1])  # h_0 .. h_n
         upstream = states[-1]  # dL/dh_n
-        last_use = torch.outer(
-            upstream, states[-2]
-        )  # the contribution of the last use alone
+        # the contribution of the last use alone
+        last_use = torch.outer(upstream, states[-2])
         if n_uses > 1 and torch.allclose(got.double(), last_use, atol=1e-9):
-            hint = "that is the last use's contribution only: add the contributions of all n uses"
+            hint = (
+                "that is the last use's contribution only: add the contributions of "
+                "all n uses"
+            )
         elif n_uses > 1 and torch.allclose(got.double(), n_uses * last_use, atol=1e-9):
-            hint = "n times the last use's contribution: each use sees a different input and upstream gradient"
+            hint = (
+                "n times the last use's contribution: each use sees a different input "
+                "and upstream gradient"
+            )
         else:
-            hint = "sum over uses k = 1 .. n of (W^T)^(n-k) h_n outer h_(k-1), with h_k = W^k x"
+            hint = (
+                "sum over uses k = 1 .. n of (W^T)^(n-k) h_n outer h_(k-1), "
+                "with h_k = W^k x"
+            )
         raise AssertionError(
             f"for d={d}, n_uses={n_uses} the gradient differs from autograd's by up to "
             f"{(got.double() - expected).abs().max().item():.3g}; {hint}"
         )
-    return "correct: your gradient of a weight used n times matches autograd for n = 1, 2, 3 and 5"
+    return (
+        "correct: your gradient of a weight used n times matches autograd for "
+        "n = 1, 2, 3 and 5"
+    )

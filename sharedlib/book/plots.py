@@ -1,19 +1,52 @@
-"""Figures drawn from the package's own functions (chapters 1, 3 and 4)."""
+"""The book's figures and their style: font sizes and the one colour palette that every
+figure module (this one, ``similarity_plots``, ``addition_report``) draws with."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from ..config import TransformerConfig
 from ..counting import parameter_breakdown
-from .background import PublishedModel
+from ..models import LOSS_UNIT
+from ..sharing import NEEDS_N_UNIQUE, layer_to_block
+from .background import PublishedModel, frontier_fit
 
-# Text of at least 9 pt everywhere; figures are drawn at 2x resolution for sharp display (see use_book_style).
+__all__ = [
+    "BLUE",
+    "BOOK_STYLE",
+    "DARK_GREY",
+    "GREY",
+    "LIGHT_GREY",
+    "MIN_FONT_SIZE",
+    "RED",
+    "label_colour",
+    "plot_accuracy_vs_iterations",
+    "plot_depth_curves",
+    "plot_layer_maps",
+    "plot_loss_by_model",
+    "plot_loss_curves",
+    "plot_lr_sweep",
+    "plot_model_sizes",
+    "plot_paired_differences",
+    "plot_parameter_breakdown",
+    "plot_seconds",
+    "plot_steps_by_difficulty",
+    "plot_throughput_by_width",
+    "plot_time_spread",
+    "plot_train_val",
+    "series_colour",
+    "use_book_style",
+]
+
+# Text of at least 9 pt everywhere; figures are drawn at 2x resolution for sharp display
+# (see use_book_style).
 BOOK_STYLE: dict[str, object] = {
-    "figure.dpi": 80,  # layout size on the page; the PNG itself is rendered at 2x (retina)
+    "figure.dpi": 80,  # layout size on the page; the PNG is rendered at 2x (retina)
     "savefig.dpi": 160,
     "font.size": 10,
     "axes.titlesize": 11,
@@ -24,9 +57,34 @@ BOOK_STYLE: dict[str, object] = {
 }
 MIN_FONT_SIZE = 9  # points; tests check every text of every book figure against it
 
+# The palette of every figure. The series of a figure take SERIES in order (matplotlib's
+# default cycle, tab10); the named colours are the ones a figure gives a meaning to.
+SERIES: tuple[str, ...] = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+BLUE, ORANGE, GREEN, RED, PURPLE = SERIES[:5]
+GREY = SERIES[7]  # what matters less: each seed, an interval that spans zero
+LIGHT_GREY = "#8c8c8c"  # reference lines: a step limit, the trained depth
+DARK_GREY = "#555555"  # notes written on a figure, and the lines they label
+
+
+def series_colour(i: int) -> str:
+    """The colour of a figure's ``i``-th series (SERIES, repeating after ten)."""
+    return SERIES[i % len(SERIES)]
+
 
 def use_book_style() -> None:
-    """Readable figures: the book's font sizes, and inline PNGs at 2x resolution (call once per notebook)."""
+    """Readable figures: the book's font sizes, and inline PNGs at 2x resolution (call
+    once per notebook)."""
     plt.rcParams.update(BOOK_STYLE)
     try:
         from matplotlib_inline.backend_inline import set_matplotlib_formats
@@ -36,18 +94,19 @@ def use_book_style() -> None:
 
 
 PART_COLOURS: dict[str, str] = {
-    "embeddings": "#8c8c8c",
-    "attention": "#1f77b4",
-    "ffn": "#ff7f0e",
-    "final_norm": "#2ca02c",
-    "lm_head": "#9467bd",
+    "embeddings": LIGHT_GREY,
+    "attention": BLUE,
+    "ffn": ORANGE,
+    "final_norm": GREEN,
+    "lm_head": PURPLE,
 }
 
 
 def plot_parameter_breakdown(
     configs: Mapping[str, TransformerConfig], title: str = ""
 ) -> Figure:
-    """Stacked horizontal bars of unique parameters (millions) by part, one bar per labelled config."""
+    """Stacked horizontal bars of unique parameters (millions) by part, one bar per
+    labelled config."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(configs) + 1.4))
     labels = list(configs)
     left = [0.0] * len(labels)
@@ -70,10 +129,11 @@ def plot_parameter_breakdown(
 def plot_depth_curves(
     curves: Mapping[str, list[float]], ylabel: str, title: str = ""
 ) -> Figure:
-    """One line per model of a quantity measured after each applied layer, on a log scale; labels containing
-    "unshared" are dashed, and a legend beside the axes keeps many curves readable (chapter 5)."""
+    """One line per model of a quantity measured after each applied layer, on a log
+    scale; labels containing "unshared" are dashed, and a legend beside the axes keeps
+    many curves readable (chapter 5)."""
     fig, ax = plt.subplots(figsize=(8.5, 3.8))
-    for label, values in curves.items():
+    for i, (label, values) in enumerate(curves.items()):
         style = "--" if "unshared" in label else "-"
         ax.plot(
             range(1, len(values) + 1),
@@ -81,6 +141,7 @@ def plot_depth_curves(
             style,
             marker="o",
             markersize=3,
+            color=series_colour(i),
             label=label,
         )
     ax.set_yscale("log")
@@ -101,7 +162,7 @@ def _relative_luminance(rgb: Sequence[float]) -> float:
 
 
 def label_colour(background: Sequence[float]) -> str:
-    """Black or white, whichever has the higher contrast ratio against ``background``."""
+    """Black or white: whichever has the higher contrast ratio on ``background``."""
     lum = _relative_luminance(background)
     return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
@@ -109,13 +170,11 @@ def label_colour(background: Sequence[float]) -> str:
 def plot_layer_maps(
     n_layers: int, n_unique: int, strategies: tuple[str, ...] | None = None
 ) -> Figure:
-    """A grid: one row per strategy, one column per layer, each cell coloured and labelled by its block.
+    """A grid: one row per strategy, one column per layer, each cell coloured and
+    labelled by its block.
 
-    Each label is black or white, whichever contrasts more with its cell (WCAG contrast ratio)."""
-    from matplotlib import colormaps
-
-    from ..sharing import NEEDS_N_UNIQUE, layer_to_block
-
+    Each label is black or white, whichever contrasts more with its cell (WCAG contrast
+    ratio)."""
     names = strategies or ("none", "all", "sequence", "cycle", "cycle-rev", "groups")
     maps = [
         layer_to_block(s, n_layers, n_unique if s in NEEDS_N_UNIQUE else None)
@@ -153,7 +212,7 @@ def plot_seconds(
     """Horizontal bars of measured times, labelled with their values."""
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(seconds) + 1.2))
     names = list(seconds)
-    ax.barh(names, [seconds[n] for n in names], color="#1f77b4")
+    ax.barh(names, [seconds[n] for n in names], color=BLUE)
     for y, name in enumerate(names):
         ax.text(seconds[name], y, f" {seconds[name]:.2f}", va="center", fontsize=9)
     ax.set_xlim(0, max(seconds.values()) * 1.2)
@@ -167,13 +226,18 @@ def plot_seconds(
 def plot_accuracy_vs_iterations(
     curves: Mapping[str, Mapping[int, float]], trained: int, title: str = ""
 ) -> Figure:
-    """Exact-answer accuracy of a fully shared model run for different numbers of iterations."""
+    """Exact-answer accuracy of a fully shared model run for different numbers of
+    iterations."""
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for label, points in curves.items():
-        ax.plot(list(points), list(points.values()), marker="o", label=label)
-    ax.axvline(
-        trained, color="grey", linestyle="--", linewidth=1, label="trained depth"
-    )
+    for i, (label, points) in enumerate(curves.items()):
+        ax.plot(
+            list(points),
+            list(points.values()),
+            marker="o",
+            color=series_colour(i),
+            label=label,
+        )
+    ax.axvline(trained, color=GREY, linestyle="--", linewidth=1, label="trained depth")
     ax.set_xlabel("iterations of the shared block at test time")
     ax.set_ylabel("exact-answer accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -186,16 +250,16 @@ def plot_accuracy_vs_iterations(
 def plot_model_sizes(
     models: Sequence[PublishedModel], title: str = "", fit_since: int | None = None
 ) -> Figure:
-    """Reported parameter counts by year on a log scale; models that share layers are highlighted (chapter 1).
+    """Reported parameter counts by year on a log scale; models that share layers are
+    highlighted (chapter 1).
 
-    With ``fit_since`` the least-squares doubling line through the largest model of each year from then on is drawn.
+    With ``fit_since`` the least-squares doubling line through the largest model of each
+    year from then on is drawn.
     """
-    from .background import frontier_fit
-
     fig, ax = plt.subplots(figsize=(7, 4))
     for shared, style in (
-        (False, dict(color="#1f77b4", marker="o")),
-        (True, dict(color="#d62728", marker="s")),
+        (False, dict(color=BLUE, marker="o")),
+        (True, dict(color=RED, marker="s")),
     ):
         group = [m for m in models if m.shares_layers == shared]
         ax.scatter(
@@ -220,10 +284,13 @@ def plot_model_sizes(
         ax.plot(
             years,
             [2 ** (slope * y + intercept) for y in years],
-            color="grey",
+            color=GREY,
             linestyle="--",
             zorder=2,
-            label=f"largest of each year since {fit_since}, least squares: x2 every {12 / slope:.1f} months",
+            label=(
+                f"largest of each year since {fit_since}, least squares: "
+                f"x2 every {12 / slope:.1f} months"
+            ),
         )
     ax.set_yscale("log")
     ax.set_xlabel("year of first release")
@@ -243,24 +310,24 @@ def plot_model_sizes(
 
 
 def plot_loss_by_model(
-    summaries: Mapping[str, object], title: str = "", unit: str = "nats / byte"
+    summaries: Mapping[str, object], title: str = "", unit: str = LOSS_UNIT
 ) -> Figure:
-    """Validation loss per model: mean over seeds, bars of one standard deviation, every seed as a dot (ch. 6, 8).
+    """Validation loss per model: mean over seeds, bars of one standard deviation, every
+    seed as a dot (chapters 6, 8).
 
-    Models are rows (no jitter on a quantitative axis); each label carries the unique parameter count.
+    Models are rows (no jitter on a quantitative axis); each label carries the unique
+    parameter count.
     """
     labels = list(summaries)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.5))
     for row, label in enumerate(labels):
         s = summaries[label]
-        ax.errorbar(
-            s.mean, row, xerr=s.std, fmt="o", color="#1f77b4", capsize=4, zorder=3
-        )
+        ax.errorbar(s.mean, row, xerr=s.std, fmt="o", color=BLUE, capsize=4, zorder=3)
         ax.plot(
             s.losses,
             [row] * len(s.losses),
             "x",
-            color="#7f7f7f",
+            color=GREY,
             markersize=5,
             zorder=2,
         )
@@ -279,8 +346,8 @@ def plot_loss_by_model(
 
 
 def plot_throughput_by_width(timings: Mapping[int, object], title: str = "") -> Figure:
-    """Achieved GFLOP/s of a layer's training step against its width (chapter 1): the median sample as a dot,
-    the range over all samples as a bar."""
+    """Achieved GFLOP/s of a layer's training step against its width (chapter 1): the
+    median sample as a dot, the range over all samples as a bar."""
     widths = sorted(timings)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     rates = [
@@ -296,6 +363,7 @@ def plot_throughput_by_width(timings: Mapping[int, object], title: str = "") -> 
         medians,
         yerr=[low, high],
         fmt="o-",
+        color=BLUE,
         capsize=3,
         label=f"median of {n} timed samples; bar: min to max",
     )
@@ -316,11 +384,10 @@ def plot_time_spread(
     unit: str = "s",
     log: bool = False,
 ) -> Figure:
-    """Grouped horizontal bars of repeated timings (chapter 6b): bar = median, error bar = interquartile range."""
-    import numpy as np
-
+    """Grouped horizontal bars of repeated timings (chapter 6b): bar = median, error
+    bar = interquartile range."""
     scale = {"s": 1.0, "ms": 1e3}[unit]
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    colours = [BLUE, ORANGE, GREEN, PURPLE]
     names = list(dict.fromkeys(name for group in groups.values() for name in group))
     fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(groups) * len(names) + 1.4))
     height = 0.8 / len(names)
@@ -375,24 +442,24 @@ def plot_steps_by_difficulty(
     quantity: str = "steps taken",
     limit_label: str = "max_steps",
 ) -> Figure:
-    """Chapter 5b: mean ACT steps (or MoR recursions: ``quantity``) per difficulty (error bars given by the caller)
-    and a grid of example sequences coloured by the steps each position took, each cell labelled with its
-    difficulty."""
+    """Chapter 5b: mean ACT steps (or MoR recursions: ``quantity``) per difficulty
+    (error bars given by the caller) and a grid of example sequences coloured by the
+    steps each position took, each cell labelled with its difficulty."""
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.5]}
     )
-    left.errorbar(difficulty, mean_steps, yerr=error, marker="o", capsize=3)
+    left.errorbar(difficulty, mean_steps, yerr=error, marker="o", color=BLUE, capsize=3)
     left.set_xlabel(xlabel)
     left.set_ylabel(f"{quantity} (mean)")
     left.set_ylim(0.5, max_steps + 0.5)
-    left.axhline(max_steps, color="#8c8c8c", linestyle="--", linewidth=1)
+    left.axhline(max_steps, color=LIGHT_GREY, linestyle="--", linewidth=1)
     left.text(
         min(difficulty),
         max_steps - 0.15,
         limit_label,
         va="top",
         fontsize=9,
-        color="#555555",
+        color=DARK_GREY,
     )
     image = right.imshow(
         example_steps, cmap="viridis", vmin=1, vmax=max_steps, aspect="auto"
@@ -422,15 +489,15 @@ def plot_lr_sweep(
     sweep: Mapping[str, Mapping[float, float | None]],
     chosen: Mapping[str, float],
     title: str = "",
-    unit: str = "nats / byte",
+    unit: str = LOSS_UNIT,
 ) -> Figure:
-    """Chapter 6: validation loss against learning rate, one line per strategy (one seed); the chosen rate ringed,
-    a diverged run drawn as x on the top edge."""
+    """Chapter 6: validation loss against learning rate, one line per strategy (one
+    seed); the chosen rate ringed, a diverged run drawn as x on the top edge."""
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     finite = [v for points in sweep.values() for v in points.values() if v is not None]
     top = max(finite) if finite else 1.0
     for i, (label, points) in enumerate(sweep.items()):
-        colour = f"C{i % 10}"
+        colour = series_colour(i)
         ok = [(lr, v) for lr, v in points.items() if v is not None]
         if ok:
             ax.plot(
@@ -471,13 +538,14 @@ def plot_paired_differences(
     baseline: str,
     title: str = "",
     quantity: str = "validation loss",
-    unit: str = "nats / byte",
+    unit: str = LOSS_UNIT,
 ) -> Figure:
-    """Chapters 6 and 8: per model, the mean paired difference to ``baseline`` with its 95% interval; rows are
-    (label, mean, low, high, paired seeds). A bar that crosses the zero line is no evidence of a difference."""
+    """Chapters 6 and 8: per model, the mean paired difference to ``baseline`` with its
+    95% interval; rows are (label, mean, low, high, paired seeds). A bar that crosses
+    the zero line is no evidence of a difference."""
     fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(rows) + 1.5))
     for y, (_, mean, low, high, _) in enumerate(rows):
-        colour = "#1f77b4" if low > 0 or high < 0 else "#7f7f7f"
+        colour = BLUE if low > 0 or high < 0 else GREY
         ax.errorbar(
             mean,
             y,
@@ -492,7 +560,8 @@ def plot_paired_differences(
     seeds = sorted({n for *_, n in rows})
     n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     ax.set_xlabel(
-        f"{quantity} minus {baseline}'s ({unit})\nmean and 95% CI over {n} paired seeds; grey: spans 0"
+        f"{quantity} minus {baseline}'s ({unit})\n"
+        f"mean and 95% CI over {n} paired seeds; grey: spans 0"
     )
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title)
@@ -505,11 +574,14 @@ def plot_loss_curves(
     by_flops: Mapping[str, Mapping[str, Sequence[float]]],
     titles: tuple[str, str] = ("", ""),
     baselines: Mapping[str, float] | None = None,
-    unit: str = "nats / byte",
+    unit: str = LOSS_UNIT,
 ) -> Figure:
-    """Chapter 6: mean validation loss against training steps (left, ``by_steps``) and against training FLOPs
-    (right, ``by_flops``), one line per model; each curve holds "steps", "flops", "val" and "seeds" ([n]); dashed
-    lines mark the n-gram ``baselines``. An empty mapping leaves its panel with a note."""
+    """Chapter 6: mean validation loss against training steps (left, ``by_steps``) and
+    against training FLOPs (right, ``by_flops``), one line per model.
+
+    Each curve holds "steps", "flops", "val" and "seeds" ([n]); dashed lines mark the
+    n-gram ``baselines``. An empty mapping leaves its panel with a note.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.0), sharey=True)
     for ax, curves, x, title in zip(
         axes, (by_steps, by_flops), ("steps", "flops"), titles, strict=True
@@ -519,7 +591,7 @@ def plot_loss_curves(
                 c[x],
                 c["val"],
                 "o-",
-                color=f"C{i % 10}",
+                color=series_colour(i),
                 markersize=2.5,
                 linewidth=1.2,
                 label=label,
@@ -535,7 +607,7 @@ def plot_loss_curves(
             )
         for j, (name, value) in enumerate((baselines or {}).items()):
             ax.axhline(
-                value, color="#555555", linestyle=(0, (4, 2 + 2 * j)), linewidth=1
+                value, color=DARK_GREY, linestyle=(0, (4, 2 + 2 * j)), linewidth=1
             )
             ax.text(
                 0.01,
@@ -543,7 +615,7 @@ def plot_loss_curves(
                 f" {name}",
                 va="bottom",
                 fontsize=9,
-                color="#555555",
+                color=DARK_GREY,
                 transform=ax.get_yaxis_transform(),
             )
         ax.grid(True, alpha=0.3)
@@ -570,22 +642,23 @@ def plot_loss_curves(
 def plot_train_val(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
     title: str = "",
-    unit: str = "nats / byte",
+    unit: str = LOSS_UNIT,
 ) -> Figure:
-    """Chapter 6: training (dashed) and validation (solid) loss against steps, seed means, one colour per model;
-    the space between a model's two lines is its train-validation gap."""
+    """Chapter 6: training (dashed) and validation (solid) loss against steps, seed
+    means, one colour per model; the space between a model's two lines is its
+    train-validation gap."""
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     for i, (label, c) in enumerate(curves.items()):
         ax.plot(
             c["steps"],
             c["val"],
             "o-",
-            color=f"C{i % 10}",
+            color=series_colour(i),
             markersize=2.5,
             linewidth=1.2,
             label=label,
         )
-        ax.plot(c["steps"], c["train"], "--", color=f"C{i % 10}", linewidth=1.2)
+        ax.plot(c["steps"], c["train"], "--", color=series_colour(i), linewidth=1.2)
     seeds = sorted({c.get("seeds", [1])[0] for c in curves.values()})
     n = (
         f"{seeds[0]}"

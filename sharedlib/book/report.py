@@ -1,10 +1,13 @@
-"""Tables, paired comparisons and generated sentences from a recorded experiments file (chapters 6 and 8).
+"""Tables, paired comparisons and generated sentences from a recorded experiments file
+(chapters 6 and 8).
 
-Every function takes the parsed results (``load_experiments``, or ``suite.load_results`` of a live run) and
-renders whatever is recorded. The file may be partial, since ``scripts/run_experiments.py`` is resumable: an
-arm with no finished run reads ``NOT_RECORDED``, a comparison with fewer paired seeds than planned says how many
+Every function takes the parsed results (``load_experiments``, or
+``suite.load_results`` of a live run) and renders whatever is recorded. The file may be
+partial, since ``scripts/run_experiments.py`` is resumable: an arm with no finished run
+reads ``NOT_RECORDED``, a comparison with fewer paired seeds than planned says how many
 it has, and a sentence claims an effect only when the paired 95% interval excludes zero
-(``evidence.conclusion``). Losses are in nats per token, and a token is one byte.
+(``evidence.conclusion``). Losses are in ``LOSS_UNIT`` (nats per token), and a token is
+one byte.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from ..experiments.recorded import load_recorded
 from ..experiments.suite import (
     ALL_STRATEGIES,
     EXPERIMENTS,
-    RESULTS_NAME,
     SEPARATE_EXPERIMENTS,
+    SUITE_RESULTS_NAME,
     Profile,
     chosen_lrs,
     flops_curve,
@@ -38,17 +41,52 @@ from ..experiments.suite import (
     run_experiments,
     validate_results,
 )
+from ..models import LOSS_UNIT
+from ..validation import check_choice, check_int
+from .display import markdown_table
+
+__all__ = [
+    "COMPARISON_HEADERS",
+    "NOT_RECORDED",
+    "PROGRESS_HEADERS",
+    "baseline_rows",
+    "bullets",
+    "compare_pairs",
+    "compare_to_baseline",
+    "comparison_rows",
+    "comparison_table",
+    "effect_summary",
+    "equal_params_comparisons",
+    "file_profile",
+    "is_recorded",
+    "learned_sentence",
+    "live_profile",
+    "load_experiments",
+    "mean_curves",
+    "metric_value",
+    "overfitting_sentence",
+    "progress",
+    "progress_rows",
+    "provenance_line",
+    "run_live",
+    "sweep_curves",
+    "sweep_sentences",
+    "sweep_table",
+    "takase_kiyono_sentences",
+    "values",
+]
 
 NOT_RECORDED = "not recorded yet at this profile"
-UNIT = "nats/byte"
+
 METRICS: dict[str, str] = {
     "val_loss": "validation loss",
     "best_val_loss": "best validation loss",
     "train_loss": "training loss",
     "gap": "train-validation gap",
 }
-# Outcome of a comparison: lower / higher (the 95% interval excludes zero), none (it spans zero), too few paired
-# seeds for an interval, one of the two arms not recorded, or the baseline itself.
+# Outcome of a comparison: lower / higher (the 95% interval excludes zero), none (it
+# spans zero), too few paired seeds for an interval, one of the two arms not recorded,
+# or the baseline itself.
 EFFECTS: tuple[str, ...] = (
     "lower",
     "higher",
@@ -68,16 +106,17 @@ COMPARISON_HEADERS = (
 )
 
 
-# ------------------------------------------------------------------------------------------------ the file
+# ----------------------------------------------------------------------------- the file
 def load_experiments(
     path: str | Path | None = None, profile: str | None = None
 ) -> dict[str, Any]:
-    """The experiments file at ``path``, or the best recorded profile's (gpu > cpu, or ``profile``), validated.
+    """The experiments file at ``path``, or the best recorded profile's (gpu > cpu, or
+    ``profile``), validated.
 
     ``"profile"`` and ``"path"`` are added as ``recorded.load_recorded`` does.
     """
     if path is None:
-        data = load_recorded(RESULTS_NAME, profile)
+        data = load_recorded(SUITE_RESULTS_NAME, profile)
         validate_results(data)
         return data
     data = load_results(path)
@@ -89,7 +128,8 @@ def load_experiments(
 
 
 def file_profile(data: Mapping[str, Any]) -> Profile:
-    """The ``Profile`` the file was run with: its stored ``profile_settings``, else the named profile."""
+    """The ``Profile`` the file was run with: its stored ``profile_settings``, else the
+    named profile."""
     settings = data.get("profile_settings")
     if not settings:
         return get_profile(data.get("profile", ""))
@@ -104,7 +144,8 @@ def file_profile(data: Mapping[str, Any]) -> Profile:
 
 
 def provenance_line(data: Mapping[str, Any]) -> str:
-    """Which profile, command, commit, date and machine produced ``data``, and how much training it holds."""
+    """Which profile, command, commit, date and machine produced ``data``, and how much
+    training it holds."""
     prov = data["provenance"]
 
     def short(commit: str) -> str:
@@ -128,7 +169,8 @@ def provenance_line(data: Mapping[str, Any]) -> str:
     trained = sum(1 for r in runs if not r.get("reused_from"))
     hashes = prov.get("sharedlib_hashes", [])
     code = (
-        f" The runs come from {len(hashes)} versions of the library code ({', '.join(hashes)})."
+        f" The runs come from {len(hashes)} versions of the library code "
+        f"({', '.join(hashes)})."
         if len(hashes) > 1
         else ""
     )
@@ -144,9 +186,10 @@ def provenance_line(data: Mapping[str, Any]) -> str:
         else f"{trained} trained, the rest copied from an identical run"
     )
     return (
-        f"Profile `{data.get('profile', '?')}`: written by `{prov['command']}` at {made_at}; last on "
-        f"{prov['date']}, on {prov['device']}{machine}, torch {prov['torch']}, Python {prov['python']}, "
-        f"{prov['threads']} threads. It holds {len(runs)} run{'s' if len(runs) != 1 else ''} ({reused}) from "
+        f"Profile `{data.get('profile', '?')}`: written by `{prov['command']}` at "
+        f"{made_at}; last on {prov['date']}, on {prov['device']}{machine}, "
+        f"torch {prov['torch']}, Python {prov['python']}, {prov['threads']} threads. "
+        f"It holds {len(runs)} run{'s' if len(runs) != 1 else ''} ({reused}) from "
         f"{took} of computing.{code}"
     )
 
@@ -155,9 +198,8 @@ def _plan(data: Mapping[str, Any], experiment: str) -> list:
     p = file_profile(data)
     if experiment == "lr-sweep":
         return plan(p, experiment)
-    return plan(
-        p, experiment, {s: p.lrs[0] for s in ALL_STRATEGIES}
-    )  # how many runs does not depend on the rates
+    # how many runs does not depend on the rates
+    return plan(p, experiment, {s: p.lrs[0] for s in ALL_STRATEGIES})
 
 
 def planned_labels(data: Mapping[str, Any], experiment: str) -> list[str]:
@@ -166,7 +208,8 @@ def planned_labels(data: Mapping[str, Any], experiment: str) -> list[str]:
 
 
 def progress(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per experiment: finished and diverged runs, runs planned at the file's profile, and a state in words."""
+    """Per experiment: finished and diverged runs, runs planned at the file's profile,
+    and a state in words."""
     out = []
     for name in EXPERIMENTS:
         mine = [r for r in data["runs"] if r["experiment"] == name]
@@ -217,11 +260,12 @@ def is_recorded(data: Mapping[str, Any], experiment: str) -> bool:
     )
 
 
-# ----------------------------------------------------------------------------------------- baselines, sweep
+# --------------------------------------------------------------------- baselines, sweep
 def baseline_rows(
     data: Mapping[str, Any], live: Mapping[str, float]
 ) -> list[tuple[str, str, str, str]]:
-    """n-gram baselines: (order, recorded in the file, computed now, whether they agree to 1e-9)."""
+    """n-gram baselines: (order, recorded in the file, computed now, whether they agree
+    to 1e-9)."""
     recorded = {
         k: v
         for k, v in data.get("baselines", {}).items()
@@ -251,8 +295,9 @@ def baseline_rows(
 
 
 def learned_sentence(data: Mapping[str, Any], baselines: Mapping[str, float]) -> str:
-    """Where the recorded models end (final validation loss of every finished training run on the full training
-    split, copies of an identical run counted once) against the n-gram ``baselines``: how many runs beat each."""
+    """Where the recorded models end (final validation loss of every finished training
+    run on the full training split, copies of an identical run counted once) against the
+    n-gram ``baselines``: how many runs beat each."""
     losses = [
         r["val_loss"]
         for r in data["runs"]
@@ -264,19 +309,25 @@ def learned_sentence(data: Mapping[str, Any], baselines: Mapping[str, float]) ->
     if not losses:
         return f"Trained models: {NOT_RECORDED}."
     below = "; ".join(
-        f"below the {name} ({value:.3f}): {sum(x < value for x in losses)} of {len(losses)}"
+        f"below the {name} ({value:.3f}): "
+        f"{sum(x < value for x in losses)} of {len(losses)}"
         for name, value in baselines.items()
     )
     if len(losses) == 1:
-        return f"The one finished training run on the full training split ends at {losses[0]:.3f} {UNIT}; {below}."
+        return (
+            "The one finished training run on the full training split ends at "
+            f"{losses[0]:.3f} {LOSS_UNIT}; {below}."
+        )
     return (
-        f"The {len(losses)} finished training runs on the full training split end between {min(losses):.3f} "
-        f"and {max(losses):.3f} {UNIT} of validation loss; {below}."
+        f"The {len(losses)} finished training runs on the full training split end "
+        f"between {min(losses):.3f} and {max(losses):.3f} {LOSS_UNIT} of validation "
+        f"loss; {below}."
     )
 
 
 def sweep_table(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """Headers and rows of the learning-rate sweep: validation loss per strategy and rate, and the chosen rate."""
+    """Headers and rows of the learning-rate sweep: validation loss per strategy and
+    rate, and the chosen rate."""
     p = file_profile(data)
     runs = [r for r in data["runs"] if r["experiment"] == "lr-sweep"]
     chosen = chosen_lrs(runs, p)
@@ -306,7 +357,8 @@ def sweep_table(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
 
 
 def sweep_curves(data: Mapping[str, Any]) -> dict[str, dict[float, float | None]]:
-    """``{strategy: {lr: validation loss, or None if it diverged}}`` of the recorded sweep runs."""
+    """``{strategy: {lr: validation loss, or None if it diverged}}`` of the recorded
+    sweep runs."""
     out: dict[str, dict[float, float | None]] = {}
     for r in data["runs"]:
         if r["experiment"] == "lr-sweep":
@@ -317,7 +369,8 @@ def sweep_curves(data: Mapping[str, Any]) -> dict[str, dict[float, float | None]
 
 
 def sweep_sentences(data: Mapping[str, Any]) -> list[str]:
-    """What the sweep decided and where it may be too narrow (chosen rate at the smallest or largest of the grid)."""
+    """What the sweep decided and where it may be too narrow (chosen rate at the
+    smallest or largest of the grid)."""
     p = file_profile(data)
     runs = [r for r in data["runs"] if r["experiment"] == "lr-sweep"]
     if not runs:
@@ -334,16 +387,17 @@ def sweep_sentences(data: Mapping[str, Any]) -> list[str]:
     if missing:
         out.append(
             f"Sweep incomplete for {', '.join(missing)}: {NOT_RECORDED}, so "
-            f"{'its' if len(missing) == 1 else 'their'} other experiments have not started."
+            f"{'its' if len(missing) == 1 else 'their'} other experiments have not "
+            "started."
         )
     edge = lrs_at_grid_edge(runs, p)
     for side, rate in (("smallest", min(p.lrs)), ("largest", max(p.lrs))):
         at = [label for label in edge if chosen[label] == rate]
         if at:
+            which = "this strategy" if len(at) == 1 else "these strategies"
             out.append(
-                f"At the {side} rate of the grid ({rate:g}): {', '.join(at)}. A wider grid might find a "
-                f"better rate, so {'this strategy' if len(at) == 1 else 'these strategies'} may be "
-                "under-tuned."
+                f"At the {side} rate of the grid ({rate:g}): {', '.join(at)}. A wider "
+                f"grid might find a better rate, so {which} may be under-tuned."
             )
     diverged = sorted(
         {(r["label"], float(r["lr"])) for r in runs if r["status"] != "ok"}
@@ -355,11 +409,11 @@ def sweep_sentences(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
-# ------------------------------------------------------------------------------------------ paired comparisons
+# ------------------------------------------------------------------- paired comparisons
 def metric_value(run: Mapping[str, Any], metric: str) -> float:
-    """``run[metric]``; ``"gap"`` is validation minus training loss, both on fixed windows at the end."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
+    """``run[metric]``; ``"gap"`` is validation minus training loss, both on fixed
+    windows at the end."""
+    check_choice("metric", metric, METRICS)
     if metric == "gap":
         return float(run["val_loss"]) - float(run["train_loss"])
     if run.get(metric) is None:
@@ -372,7 +426,8 @@ def metric_value(run: Mapping[str, Any], metric: str) -> float:
 def values(
     data: Mapping[str, Any], experiment: str, label: str, metric: str = "val_loss"
 ) -> dict[int, float]:
-    """``{seed: metric}`` of the finished runs of ``experiment`` / ``label`` (empty when none finished)."""
+    """``{seed: metric}`` of the finished runs of ``experiment`` / ``label`` (empty when
+    none finished)."""
     out = {}
     for r in data["runs"]:
         if (
@@ -382,7 +437,8 @@ def values(
         ):
             if r["seed"] in out:
                 raise ValueError(
-                    f"two runs of {experiment!r} / {label!r} have seed {r['seed']}; expected one"
+                    f"two runs of {experiment!r} / {label!r} have seed {r['seed']}; "
+                    "expected one"
                 )
             out[r["seed"]] = metric_value(r, metric)
     return out
@@ -390,7 +446,8 @@ def values(
 
 @dataclass(frozen=True)
 class Comparison:
-    """One arm of an experiment against a baseline arm, over the seeds both have finished."""
+    """One arm of an experiment against a baseline arm, over the seeds both have
+    finished."""
 
     experiment: str
     label: str
@@ -403,16 +460,15 @@ class Comparison:
     mean: float | None  # mean of the metric over the arm's seeds
     low: float | None  # its 95% t-interval (None below 2 seeds)
     high: float | None
-    difference: (
-        PairedDifference | None
-    )  # label - baseline over the common seeds (None below 2 of them)
+    # label - baseline over the common seeds (None below 2 of them)
+    difference: PairedDifference | None
     effect: str  # one of EFFECTS
     sentence: str  # generated, claims no more than ``difference`` allows
 
 
 def _digits(difference: PairedDifference, least: int = 3) -> int:
-    """Decimals that show the mean difference with two significant digits (at least ``least``), so that a small
-    but real difference is not printed as 0.000."""
+    """Decimals that show the mean difference with two significant digits (at least
+    ``least``), so that a small but real difference is not printed as 0.000."""
     size = abs(difference.mean)
     return least if size == 0 else max(least, min(8, 1 - math.floor(math.log10(size))))
 
@@ -424,8 +480,9 @@ def compare_pairs(
     metric: str = "val_loss",
     level: float = 0.95,
 ) -> list[Comparison]:
-    """A ``Comparison`` of each (label, baseline) pair of ``experiment``; a pair with a label equal to its baseline
-    describes the baseline itself (no difference, the sentence says so)."""
+    """A ``Comparison`` of each (label, baseline) pair of ``experiment``; a pair with a
+    label equal to its baseline describes the baseline itself (no difference, the
+    sentence says so)."""
     planned = file_profile(data).seeds
     quantity = METRICS[metric] if metric in METRICS else metric
     out = []
@@ -462,21 +519,29 @@ def compare_pairs(
             effect = "not recorded"
             missing = [x for x, v in ((label, mine), (baseline, base)) if not v]
             verb = "is" if len(missing) == 1 else "are"
-            sentence = f"{label} against {baseline}: {' and '.join(missing)} {verb} {NOT_RECORDED}"
+            sentence = (
+                f"{label} against {baseline}: {' and '.join(missing)} {verb} "
+                f"{NOT_RECORDED}"
+            )
         elif len(common) < 2:
             effect = "too few"
             sentence = (
-                f"{label} against {baseline}: {len(common)} paired seed(s) recorded so far, too few for an "
-                "interval, so no conclusion yet"
+                f"{label} against {baseline}: {len(common)} paired seed(s) recorded so "
+                "far, too few for an interval, so no conclusion yet"
             )
         else:
             diff = paired_difference(
                 {s: mine[s] for s in common}, {s: base[s] for s in common}, level
             )
             effect = "lower" if diff.high < 0 else "higher" if diff.low > 0 else "none"
-            sentence = conclusion(diff, label, baseline, quantity, UNIT, _digits(diff))
+            sentence = conclusion(
+                diff, label, baseline, quantity, LOSS_UNIT, _digits(diff)
+            )
             if len(common) < planned:
-                sentence += f"; {len(common)} of the {planned} planned seeds are recorded so far"
+                sentence += (
+                    f"; {len(common)} of the {planned} planned seeds are "
+                    "recorded so far"
+                )
         out.append(
             Comparison(
                 experiment,
@@ -498,7 +563,7 @@ def compare_pairs(
     return out
 
 
-def compare(
+def compare_to_baseline(
     data: Mapping[str, Any],
     experiment: str,
     baseline: str,
@@ -506,7 +571,8 @@ def compare(
     metric: str = "val_loss",
     level: float = 0.95,
 ) -> list[Comparison]:
-    """Every label of ``experiment`` (default: all planned, baseline first) against ``baseline``."""
+    """Every label of ``experiment`` (default: all planned, baseline first) against
+    ``baseline``."""
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     labels = [baseline, *[x for x in labels if x != baseline]]
     return compare_pairs(
@@ -515,9 +581,8 @@ def compare(
 
 
 def comparison_table(comparisons: Sequence[Comparison]) -> Markdown | None:
-    """The comparisons as a Markdown table (chapters 6 and 8), or ``None`` while none of their models has run."""
-    from .display import markdown_table
-
+    """The comparisons as a Markdown table (chapters 6 and 8), or ``None`` while none of
+    their models has run."""
     if not any(c.seeds for c in comparisons):
         return None
     return markdown_table(COMPARISON_HEADERS, comparison_rows(comparisons))
@@ -561,8 +626,8 @@ def comparison_rows(comparisons: Iterable[Comparison], digits: int = 3) -> list[
 
 
 def bullets(comparisons: Iterable[Comparison]) -> str:
-    """The generated sentences as a Markdown list (the baseline's own row left out); the comparisons with a side
-    not recorded yet are gathered in one line."""
+    """The generated sentences as a Markdown list (the baseline's own row left out); the
+    comparisons with a side not recorded yet are gathered in one line."""
     comparisons = [c for c in comparisons if c.effect != "baseline"]
     lines = [f"- {c.sentence}." for c in comparisons if c.effect != "not recorded"]
     missing = [c for c in comparisons if c.effect == "not recorded"]
@@ -574,7 +639,8 @@ def bullets(comparisons: Iterable[Comparison]) -> str:
 
 
 def effect_summary(comparisons: Iterable[Comparison], what: str) -> str:
-    """One sentence counting the outcomes of ``comparisons`` (which ``what`` describes), claiming no more."""
+    """One sentence counting the outcomes of ``comparisons`` (which ``what``
+    describes), claiming no more."""
     rest = [c for c in comparisons if c.effect != "baseline"]
     if not rest:
         raise ValueError("comparisons must hold at least one arm besides its baseline")
@@ -591,27 +657,22 @@ def effect_summary(comparisons: Iterable[Comparison], what: str) -> str:
         if n_seeds
         else "no"
     )
+
+    def verb(key: str, one: str, many: str) -> str:
+        """``counts[key]`` and the verb that agrees with it."""
+        return f"{counts[key]} {one if counts[key] == 1 else many}"
+
     parts = []
     if counts["lower"]:
-        parts.append(
-            f"{counts['lower']} {'has' if counts['lower'] == 1 else 'have'} a lower {quantity}"
-        )
+        parts.append(f"{verb('lower', 'has', 'have')} a lower {quantity}")
     if counts["higher"]:
-        parts.append(
-            f"{counts['higher']} {'has' if counts['higher'] == 1 else 'have'} a higher {quantity}"
-        )
+        parts.append(f"{verb('higher', 'has', 'have')} a higher {quantity}")
     if counts["none"]:
-        parts.append(
-            f"{counts['none']} {'shows' if counts['none'] == 1 else 'show'} no evidence of a difference"
-        )
+        parts.append(f"{verb('none', 'shows', 'show')} no evidence of a difference")
     if counts["too few"]:
-        parts.append(
-            f"{counts['too few']} {'has' if counts['too few'] == 1 else 'have'} too few paired seeds to say"
-        )
+        parts.append(f"{verb('too few', 'has', 'have')} too few paired seeds to say")
     if counts["not recorded"]:
-        parts.append(
-            f"{counts['not recorded']} {'is' if counts['not recorded'] == 1 else 'are'} {NOT_RECORDED}"
-        )
+        parts.append(f"{verb('not recorded', 'is', 'are')} {NOT_RECORDED}")
     baselines = sorted({c.baseline for c in rest})
     n = f"{len(rest)} comparison{'s' if len(rest) != 1 else ''}"
     return (
@@ -621,12 +682,13 @@ def effect_summary(comparisons: Iterable[Comparison], what: str) -> str:
     )
 
 
-# -------------------------------------------------------------------------------------------------- curves
+# ------------------------------------------------------------------------------- curves
 def mean_curves(
     data: Mapping[str, Any], experiment: str, labels: Iterable[str] | None = None
 ) -> dict[str, dict[str, list[float]]]:
-    """Per label with finished runs: steps, training FLOPs, mean training and validation loss over its seeds at
-    the evaluation points they share, and the number of seeds (``"seeds": [n]``)."""
+    """Per label with finished runs: steps, training FLOPs, mean training and validation
+    loss over its seeds at the evaluation points they share, and the number of seeds
+    (``"seeds": [n]``)."""
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     out = {}
     for label in labels:
@@ -660,7 +722,8 @@ def mean_curves(
 
 
 def overfitting_sentence(data: Mapping[str, Any], experiment: str, label: str) -> str:
-    """How far ``label``'s final validation loss is above its best, averaged over seeds (does it overfit?)."""
+    """How far ``label``'s final validation loss is above its best, averaged over seeds
+    (does it overfit?)."""
     runs = [
         r
         for r in data["runs"]
@@ -678,21 +741,22 @@ def overfitting_sentence(data: Mapping[str, Any], experiment: str, label: str) -
     )
     if max(rise) == 0:
         return (
-            f"{label} has not overfitted within {steps} steps: every seed's validation loss is lowest at the "
-            f"last evaluation ({len(runs)} seeds)"
+            f"{label} has not overfitted within {steps} steps: every seed's validation "
+            f"loss is lowest at the last evaluation ({len(runs)} seeds)"
         )
     return (
-        f"{label} overfits: its validation loss is lowest {where} and ends {statistics.fmean(rise):.3f} {UNIT} "
-        f"above that on average ({len(runs)} seeds, {steps} steps)"
+        f"{label} overfits: its validation loss is lowest {where} and ends "
+        f"{statistics.fmean(rise):.3f} {LOSS_UNIT} above that on average "
+        f"({len(runs)} seeds, {steps} steps)"
     )
 
 
-# -------------------------------------------------------------------------------------- experiment-specific
+# ------------------------------------------------------------------ experiment-specific
 def equal_params_comparisons(
     data: Mapping[str, Any],
 ) -> tuple[list[Comparison], list[Comparison]]:
-    """Takase & Kiyono's setting: every shared arm against the vanilla M-layer model (same parameters) and against
-    the vanilla model of its own depth N (same FLOPs)."""
+    """Takase & Kiyono's setting: every shared arm against the vanilla M-layer model
+    (same parameters) and against the vanilla model of its own depth N (same FLOPs)."""
     p = file_profile(data)
     m = p.n_unique
     shared = [
@@ -712,17 +776,20 @@ def equal_params_comparisons(
 
 
 def takase_kiyono_sentences(data: Mapping[str, Any]) -> list[str]:
-    """The paper's two findings at equal parameters, each set against what the recorded runs show."""
+    """The paper's two findings at equal parameters, each set against what the recorded
+    runs show."""
     same_params, _ = equal_params_comparisons(data)
     if all(c.effect == "not recorded" for c in same_params):
         return [
-            f"The equal-parameter experiment is {NOT_RECORDED}, so neither finding is tested here yet"
+            f"The equal-parameter experiment is {NOT_RECORDED}, so neither finding is "
+            "tested here yet"
         ]
     better = [c.label for c in same_params if c.effect == "lower"]
     first = (
-        f"Takase & Kiyono report that M blocks applied N > M times beat the vanilla M-layer model. Here "
-        f"{len(better)} of {len(same_params)} shared orders {'has' if len(better) == 1 else 'have'} a lower "
-        "validation loss than it with a 95% "
+        "Takase & Kiyono report that M blocks applied N > M times beat the vanilla "
+        f"M-layer model. Here {len(better)} of {len(same_params)} shared orders "
+        f"{'has' if len(better) == 1 else 'have'} a lower validation loss than it with "
+        "a 95% "
         f"interval that excludes zero" + (f" ({', '.join(better)})" if better else "")
     )
     p = file_profile(data)
@@ -737,14 +804,14 @@ def takase_kiyono_sentences(data: Mapping[str, Any]) -> list[str]:
     )
     lower = [c.label for c in orders if c.effect == "lower"]
     second = (
-        f"They find cycle and cycle-rev stronger than sequence. Here {len(lower)} of the two have a lower "
-        "validation loss than sequence with an interval that excludes zero: "
-        + "; ".join(c.sentence for c in orders)
+        "They find cycle and cycle-rev stronger than sequence. Here "
+        f"{len(lower)} of the two have a lower validation loss than sequence with an "
+        "interval that excludes zero: " + "; ".join(c.sentence for c in orders)
     )
     return [first, second]
 
 
-# ------------------------------------------------------------------------------------------------ live "try it"
+# ------------------------------------------------------------------------ live "try it"
 def live_profile(
     profile: str | Profile = "ci",
     strategies: Sequence[str] | None = None,
@@ -752,8 +819,9 @@ def live_profile(
     seeds: int | None = None,
     device: str | None = None,
 ) -> Profile:
-    """``profile`` cut down for a live run in a notebook: fewer strategies (``limited_strategies`` and the sweep
-    follow), fewer steps (full and limited-data runs alike) or seeds, another device."""
+    """``profile`` cut down for a live run in a notebook: fewer strategies
+    (``limited_strategies`` and the sweep follow), fewer steps (full and limited-data
+    runs alike) or seeds, another device."""
     p = get_profile(profile)
     changes: dict[str, Any] = {}
     if strategies is not None:
@@ -768,8 +836,7 @@ def live_profile(
             or ("none",),
         )
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+        steps = check_int("steps", steps)
         changes.update(
             steps=steps,
             limited_steps=steps,
@@ -784,8 +851,9 @@ def live_profile(
 
 
 def run_live(profile: Profile, experiments: Sequence[str]) -> dict[str, Any]:
-    """Run ``experiments`` (and the sweep they need) at ``profile`` in a temporary folder and return the results,
-    shaped like a recorded file (chapters 6 and 8, "try it")."""
+    """Run ``experiments`` (and the sweep they need) at ``profile`` in a temporary
+    folder and return the results, shaped like a recorded file (chapters 6 and 8,
+    "try it")."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:

@@ -1,5 +1,8 @@
-"""Figures of chapter 5c (*Why can one block stand in for many?*): CKA between layers, the shared block iterated
-past its trained depth, and gradient norms during training."""
+"""Figures of chapter 5c (*Why can one block stand in for many?*): CKA between layers,
+the shared block iterated past its trained depth, and gradient norms during training.
+
+Colours come from the book's palette in ``plots``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,11 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from .plots import label_colour
+from ..models import LOSS_UNIT
+from ..validation import check_int
+from .plots import DARK_GREY, LIGHT_GREY, label_colour, series_colour
+
+__all__ = ["plot_cka", "plot_gradient_norms", "plot_iterations"]
 
 
 def plot_cka(
@@ -17,9 +24,10 @@ def plot_cka(
     consecutive: Mapping[str, Sequence[float]],
     title: str = "",
 ) -> Figure:
-    """One heatmap per model of linear CKA between the hidden states h_0 (embeddings) .. h_L (values printed above
-    the diagonal, the matrix being symmetric, for up to 9 states), and a last panel with CKA(h_(k-1), h_k) against
-    k, one line per model, dashed for labels containing "unshared"."""
+    """One heatmap per model of linear CKA between the hidden states h_0 (embeddings) ..
+    h_L (values printed above the diagonal, the matrix being symmetric, for up to 9
+    states), and a last panel with CKA(h_(k-1), h_k) against k, one line per model,
+    dashed for labels containing "unshared"."""
     n = len(matrices)
     fig, axes = plt.subplots(
         1,
@@ -32,9 +40,8 @@ def plot_cka(
     for ax, (label, matrix) in zip(axes[:n], matrices.items(), strict=True):
         values = matrix.tolist()
         image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
-        for i, row in enumerate(
-            values if len(values) <= 9 else []
-        ):  # larger matrices: colours only
+        shown = values if len(values) <= 9 else []  # larger matrices: colours only
+        for i, row in enumerate(shown):
             for j, value in enumerate(row[i + 1 :], start=i + 1):
                 ax.text(
                     j,
@@ -59,7 +66,7 @@ def plot_cka(
             style,
             marker="o",
             markersize=3,
-            color=f"C{i % 10}",
+            color=series_colour(i),
             label=label,
         )
     line.set_xlabel("layer k")
@@ -78,8 +85,9 @@ def plot_iterations(
     reference_loss: float | None = None,
     title: str = "",
 ) -> Figure:
-    """Left: relative update per iteration (log scale), one line per series, dashed for "unshared". Right:
-    validation loss after k iterations of the shared block; the trained depth and a reference loss marked."""
+    """Left: relative update per iteration (log scale), one line per series, dashed for
+    "unshared". Right: validation loss after k iterations of the shared block; the
+    trained depth and a reference loss marked."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.4, 2.6))
     for i, (label, values) in enumerate(updates.items()):
         style = "--" if "unshared" in label else "-"
@@ -88,7 +96,7 @@ def plot_iterations(
             values,
             style,
             linewidth=1.6,
-            color=f"C{i % 10}",
+            color=series_colour(i),
             label=label,
         )
     left.set_yscale("log")
@@ -100,22 +108,22 @@ def plot_iterations(
         losses,
         "-",
         linewidth=1.6,
-        color="C0",
+        color=series_colour(0),
         label="shared block run k times",
     )
     if reference_loss is not None:
         right.axhline(
             reference_loss,
-            color="C1",
+            color=series_colour(1),
             linestyle="--",
             linewidth=1.2,
             label="unshared model",
         )
     right.set_xlabel("iterations k")
-    right.set_ylabel("validation loss (nats / byte)")
+    right.set_ylabel(f"validation loss ({LOSS_UNIT})")
     right.legend(fontsize=9, frameon=False)
     for ax in (left, right):
-        ax.axvline(trained_depth, color="#8c8c8c", linestyle=":", linewidth=1.2)
+        ax.axvline(trained_depth, color=LIGHT_GREY, linestyle=":", linewidth=1.2)
         ax.grid(True, alpha=0.3)
     right.text(
         trained_depth,
@@ -124,7 +132,7 @@ def plot_iterations(
         transform=right.get_xaxis_transform(),
         va="top",
         fontsize=9,
-        color="#555555",
+        color=DARK_GREY,
     )
     fig.suptitle(title)
     fig.tight_layout()
@@ -137,12 +145,11 @@ def plot_gradient_norms(
     smooth: int = 1,
     points: int = 30,
 ) -> Figure:
-    """Gradient norm against training step (log scale), one line per series, dashed for labels containing
-    "unshared": a moving mean over ``smooth`` steps, drawn at about ``points`` steps."""
-    if smooth < 1 or points < 2:
-        raise ValueError(
-            f"smooth must be >= 1 and points >= 2, got smooth={smooth!r}, points={points!r}"
-        )
+    """Gradient norm against training step (log scale), one line per series, dashed for
+    labels containing "unshared": a moving mean over ``smooth`` steps, drawn at about
+    ``points`` steps."""
+    smooth = check_int("smooth", smooth)
+    points = check_int("points", points, minimum=2)
     fig, ax = plt.subplots(figsize=(6.4, 2.9))
     for i, (label, values) in enumerate(curves.items()):
         series = torch.tensor(values, dtype=torch.float64)
@@ -160,7 +167,7 @@ def plot_gradient_norms(
             steps[keep].tolist(),
             series[keep].tolist(),
             style,
-            color=f"C{i % 10}",
+            color=series_colour(i),
             linewidth=1.5,
             label=label,
         )

@@ -1,4 +1,5 @@
-"""Interactive explorers for Jupyter and Colab (chapter 4); the static book shows the same figures."""
+"""Interactive explorers for Jupyter and Colab (chapters 3 and 4); the static book shows
+the same figures."""
 
 from __future__ import annotations
 
@@ -14,25 +15,33 @@ from ..counting import count_parameters, parameter_breakdown
 from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block
 from .plots import plot_parameter_breakdown
 
+__all__ = ["LayerMapExplorer", "ParameterExplorer"]
+
 
 def breakdown_html(config: TransformerConfig) -> str:
-    """An HTML table of ``config``'s parameters by part, beside the unshared model of the same shape."""
+    """An HTML table of ``config``'s parameters by part, beside the unshared model of
+    the same shape."""
     unshared = replace(config, strategy="none", n_unique=None, inner_group_num=1)
     base_parts = parameter_breakdown(unshared)
     rows = "".join(
-        f"<tr><td>{part}</td><td align='right'>{n:,}</td><td align='right'>{base_parts[part]:,}</td></tr>"
+        f"<tr><td>{part}</td><td align='right'>{n:,}</td>"
+        f"<td align='right'>{base_parts[part]:,}</td></tr>"
         for part, n in parameter_breakdown(config).items()
     )
     total, base = count_parameters(config), count_parameters(unshared)
     return (
-        f"<table><tr><th>part</th><th>{html.escape(config.strategy)}</th><th>none</th></tr>{rows}"
-        f"<tr><th>total</th><th align='right'>{total:,}</th><th align='right'>{base:,}</th></tr></table>"
-        f"<p>{config.strategy!r} keeps {total / base:.1%} of the unshared parameters.</p>"
+        f"<table><tr><th>part</th><th>{html.escape(config.strategy)}</th>"
+        f"<th>none</th></tr>{rows}"
+        f"<tr><th>total</th><th align='right'>{total:,}</th>"
+        f"<th align='right'>{base:,}</th></tr></table>"
+        f"<p>{config.strategy!r} keeps {total / base:.1%} of the unshared "
+        "parameters.</p>"
     )
 
 
 class ParameterExplorer(widgets.VBox):
-    """Sliders for the shape, a strategy dropdown, and a live table and chart of unique parameters."""
+    """Sliders for the shape, a strategy dropdown, and a live table and chart of unique
+    parameters."""
 
     def __init__(self, config: TransformerConfig | None = None) -> None:
         c = config or TransformerConfig(n_layers=12, d_model=768, n_heads=12, d_ff=3072)
@@ -69,7 +78,7 @@ class ParameterExplorer(widgets.VBox):
         self.update()
 
     def config(self) -> TransformerConfig:
-        """The config the controls describe; raises ``ValueError`` if they do not fit together."""
+        """The config the controls describe; ``ValueError`` if they do not fit."""
         values = {name: control.value for name, control in self.controls.items()}
         values["embedding_size"] = values["embedding_size"] or None
         if values["strategy"] not in NEEDS_N_UNIQUE:
@@ -77,7 +86,7 @@ class ParameterExplorer(widgets.VBox):
         return TransformerConfig(**values)
 
     def update(self, _change: object = None) -> None:
-        """Recompute the table and chart; an invalid combination shows the ``ValueError`` instead."""
+        """Recompute the table and chart; an invalid combination shows its error."""
         try:
             config = self.config()
         except ValueError as error:
@@ -95,7 +104,7 @@ class ParameterExplorer(widgets.VBox):
 
 
 class LayerMapExplorer(widgets.VBox):
-    """Pick N, M and a strategy; see the layer -> block map and the blocks kept (chapter 3)."""
+    """Pick N, M and a strategy; see the layer -> block map, blocks kept (chapter 3)."""
 
     def __init__(
         self, n_layers: int = 12, n_unique: int = 3, strategy: str = "cycle-rev"
@@ -128,7 +137,9 @@ class LayerMapExplorer(widgets.VBox):
             )
             return
         rows = "".join(
-            f"<tr><td>{part}</td>{''.join(f'<td>{b}</td>' for b in blocks)}<td>{len(set(blocks))} kept</td></tr>"
+            f"<tr><td>{part}</td>{''.join(f'<td>{b}</td>' for b in blocks)}"
+            f"<td>{len(set(blocks))} kept</td></tr>"
             for part, blocks in maps.items()
         )
-        self.view.value = f"<table><tr><th></th>{''.join(f'<th>{i}</th>' for i in range(n))}</tr>{rows}</table>"
+        header = "".join(f"<th>{i}</th>" for i in range(n))
+        self.view.value = f"<table><tr><th></th>{header}</tr>{rows}</table>"

@@ -1,22 +1,29 @@
-"""Binary addition, least significant bit first: trained on short numbers, tested on long ones (chapter 6).
+"""Binary addition, least significant bit first: trained on short numbers, tested on
+long ones (chapter 6).
 
-After a start token, position t holds the pair (a_t, b_t) as the token 2 a_t + b_t and must output the sum
-bit s_t = a_t xor b_t xor c_t. The carry c_t is decided by the nearest position k < t where a_k + b_k != 1
-(both ones: carry; both zeros: none); every position in between passes the carry on. A layer that looks one
-position to the left resolves one link of that chain, so the depth an input needs grows with its longest run
-of ``a + b = 1``: a looped model could meet longer inputs with more iterations, an unshared one cannot add
-layers. The recorded experiment tests it.
+After a start token, position t holds the pair (a_t, b_t) as the token 2 a_t + b_t and
+must output the sum bit s_t = a_t xor b_t xor c_t. The carry c_t is decided by the
+nearest position k < t where a_k + b_k != 1 (both ones: carry; both zeros: none); every
+position in between passes the carry on. A layer that looks one position to the left
+resolves one link of that chain, so the depth an input needs grows with its longest run
+of ``a + b = 1``: a looped model could meet longer inputs with more iterations, an
+unshared one cannot add layers. The recorded experiment tests it.
 
-The start token matters: rotary and no position embeddings leave the values of attention position-free, so
-without it a run of equal tokens at the start (e.g. 3, 3) gives every position the state of the first, and the
-model cannot see the carry the first pair makes (``tests/test_addition.py`` shows it).
+The start token matters: rotary and no position embeddings leave the values of attention
+position-free, so without it a run of equal tokens at the start (e.g. 3, 3) gives every
+position the state of the first, and the model cannot see the carry the first pair makes
+(``tests/test_addition.py`` shows it).
+
+Losses are in nats per token (``models.LOSS_UNIT``), a token being one bit of the sum.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +35,47 @@ from ..config import POSITIONS, TransformerConfig
 from ..counting import forward_flops_per_token
 from ..data import IGNORE
 from ..measure import count_module_parameters
-from ..models import SharedTransformer
+from ..models import LOSS_UNIT, SharedTransformer, scored_cross_entropy
 from ..runtime import resolve_device
 from ..train import NonFiniteLossError, TrainConfig, train
+from ..validation import check_choice, check_int
+from .recorded import provenance
+from .suite import code_hash, device_description, load_results, merge_results, run_key
 
-RESULTS_NAME = "addition"  # notebooks/results/addition.<profile>.json
+__all__ = [
+    "ADDITION_MODULES",
+    "ADDITION_PROFILES",
+    "ADDITION_RESULTS_NAME",
+    "START",
+    "TEST_SEED",
+    "AdditionModel",
+    "addition_batch",
+    "arm_config",
+    "carry_span",
+    "chosen_lr",
+    "execute_arm",
+    "get_addition_profile",
+    "random_depths",
+    "replace_steps",
+    "replay_arm",
+    "run_addition",
+    "train_arm",
+]
+
+ADDITION_RESULTS_NAME = "addition"  # notebooks/results/addition.<profile>.json
 EXPERIMENT = "iterations-length"
 START = 4  # the start token, before the first pair
 INPUT_TOKENS = 5  # 2 a + b for the pairs, and START
-DEPTHS: tuple[str, ...] = (
-    "fixed",
-    "random",
-)  # training depth of a looped model: always N, or drawn per step
-TEST_SEED = 1_000_003  # the test examples of n bits come from TEST_SEED + n: the same for every model and seed
+# training depth of a looped model: always N, or drawn per step
+DEPTHS: tuple[str, ...] = ("fixed", "random")
+# the test examples of n bits come from TEST_SEED + n: the same for every model and seed
+TEST_SEED = 1_000_003
 
 
-# ------------------------------------------------------------------------------------------------------ the task
+# ----------------------------------------------------------------------------- the task
 def sum_bits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The n + 1 bits of a + b (B, n+1), least significant first, by a ripple-carry loop (the reference)."""
+    """The n + 1 bits of a + b (B, n+1), least significant first, by a ripple-carry
+    loop (the reference)."""
     carry = torch.zeros(a.shape[0], dtype=torch.long)  # (B,)
     out = []
     for t in range(a.shape[1]):
@@ -56,12 +86,12 @@ def sum_bits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def carry_span(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per example (B,): the longest distance from a position to the nearest k < t with a_k + b_k != 1, the
-    start of the number counting as such a position: the links a one-position-per-layer rule must resolve."""
+    """Per example (B,): the longest distance from a position to the nearest k < t with
+    a_k + b_k != 1, the start of the number counting as such a position: the links a
+    one-position-per-layer rule must resolve."""
     passes = (a + b == 1).long()  # (B, n)
-    run = torch.zeros(
-        a.shape[0], dtype=torch.long
-    )  # (B,) distance back to the last deciding position
+    # distance back to the last deciding position
+    run = torch.zeros(a.shape[0], dtype=torch.long)  # (B,)
     longest = torch.zeros_like(run)
     for t in range(a.shape[1] + 1):  # position t of the n + 1 outputs
         run = run + 1
@@ -74,15 +104,12 @@ def carry_span(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def addition_batch(
     batch_size: int, n_bits: int, generator: torch.Generator, start: bool = True
 ) -> tuple[torch.Tensor, ...]:
-    """Random n-bit a and b: inputs (B, n+2) of START, tokens 2a+b and a final 0 for the carry out; targets
-    (B, n+2) holding the sum bits (``IGNORE`` at START); the carry spans (B,). ``start=False`` drops START."""
-    if n_bits < 1 or batch_size < 1:
-        raise ValueError(
-            f"n_bits and batch_size must be >= 1, got n_bits={n_bits}, batch_size={batch_size}"
-        )
-    a, b = torch.randint(
-        0, 2, (2, batch_size, n_bits), generator=generator
-    )  # (B, n) each
+    """Random n-bit a and b: inputs (B, n+2) of START, tokens 2a+b and a final 0 for the
+    carry out; targets (B, n+2) holding the sum bits (``IGNORE`` at START); the carry
+    spans (B,). ``start=False`` drops START."""
+    check_int("batch_size", batch_size)
+    check_int("n_bits", n_bits)
+    a, b = torch.randint(0, 2, (2, batch_size, n_bits), generator=generator)  # (B, n)
     inputs = F.pad(2 * a + b, (0, 1))  # (B, n+1)
     targets = sum_bits(a, b)  # (B, n+1)
     if start:
@@ -91,16 +118,18 @@ def addition_batch(
     return inputs, targets, carry_span(a, b)
 
 
-# ----------------------------------------------------------------------------------------------------- the model
+# ---------------------------------------------------------------------------- the model
 class AdditionModel(nn.Module):
-    """A causal ``SharedTransformer`` over the 4 input tokens with a 2-way head: the sum bit at every position."""
+    """A causal ``SharedTransformer`` over the 4 input tokens with a 2-way head: the sum
+    bit at every position."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         if config.vocab_size != INPUT_TOKENS or not config.causal or config.lm_head:
             raise ValueError(
-                f"config needs vocab_size={INPUT_TOKENS}, causal=True and lm_head=False, got "
-                f"vocab_size={config.vocab_size}, causal={config.causal}, lm_head={config.lm_head}"
+                f"config needs vocab_size={INPUT_TOKENS}, causal=True and "
+                f"lm_head=False, got vocab_size={config.vocab_size}, "
+                f"causal={config.causal}, lm_head={config.lm_head}"
             )
         self.config = config
         self.body = SharedTransformer(config)
@@ -109,10 +138,10 @@ class AdditionModel(nn.Module):
     def forward(
         self, inputs: torch.Tensor, n_iterations: int | None = None
     ) -> torch.Tensor:
-        """Logits (B, T, 2); ``n_iterations`` runs a looped (strategy "all") model's block that many times."""
-        return self.head(
-            self.body(inputs, n_iterations=n_iterations)
-        )  # (B, T, H) -> (B, T, 2)
+        """Logits (B, T, 2); ``n_iterations`` runs a looped (strategy "all") model's
+        block that many times."""
+        hidden = self.body(inputs, n_iterations=n_iterations)  # (B, T, H)
+        return self.head(hidden)  # (B, T, 2)
 
 
 @torch.no_grad()
@@ -123,7 +152,8 @@ def accuracy(
     examples: int,
     chunk: int = 500,
 ) -> dict[str, float]:
-    """Sequence accuracy (every sum bit right) and bit accuracy on the fixed test examples of ``n_bits`` bits."""
+    """Sequence accuracy (every sum bit right) and bit accuracy on the fixed test
+    examples of ``n_bits`` bits."""
     model.eval()
     device = next(model.parameters()).device
     inputs, targets, spans = addition_batch(
@@ -133,9 +163,8 @@ def accuracy(
     for start in range(0, examples, chunk):
         x = inputs[start : start + chunk].to(device)  # (b, n+1)
         y = targets[start : start + chunk]  # (b, n+2)
-        right.append(
-            (model(x, n_iterations).argmax(-1).cpu() == y)[:, y[0] != IGNORE]
-        )  # (b, n+1) scored bits
+        predicted = model(x, n_iterations).argmax(-1).cpu()  # (b, n+2)
+        right.append((predicted == y)[:, y[0] != IGNORE])  # (b, n+1) scored bits
     correct = torch.cat(right)  # (examples, n+1)
     return {
         "sequence_accuracy": correct.all(dim=1).float().mean().item(),
@@ -145,18 +174,18 @@ def accuracy(
     }
 
 
-# --------------------------------------------------------------------------------------------------- profiles
+# ----------------------------------------------------------------------------- profiles
 @dataclass(frozen=True)
 class AdditionProfile:
-    """Sizes of the iterations-and-length experiment at one profile (``ci`` live, ``cpu`` recorded, ``gpu``)."""
+    """Sizes of the iterations-and-length experiment at one profile (``ci`` live,
+    ``cpu`` recorded, ``gpu``)."""
 
     name: str
     d_model: int
     n_heads: int
     d_ff: int
-    n_layers: (
-        int  # N: layers of the unshared model, iterations of the looped one in training
-    )
+    # N: layers of the unshared model, iterations of the looped one in training
+    n_layers: int
     batch_size: int
     train_bits: int  # training numbers have 1 .. train_bits bits
     steps: int
@@ -176,8 +205,9 @@ class AdditionProfile:
         return max(self.test_bits) + 2  # START, the bits, the carry out
 
     def arms(self) -> list[tuple[str, str, str]]:
-        """(strategy, position, depth) of every compared model: unshared and looped per position scheme, and
-        a looped model trained at random depth where the scheme does not tie it to trained positions."""
+        """(strategy, position, depth) of every compared model: unshared and looped per
+        position scheme, and a looped model trained at random depth where the scheme
+        does not tie it to trained positions."""
         out = []
         for position in self.positions:
             out += [("none", position, "fixed"), ("all", position, "fixed")]
@@ -247,7 +277,8 @@ ADDITION_PROFILES: dict[str, AdditionProfile] = {
 
 
 def replace_steps(profile: AdditionProfile, steps: int) -> AdditionProfile:
-    """``profile`` with ``steps`` training steps (and evaluations within them): for tests and "try it" runs."""
+    """``profile`` with ``steps`` training steps (and evaluations within them): for
+    tests and "try it" runs."""
     return replace(
         profile,
         steps=steps,
@@ -257,13 +288,11 @@ def replace_steps(profile: AdditionProfile, steps: int) -> AdditionProfile:
 
 
 def get_addition_profile(profile: str | AdditionProfile) -> AdditionProfile:
+    """The ``AdditionProfile`` named ``profile`` (one of ``ADDITION_PROFILES``), or
+    ``profile`` itself."""
     if isinstance(profile, AdditionProfile):
         return profile
-    if profile not in ADDITION_PROFILES:
-        raise ValueError(
-            f"profile must be one of {tuple(ADDITION_PROFILES)}, got {profile!r}"
-        )
-    return ADDITION_PROFILES[profile]
+    return ADDITION_PROFILES[check_choice("profile", profile, ADDITION_PROFILES)]
 
 
 def label(strategy: str, position: str, depth: str) -> str:
@@ -292,11 +321,12 @@ def arm_config(
 
 
 def random_depths(n_layers: int) -> tuple[int, int]:
-    """Range of iterations drawn per training step by a random-depth arm: N/2 .. 2N (N in expectation, about)."""
+    """Range of iterations drawn per training step by a random-depth arm: N/2 .. 2N
+    (about N in expectation)."""
     return max(1, n_layers // 2), 2 * n_layers
 
 
-# --------------------------------------------------------------------------------------------------- one run
+# ------------------------------------------------------------------------------ one run
 class _ReplayStopError(Exception):
     """Raised by ``get_batch`` to end a replay after its first steps."""
 
@@ -310,11 +340,10 @@ def train_arm(
     seed: int,
     stop_after: int | None = None,
 ) -> tuple[AdditionModel, Any, int, list[float]]:
-    """Train one arm at ``seed`` (it fixes the init and, shared by every arm, the batches and their lengths);
-    return the model, its ``History`` (None when stopped after ``stop_after`` steps), the training tokens it saw
-    and its training losses."""
-    if depth not in DEPTHS:
-        raise ValueError(f"depth must be one of {DEPTHS}, got {depth!r}")
+    """Train one arm at ``seed`` (it fixes the init and, shared by every arm, the
+    batches and their lengths); return the model, its ``History`` (None when stopped
+    after ``stop_after`` steps), the training tokens it saw and its training losses."""
+    check_choice("depth", depth, DEPTHS)
     if depth == "random" and strategy != "all":
         raise ValueError(
             f"depth 'random' needs the looped strategy 'all', got {strategy!r}"
@@ -322,9 +351,8 @@ def train_arm(
     torch.manual_seed(seed)
     model = AdditionModel(arm_config(profile, strategy, position))
     low, high = random_depths(profile.n_layers)
-    depth_generator = torch.Generator().manual_seed(
-        10_000 + seed
-    )  # apart from the batches: they stay paired
+    # apart from the batches: they stay paired
+    depth_generator = torch.Generator().manual_seed(10_000 + seed)
     seen, losses = [0], []  # training tokens, training losses
 
     def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -344,9 +372,7 @@ def train_arm(
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets, steps = batch
         logits = m(inputs, int(steps) if strategy == "all" else None)  # (B, T, 2)
-        loss = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE
-        )
+        loss = scored_cross_entropy(logits, targets)
         if m.training:
             losses.append(loss.item())
         return loss
@@ -367,25 +393,21 @@ def train_arm(
     return model, history, seen[0], losses
 
 
-def replay(
+def replay_arm(
     data: Mapping[str, Any], record: Mapping[str, Any], steps: int = 10
 ) -> list[float]:
-    """The first ``steps`` training losses of a recorded run, re-computed from the file's profile settings and the
-    run's arm, rate and seed on the run's thread count: on the recording's kind of CPU they equal the stored
-    ``first_losses`` exactly, elsewhere to within ``suite.REPLAY_RTOL`` (compare with ``suite.replay_matches``)."""
+    """The first ``steps`` training losses of a recorded run, re-computed from the
+    file's profile settings and the run's arm, rate and seed on the run's thread count.
+
+    On the recording's kind of CPU they equal the stored ``first_losses`` exactly,
+    elsewhere to within ``suite.REPLAY_RTOL`` (compare with ``suite.replay_matches``).
+    """
     settings = {
         k: tuple(v) if isinstance(v, list) else v
         for k, v in data["profile_settings"].items()
     }
     profile = replace(AdditionProfile(**settings), device="cpu")
-    if (
-        isinstance(steps, bool)
-        or not isinstance(steps, int)
-        or not 1 <= steps <= len(record["first_losses"])
-    ):
-        raise ValueError(
-            f"steps must be an integer in 1..{len(record['first_losses'])}, got {steps!r}"
-        )
+    check_int("steps", steps, 1, len(record["first_losses"]))
     threads = torch.get_num_threads()
     torch.set_num_threads(int(record["threads"]))
     try:
@@ -403,7 +425,7 @@ def replay(
     return losses
 
 
-def execute(
+def execute_arm(
     profile: AdditionProfile,
     strategy: str,
     position: str,
@@ -412,7 +434,8 @@ def execute(
     seed: int,
     experiment: str = EXPERIMENT,
 ) -> dict[str, Any]:
-    """Train one arm and test it at every length (and, looped, every iteration count): one recorded run."""
+    """Train one arm and test it at every length (and, looped, every iteration count):
+    one recorded run."""
     start = time.perf_counter()
     config = arm_config(profile, strategy, position)
     record: dict[str, Any] = {
@@ -424,7 +447,10 @@ def execute(
         "seed": seed,
         "lr": lr,
         "kind": "train",
-        "data": f"binary addition, least significant bit first, 1..{profile.train_bits} bits",
+        "data": (
+            "binary addition, least significant bit first, "
+            f"1..{profile.train_bits} bits"
+        ),
         "steps": profile.steps,
         "model_config": asdict(config),
         "train_config": {
@@ -438,11 +464,12 @@ def execute(
             if depth == "random"
             else None,
         },
-        # training FLOPs (forward and backward) per token at the longest training input and N layers
+        # training FLOPs (forward and backward) per token at the longest training input
+        # and N layers
         "flops_per_token": 3
         * sum(forward_flops_per_token(config, profile.train_bits + 2).values()),
         "parameters": count_module_parameters(AdditionModel(config)),
-        "loss_unit": "nats per bit",
+        "loss_unit": LOSS_UNIT,  # a token is a bit here
         "threads": torch.get_num_threads(),
         "device": str(resolve_device(profile.device)),
     }
@@ -490,9 +517,10 @@ def execute(
     return record
 
 
-# ------------------------------------------------------------------------------------------------- the suite
+# ---------------------------------------------------------------------------- the suite
 def chosen_lr(runs: Sequence[Mapping[str, Any]], run_label: str) -> float | None:
-    """The swept learning rate of the lowest final validation loss of ``run_label`` at seed 0 (None: not swept)."""
+    """The swept learning rate of the lowest final validation loss of ``run_label`` at
+    seed 0 (None: not swept)."""
     swept = [
         r for r in runs if r["label"] == run_label and r["seed"] == 0 and r.get("sweep")
     ]
@@ -501,9 +529,10 @@ def chosen_lr(runs: Sequence[Mapping[str, Any]], run_label: str) -> float | None
 
 
 def _execute_in_worker(job: tuple) -> dict[str, Any]:
-    """``execute(*job)`` in a worker process, on one thread (so two workers fill two cores without contention)."""
+    """``execute_arm(*job)`` in a worker process, on one thread (so that two workers
+    fill two cores without contention)."""
     torch.set_num_threads(1)
-    return execute(*job)
+    return execute_arm(*job)
 
 
 def run_addition(
@@ -514,37 +543,26 @@ def run_addition(
     log: Callable[[str], None] | None = None,
     workers: int = 1,
 ) -> Path:
-    """Run (or resume) the experiment at ``profile`` into ``<output_dir>/addition.<profile>.json``: a learning-rate
-    sweep per arm at seed 0, then every seed at the chosen rate; one atomic append per finished run.
+    """Run (or resume) the experiment at ``profile`` into
+    ``<output_dir>/addition.<profile>.json``: a learning-rate sweep per arm at seed 0,
+    then every seed at the chosen rate; one atomic append per finished run.
 
-    ``workers`` > 1 trains that many runs at once in processes of one thread each; a run's numbers do not depend
-    on which worker ran it (each seeds its own generators).
+    ``workers`` > 1 trains that many runs at once in processes of one thread each; a
+    run's numbers do not depend on which worker ran it (each seeds its own generators).
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    from .recorded import provenance
-    from .suite import (
-        code_hash,
-        device_description,
-        load_results,
-        merge_results,
-        run_key,
-    )
-
     p = get_addition_profile(profile)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_int("workers", workers)
     log = log or (lambda message: None)
-    path = Path(output_dir) / f"{RESULTS_NAME}.{p.name}.json"
+    path = Path(output_dir) / f"{ADDITION_RESULTS_NAME}.{p.name}.json"
     code = code_hash(ADDITION_MODULES)
     if path.exists():
         data = load_results(path)
         previous = data["provenance"].get("sharedlib_hash")
         if previous != code and not allow_mixed:
             raise ValueError(
-                f"{path} was written by other sharedlib code (hash {previous}, now {code}); pass "
-                "allow_mixed to add to it, or write to another output_dir"
+                f"{path} was written by other sharedlib code (hash {previous}, now "
+                f"{code}); pass allow_mixed to add to it, or write to another "
+                "output_dir"
             )
     else:
         data = {
@@ -558,9 +576,8 @@ def run_addition(
     commit = provenance(command, "", 0.0)["commit"]
     done = {run_key(r) for r in data["runs"]}
 
-    def stamp(
-        target: dict[str, Any],
-    ) -> None:  # ``target``: the runs merged with the file's, its provenance
+    # ``target``: the runs merged with the file's, its provenance
+    def stamp(target: dict[str, Any]) -> None:
         seconds = max(
             before + time.perf_counter() - started,
             float(target["provenance"].get("wall_seconds", 0.0)),
@@ -575,9 +592,8 @@ def run_addition(
     def add(record: dict[str, Any]) -> None:
         record.update(commit=commit, sharedlib_hash=code)
         data["runs"].append(record)
-        data.update(
-            merge_results(path, data, stamp)
-        )  # with the runs another command wrote meanwhile
+        # with the runs another command wrote meanwhile
+        data.update(merge_results(path, data, stamp))
         done.update(run_key(r) for r in data["runs"])
         longest = max(p.test_bits)
         best = max(
@@ -589,38 +605,31 @@ def run_addition(
             default=None,
         )
         log(
-            f"{record['label']} / seed {record['seed']} / lr {record['lr']:g}: val {record['val_loss']}, best "
-            f"sequence accuracy at {longest} bits {best} ({record['wall_seconds']:.1f} s)"
+            f"{record['label']} / seed {record['seed']} / lr {record['lr']:g}: "
+            f"val {record['val_loss']}, best sequence accuracy at {longest} bits "
+            f"{best} ({record['wall_seconds']:.1f} s)"
         )
 
+    def key(job: tuple) -> tuple[str, str, int, float]:
+        """The ``run_key`` a job's record will have."""
+        return (EXPERIMENT, label(*job[1:4]), job[5], float(job[4]))
+
     def run_all(jobs: list[tuple], sweep: bool) -> None:
-        jobs = [
-            job
-            for job in jobs
-            if (EXPERIMENT, label(*job[1:4]), job[5], float(job[4])) not in done
-        ]
+        jobs = [job for job in jobs if key(job) not in done]
+        marks = {"sweep": True} if sweep else {}
         if workers == 1:
             for job in jobs:
-                if (
-                    EXPERIMENT,
-                    label(*job[1:4]),
-                    job[5],
-                    float(job[4]),
-                ) not in done:  # another command's meanwhile?
-                    add({**execute(*job), **({"sweep": True} if sweep else {})})
+                if key(job) not in done:  # another command's meanwhile?
+                    add({**execute_arm(*job), **marks})
             return
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for future in as_completed(
-                [pool.submit(_execute_in_worker, job) for job in jobs]
-            ):
-                add(
-                    {**future.result(), **({"sweep": True} if sweep else {})}
-                )  # in order of finishing
+            futures = [pool.submit(_execute_in_worker, job) for job in jobs]
+            for future in as_completed(futures):  # in order of finishing
+                add({**future.result(), **marks})
 
     arms = p.arms()
-    run_all(
-        [(p, *arm, lr, 0) for arm in arms for lr in p.lrs], sweep=True
-    )  # seed 0, every rate
+    # seed 0, every rate
+    run_all([(p, *arm, lr, 0) for arm in arms for lr in p.lrs], sweep=True)
     chosen = {arm: chosen_lr(data["runs"], label(*arm)) for arm in arms}
     run_all(
         [
@@ -634,7 +643,8 @@ def run_addition(
     return path
 
 
-# The modules a recorded run executes (it borrows the results-file helpers of ``suite``): the code hash covers them.
+# The modules a recorded run executes (it borrows the results-file helpers of
+# ``suite``): the code hash covers them.
 ADDITION_MODULES: tuple[str, ...] = (
     "config",
     "counting",
@@ -651,4 +661,5 @@ ADDITION_MODULES: tuple[str, ...] = (
     "runtime",
     "sharing",
     "train",
+    "validation",
 )

@@ -1,4 +1,4 @@
-"""Small, seeded experiments comparing sharing strategies (chapter 6, *Applications*)."""
+"""Small seeded experiments comparing sharing strategies (chapter 6, *Applications*)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,17 @@ from ..measure import count_module_parameters
 from ..models import SharedTransformer, next_token_loss
 from ..train import TrainConfig, train
 
+__all__ = [
+    "Summary",
+    "answer_accuracy",
+    "compare_strategies",
+    "matching_width",
+    "train_model",
+]
+
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]
-ModelBuilder = Callable[
-    [], nn.Module
-]  # e.g. lambda: RelaxedSharedTransformer(config, rank=4)
+# e.g. lambda: RelaxedSharedTransformer(config, rank=4)
+ModelBuilder = Callable[[], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -45,14 +52,15 @@ def train_model(
     train_config: TrainConfig,
     seed: int,
 ):
-    """Build ``SharedTransformer(config)`` (or call a builder) with ``seed`` and train it; returns (model, history)."""
+    """Build ``SharedTransformer(config)`` (or call a builder) with ``seed`` and train
+    it; returns (model, history)."""
     torch.manual_seed(seed)
     model = config() if callable(config) else SharedTransformer(config)
     history = train(model, next_token_loss, get_batch, replace(train_config, seed=seed))
     return model, history
 
 
-def compare(
+def compare_strategies(
     configs: Mapping[str, TransformerConfig | ModelBuilder],
     get_batch: BatchFn,
     train_config: TrainConfig,
@@ -73,7 +81,8 @@ def compare(
 def matching_width(
     reference: TransformerConfig, strategy: str, n_heads: int
 ) -> TransformerConfig:
-    """The width (a multiple of ``n_heads``, d_ff = 4x) at which ``strategy`` has about ``reference``'s parameters."""
+    """The width (a multiple of ``n_heads``, d_ff = 4x) at which ``strategy`` has about
+    ``reference``'s parameters."""
     target = count_parameters(reference)
     candidates = [
         replace(
@@ -99,15 +108,15 @@ def answer_accuracy(
     seed: int,
     n_iterations: int | None = None,
 ) -> float:
-    """Fraction of ``n`` questions whose whole answer the model predicts exactly (teacher-forced)."""
+    """Fraction of ``n`` questions whose whole answer the model predicts exactly
+    (teacher-forced)."""
     model.eval()
     device = next(model.parameters()).device
     inputs, targets = algorithmic_batch(
         task, n, length, n_symbols, torch.Generator().manual_seed(seed)
     )
     inputs, targets = inputs.to(device), targets.to(device)
-    predicted = model.logits(model(inputs, n_iterations=n_iterations)).argmax(
-        -1
-    )  # (B, T)
+    logits = model.logits(model(inputs, n_iterations=n_iterations))  # (B, T, V)
+    predicted = logits.argmax(-1)  # (B, T)
     scored = targets != IGNORE
     return ((predicted == targets) | ~scored).all(dim=1).float().mean().item()

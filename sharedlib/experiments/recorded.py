@@ -1,47 +1,54 @@
-"""Recorded results (``notebooks/results/<name>.<profile>.json``), found wherever sharedlib is installed (6b).
+"""Recorded results (``notebooks/results/<name>.<profile>.json``), found wherever
+sharedlib is installed (chapter 6b).
 
-A checkout or editable install reads them beside the package, in ``notebooks/results``; a wheel (``pip install
-sharedlib @ git+...``, as on Colab) carries them as package data in ``sharedlib/recorded_results``.
+A checkout or editable install reads them beside the package, in ``notebooks/results``;
+a wheel (``pip install sharedlib @ git+...``, as on Colab) carries them as package data
+in ``sharedlib/recorded_results``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime import atomic_write, file_lock, unwritable_reason
+import torch
 
-PROFILES: tuple[str, ...] = (
-    "gpu",
-    "cpu",
-)  # best first: recorded on an accelerator, then on 2 CPU cores
-_SHOWN = (
-    "size",
-    "batch",
-    "seq",
-    "prompt",
-    "new_tokens",
-    "repeats",
-)  # the settings a refusal names, when present
+from ..runtime import atomic_write, file_lock, unwritable_reason
+from ..validation import check_choice
+
+__all__ = [
+    "check_output",
+    "load_recorded",
+    "provenance",
+    "recorded_file",
+    "recorded_path",
+    "replacement_problem",
+    "results_dirs",
+    "write_recorded",
+]
+
+# best first: recorded on an accelerator, then on 2 CPU cores
+PROFILE_PREFERENCE: tuple[str, ...] = ("gpu", "cpu")
+# the settings a refusal names, when present
+_SHOWN = ("size", "batch", "seq", "prompt", "new_tokens", "repeats")
 
 
 def results_dirs() -> list[Path]:
-    """Where recorded results are looked for, in order: the checkout's ``notebooks/results``, then package data."""
-    package = (
-        Path(__file__).resolve().parents[1]
-    )  # sharedlib/, this module being sharedlib/experiments/recorded.py
+    """Where recorded results are looked for, in order: the checkout's
+    ``notebooks/results``, then package data."""
+    # sharedlib/, this module being sharedlib/experiments/recorded.py
+    package = Path(__file__).resolve().parents[1]
     return [package.parent / "notebooks" / "results", package / "recorded_results"]
 
 
-def recorded_path(name: str, profile: str | None = None) -> Path:
-    """The file of the best available profile of ``name`` (or of ``profile``); ``FileNotFoundError`` if none."""
-    if profile is not None and profile not in PROFILES:
-        raise ValueError(
-            f"profile must be one of {PROFILES} or None (best available), got {profile!r}"
-        )
+def _check_name(name: str) -> None:
+    """Refuse anything but a recorded result's bare name (no folder, no leading dot)."""
     if (
         not isinstance(name, str)
         or not name
@@ -50,10 +57,22 @@ def recorded_path(name: str, profile: str | None = None) -> Path:
         or name.startswith(".")
     ):
         raise ValueError(
-            f"name must be a recorded result's bare name such as 'decoding', got {name!r}"
+            "name must be a recorded result's bare name such as 'decoding', "
+            f"got {name!r}"
         )
+
+
+def recorded_path(name: str, profile: str | None = None) -> Path:
+    """The file of the best available profile of ``name`` (or of ``profile``);
+    ``FileNotFoundError`` if none."""
+    if profile is not None and profile not in PROFILE_PREFERENCE:
+        raise ValueError(
+            f"profile must be one of {PROFILE_PREFERENCE} or None (best available), "
+            f"got {profile!r}"
+        )
+    _check_name(name)
     tried = []
-    for candidate in (profile,) if profile else PROFILES:
+    for candidate in (profile,) if profile else PROFILE_PREFERENCE:
         for folder in results_dirs():
             path = folder / f"{name}.{candidate}.json"
             if path.is_file():
@@ -73,24 +92,21 @@ def recorded_path(name: str, profile: str | None = None) -> Path:
 
 
 def load_recorded(name: str, profile: str | None = None) -> dict[str, Any]:
-    """The parsed JSON of a recorded result, with ``"profile"`` and ``"path"`` added (chapter 6b)."""
+    """The parsed JSON of a recorded result, with ``"profile"`` and ``"path"`` added
+    (chapter 6b)."""
     path = recorded_path(name, profile)
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or "provenance" not in data or "runs" not in data:
         raise ValueError(
-            f"{path} is not a recorded result: expected a JSON object with 'provenance' and 'runs'"
+            f"{path} is not a recorded result: expected a JSON object with "
+            "'provenance' and 'runs'"
         )
     return {**data, "profile": path.name.split(".")[-2], "path": str(path)}
 
 
 def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]:
-    """Who made a recorded file: command, commit (``+dirty`` when the tree had changes), date, machine, versions."""
-    import datetime
-    import platform
-    import subprocess
-
-    import torch
-
+    """Who made a recorded file: command, commit (``+dirty`` when the tree had changes),
+    date, machine, versions."""
     root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
@@ -110,10 +126,11 @@ def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]
             "%Y-%m-%d %H:%M UTC"
         ),
         "device": device,
-        "machine": f"{platform.machine()}, {_cpu_name()}, {os.cpu_count()} logical CPUs",
-        "load_average_at_end": [
-            round(x, 2) for x in os.getloadavg()
-        ],  # 1, 5, 15 min: other work on the machine
+        "machine": (
+            f"{platform.machine()}, {_cpu_name()}, {os.cpu_count()} logical CPUs"
+        ),
+        # 1, 5, 15 min: other work on the machine
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
@@ -122,24 +139,16 @@ def provenance(command: str, device: str, wall_seconds: float) -> dict[str, Any]
 
 
 def recorded_file(name: str, profile: str) -> Path:
-    """Where ``write_recorded`` puts ``name`` at ``profile`` by default: the checkout's ``notebooks/results``."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if (
-        not isinstance(name, str)
-        or not name
-        or "/" in name
-        or "\\" in name
-        or name.startswith(".")
-    ):
-        raise ValueError(
-            f"name must be a recorded result's bare name such as 'decoding', got {name!r}"
-        )
+    """Where ``write_recorded`` puts ``name`` at ``profile`` by default: the checkout's
+    ``notebooks/results``."""
+    check_choice("profile", profile, PROFILE_PREFERENCE)
+    _check_name(name)
     return results_dirs()[0] / f"{name}.{profile}.json"
 
 
 def check_output(path: str | Path) -> Path:
-    """Raise before any work if ``path`` cannot be written: a directory, under a file, or in a read-only folder."""
+    """Raise before any work if ``path`` cannot be written: a directory, under a file,
+    or in a read-only folder."""
     path = Path(path)
     reason = unwritable_reason(path)
     if reason is None:
@@ -154,15 +163,16 @@ def check_output(path: str | Path) -> Path:
 
 
 def _settings(run: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's plain settings (its numbers and strings), which say what was measured and how often."""
+    """A run's plain settings (numbers and strings): what was measured, how often."""
     return {k: v for k, v in run.items() if isinstance(v, (str, int, float, bool))}
 
 
 def replacement_problem(
     path: str | Path, runs: Sequence[Mapping[str, Any]]
 ) -> str | None:
-    """Why replacing the recorded file ``path`` by ``runs`` would lose results (None when it would not): fewer
-    runs, a run of the file measured by none of ``runs`` (settings other than ``repeats`` equal), or fewer repeats."""
+    """Why replacing the recorded file ``path`` by ``runs`` would lose results (None
+    when it would not): fewer runs, a run of the file measured by none of ``runs``
+    (settings other than ``repeats`` equal), or fewer repeats."""
     path = Path(path)
     if not path.exists():
         return None
@@ -171,8 +181,9 @@ def replacement_problem(
         old, made = [_settings(r) for r in data["runs"]], data.get("provenance", {})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return (
-            f"{path} exists but is not a readable recorded result ({type(error).__name__}: {error}); pass "
-            "--force (force=True) to replace it, or write elsewhere with --output"
+            f"{path} exists but is not a readable recorded result "
+            f"({type(error).__name__}: {error}); pass --force (force=True) to replace "
+            "it, or write elsewhere with --output"
         )
     new = [_settings(r) for r in runs]
     lost = []
@@ -191,10 +202,11 @@ def replacement_problem(
         return ", ".join(sorted({str(r.get("repeats", "?")) for r in settings}))
 
     return (
-        f"{path} holds {len(old)} runs (repeats {repeats(old)}; made by {made.get('command', '?')!r} on "
-        f"{made.get('date', '?')}); the new result has {len(new)} (repeats {repeats(new)}) and would lose "
-        f"{'; '.join(lost[:4]) or 'runs'}{' ...' if len(lost) > 4 else ''}. Pass --force (force=True) to replace "
-        "it anyway, or write elsewhere with --output"
+        f"{path} holds {len(old)} runs (repeats {repeats(old)}; made by "
+        f"{made.get('command', '?')!r} on {made.get('date', '?')}); the new result has "
+        f"{len(new)} (repeats {repeats(new)}) and would lose "
+        f"{'; '.join(lost[:4]) or 'runs'}{' ...' if len(lost) > 4 else ''}. Pass "
+        "--force (force=True) to replace it anyway, or write elsewhere with --output"
     )
 
 
@@ -205,8 +217,9 @@ def write_recorded(
     force: bool = False,
     path: str | Path | None = None,
 ) -> Path:
-    """Write ``data`` to ``path`` (default ``recorded_file(name, profile)``) atomically, under its lock; a file it
-    would shrink (``replacement_problem``) is refused with ``FileExistsError`` unless ``force``."""
+    """Write ``data`` to ``path`` (default ``recorded_file(name, profile)``) atomically,
+    under its lock; a file it would shrink (``replacement_problem``) is refused with
+    ``FileExistsError`` unless ``force``."""
     default = recorded_file(name, profile)  # checks name and profile either way
     target = check_output(default if path is None else path)
     with file_lock(target):
@@ -219,9 +232,8 @@ def write_recorded(
 
 
 def _cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()`` or 'unknown CPU'."""
-    import platform
-
+    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``
+    or 'unknown CPU'."""
     info = Path("/proc/cpuinfo")
     for line in info.read_text().splitlines() if info.is_file() else []:
         if line.startswith("model name"):

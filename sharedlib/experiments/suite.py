@@ -1,24 +1,33 @@
-"""The recorded experiments of chapters 6 and 8: what runs each experiment has at each profile, how one run is
-executed and recorded, and the resumable loop behind ``scripts/run_experiments.py``.
+"""The recorded experiments of chapters 6 and 8: what runs each experiment has at each
+profile, how one run is executed and recorded, and the resumable loop behind
+``scripts/run_experiments.py``.
 
-Method. Runs that share a seed see the same training batches in the same order (the batch generator is seeded
-by the seed) and are scored on the same fixed, evenly strided validation windows (not random ones), so the
-difference of two strategies' losses seed by seed is a paired difference (``sharedlib.evidence``). Every
-strategy gets its own learning rate: ``lr-sweep`` trains each at seed 0 with every rate of the profile's grid,
-and the other experiments use the rate with the lowest validation loss. Losses are in nats per token (a token
-is a byte here). ``flops_per_token`` counts training FLOPs, 3x the forward pass (``counting``).
+Method. Runs that share a seed see the same training batches in the same order (the
+batch generator is seeded by the seed) and are scored on the same fixed, evenly strided
+validation windows (not random ones), so the difference of two strategies' losses seed
+by seed is a paired difference (``sharedlib.evidence``). Every strategy gets its own
+learning rate: ``lr-sweep`` trains each at seed 0 with every rate of the profile's grid,
+and the other experiments use the rate with the lowest validation loss. Losses are in
+nats per token (``models.LOSS_UNIT``; a token is a byte here). ``flops_per_token``
+counts training FLOPs, 3x the forward pass (``counting``).
 
 Experiments:
   * ``lr-sweep``: every strategy at the profile's depth, each learning rate, seed 0;
-  * ``equal-depth``: every strategy at the same N, width and budget (equal FLOPs, fewer parameters when shared);
-  * ``equal-params`` (Takase & Kiyono, 2021): M blocks applied N = 2M (and 3M where the profile says) times with
-    sequence, cycle and cycle-rev, against a vanilla M-layer model and a vanilla N-layer model;
-  * ``limited-data``: a small slice of the training split, many epochs: train-validation gap, best loss;
-  * ``relaxed-scratch`` (chapter 8): a fully shared model with per-layer rank-r deltas trained from scratch;
-  * ``svd-relaxation`` (chapter 8): trained unshared models compressed into one block plus rank-r SVD deltas.
-``iterations-length`` (looped models on binary addition, trained short and tested long, more iterations at test
-time) has its own runner and record, ``sharedlib.experiments.addition``; it is listed in ``SEPARATE_EXPERIMENTS``
-and this suite refuses it with a pointer there.
+  * ``equal-depth``: every strategy at the same N, width and budget (equal FLOPs, fewer
+    parameters when shared);
+  * ``equal-params`` (Takase & Kiyono, 2021): M blocks applied N = 2M (and 3M where the
+    profile says) times with sequence, cycle and cycle-rev, against a vanilla M-layer
+    model and a vanilla N-layer model;
+  * ``limited-data``: a small slice of the training split, many epochs:
+    train-validation gap, best loss;
+  * ``relaxed-scratch`` (chapter 8): a fully shared model with per-layer rank-r deltas
+    trained from scratch;
+  * ``svd-relaxation`` (chapter 8): trained unshared models compressed into one block
+    plus rank-r SVD deltas.
+``iterations-length`` (looped models on binary addition, trained short and tested long,
+more iterations at test time) has its own runner and record,
+``sharedlib.experiments.addition``; it is listed in ``SEPARATE_EXPERIMENTS`` and this
+suite refuses it with a pointer there.
 """
 
 from __future__ import annotations
@@ -42,13 +51,53 @@ from ..config import TransformerConfig
 from ..counting import forward_flops_per_token
 from ..data import TextCorpus, load_text_corpus
 from ..measure import count_module_parameters
-from ..models import SharedTransformer, next_token_loss
+from ..models import LOSS_UNIT, SharedTransformer, next_token_loss
 from ..relaxed import RelaxedSharedTransformer, relax_unshared
 from ..runtime import atomic_write, file_lock, resolve_device
 from ..train import History, TrainConfig, train
+from ..validation import check_choice, check_int
 from .baselines import ngram_baselines
+from .recorded import check_output, provenance
 
-RESULTS_NAME = "experiments"  # notebooks/results/experiments.<profile>.json
+__all__ = [
+    "ALL_STRATEGIES",
+    "EXPERIMENTS",
+    "FIRST_LOSSES",
+    "PROFILES",
+    "PROVENANCE_FIELDS",
+    "REPLAY_RTOL",
+    "RESULT_MODULES",
+    "SEPARATE_EXPERIMENTS",
+    "SUITE_RESULTS_NAME",
+    "Profile",
+    "RunSpec",
+    "chosen_lrs",
+    "code_hash",
+    "corpus_for",
+    "device_description",
+    "execute_run",
+    "fixed_windows",
+    "flops_curve",
+    "get_profile",
+    "load_results",
+    "lrs_at_grid_edge",
+    "merge_results",
+    "module_path",
+    "ordered_experiments",
+    "plan",
+    "plan_all",
+    "profile_model_config",
+    "replay_matches",
+    "replay_mismatches",
+    "replay_run",
+    "run_experiments",
+    "run_key",
+    "validate_results",
+    "window_loss",
+    "write_results",
+]
+
+SUITE_RESULTS_NAME = "experiments"  # notebooks/results/experiments.<profile>.json
 EXPERIMENTS: tuple[str, ...] = (
     "lr-sweep",
     "equal-depth",
@@ -57,16 +106,15 @@ EXPERIMENTS: tuple[str, ...] = (
     "relaxed-scratch",
     "svd-relaxation",
 )
-SEPARATE_EXPERIMENTS: dict[
-    str, str
-] = {  # experiment -> where it is run and recorded instead
-    "iterations-length": "scripts/run_experiments.py --suite addition runs it (sharedlib.experiments.addition)",
+# experiment -> where it is run and recorded instead
+SEPARATE_EXPERIMENTS: dict[str, str] = {
+    "iterations-length": (
+        "scripts/run_experiments.py --suite addition runs it "
+        "(sharedlib.experiments.addition)"
+    ),
 }
-KINDS: tuple[str, ...] = (
-    "train",
-    "relaxed",
-    "svd",
-)  # SharedTransformer, RelaxedSharedTransformer, relax_unshared
+# SharedTransformer, RelaxedSharedTransformer, relax_unshared
+KINDS: tuple[str, ...] = ("train", "relaxed", "svd")
 ALL_STRATEGIES: tuple[str, ...] = (
     "none",
     "all",
@@ -76,10 +124,7 @@ ALL_STRATEGIES: tuple[str, ...] = (
     "cycle",
     "cycle-rev",
 )
-FIRST_LOSSES = (
-    10  # training losses of the first steps kept in each record, for the replay test
-)
-LOSS_UNIT = "nats per token"
+FIRST_LOSSES = 10  # training losses of the first steps kept in each record, for replays
 PROVENANCE_FIELDS = (
     "command",
     "commit",
@@ -113,7 +158,8 @@ RUN_FIELDS: dict[str, tuple[type, ...]] = {
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes of one profile: ``ci`` (seconds, re-run by the tests), ``cpu`` (recorded on 2 cores), ``gpu``."""
+    """Sizes of one profile: ``ci`` (seconds, re-run by the tests), ``cpu`` (recorded on
+    2 cores), ``gpu``."""
 
     name: str
     d_model: int
@@ -126,13 +172,14 @@ class Profile:
     steps: int
     warmup: int
     eval_every: int
-    val_fraction: float  # held-out share of the corpus; large enough for val_windows * seq_len tokens
+    # held-out share of the corpus; large enough for val_windows * seq_len tokens
+    val_fraction: float
     val_windows: int  # fixed validation windows of seq_len tokens
     eval_chunk: int  # windows per evaluation batch; divides val_windows
     seeds: int
     lrs: tuple[float, ...]  # learning-rate grid of lr-sweep
     strategies: tuple[str, ...] = ALL_STRATEGIES  # swept and compared at equal depth
-    deeper: tuple[int, ...] = ()  # extra N (multiples of M) for equal-params, e.g. 3M
+    deeper: tuple[int, ...] = ()  # extra N (multiples of M) for equal-params: 3M, ...
     limited_bytes: int = 16384  # training bytes of limited-data
     limited_steps: int = 1000
     limited_eval_every: int = 100
@@ -145,7 +192,8 @@ class Profile:
     def __post_init__(self) -> None:
         if self.val_windows % self.eval_chunk:
             raise ValueError(
-                f"eval_chunk={self.eval_chunk} must divide val_windows={self.val_windows}"
+                f"eval_chunk={self.eval_chunk} must divide "
+                f"val_windows={self.val_windows}"
             )
         unknown = set(self.strategies) - set(ALL_STRATEGIES)
         if unknown:
@@ -154,7 +202,8 @@ class Profile:
             )
         if self.seeds < 1 or not self.lrs:
             raise ValueError(
-                f"need seeds >= 1 and at least one lr, got seeds={self.seeds}, lrs={self.lrs}"
+                f"need seeds >= 1 and at least one lr, got seeds={self.seeds}, "
+                f"lrs={self.lrs}"
             )
 
 
@@ -235,53 +284,57 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(profile: str | Profile) -> Profile:
-    """The ``Profile`` named ``profile`` (one of ``PROFILES``), or ``profile`` itself."""
+    """The ``Profile`` named ``profile`` (one of ``PROFILES``), or ``profile``
+    itself."""
     if isinstance(profile, Profile):
         return profile
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {tuple(PROFILES)}, got {profile!r}")
-    return PROFILES[profile]
+    return PROFILES[check_choice("profile", profile, PROFILES)]
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines one run: rebuilt from a record by ``spec_from_record``."""
+    """Everything that determines one run (rebuilt from a record by
+    ``spec_from_record``)."""
 
     experiment: str
     label: str
-    model: TransformerConfig  # for kind "svd": the unshared model that is trained, then compressed
-    train: TrainConfig  # train.seed is the run's seed: it fixes the batches; torch.manual_seed(seed) the init
+    # for kind "svd": the unshared model that is trained, then compressed
+    model: TransformerConfig
+    # train.seed is the run's seed: it fixes the batches, torch.manual_seed(seed) the
+    # initial weights
+    train: TrainConfig
     batch_size: int
     seq_len: int
     val_fraction: float
     val_windows: int
     eval_chunk: int
-    train_bytes: int | None = (
-        None  # only the first train_bytes of the training split (limited-data)
-    )
+    # only the first train_bytes of the training split (limited-data)
+    train_bytes: int | None = None
     kind: str = "train"
     rank: int | None = None  # relaxed / svd
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        check_choice("kind", self.kind, KINDS)
         if (self.rank is None) != (self.kind == "train"):
             raise ValueError(
-                f"rank is required for kinds 'relaxed' and 'svd' and refused for 'train', got {self.rank}"
+                "rank is required for kinds 'relaxed' and 'svd' and refused for "
+                f"'train', got {self.rank}"
             )
         if self.train.eval_batches * self.eval_chunk != self.val_windows:
             raise ValueError(
-                f"train.eval_batches ({self.train.eval_batches}) * eval_chunk ({self.eval_chunk}) must equal "
-                f"val_windows ({self.val_windows}): every evaluation scores all fixed windows"
+                f"train.eval_batches ({self.train.eval_batches}) * eval_chunk "
+                f"({self.eval_chunk}) must equal val_windows ({self.val_windows}): "
+                "every evaluation scores all fixed windows"
             )
         if self.kind == "svd" and self.model.strategy != "none":
             raise ValueError(
-                f"kind 'svd' compresses an unshared model; model.strategy must be 'none', got "
-                f"{self.model.strategy!r}"
+                "kind 'svd' compresses an unshared model; model.strategy must be "
+                f"'none', got {self.model.strategy!r}"
             )
         if self.kind == "relaxed" and self.model.strategy != "all":
             raise ValueError(
-                f"kind 'relaxed' needs model.strategy 'all', got {self.model.strategy!r}"
+                "kind 'relaxed' needs model.strategy 'all', "
+                f"got {self.model.strategy!r}"
             )
 
     @property
@@ -290,11 +343,13 @@ class RunSpec:
 
     @property
     def key(self) -> tuple[str, str, int, float]:
-        """What makes a run unique in a results file: experiment, label, seed, learning rate."""
+        """What makes a run unique in a results file: experiment, label, seed, learning
+        rate."""
         return (self.experiment, self.label, self.seed, float(self.train.lr))
 
     def fingerprint(self) -> dict[str, Any]:
-        """The fields that determine the numbers (not experiment or label, device or progress bar)."""
+        """The fields that determine the numbers (not experiment or label, device or
+        progress bar)."""
         train = {
             k: v
             for k, v in asdict(self.train).items()
@@ -325,20 +380,22 @@ def run_key(record: Mapping[str, Any]) -> tuple[str, str, int, float]:
     return (record["experiment"], record["label"], record["seed"], float(record["lr"]))
 
 
-# ----------------------------------------------------------------------------------------------- data and scoring
+# --------------------------------------------------------------------- data and scoring
 @functools.lru_cache(maxsize=4)
 def _corpus(val_fraction: float) -> TextCorpus:
     return load_text_corpus(val_fraction=val_fraction)
 
 
 def corpus_for(spec: RunSpec) -> TextCorpus:
-    """The built-in byte corpus split at ``spec.val_fraction``; its training split cut to ``spec.train_bytes``."""
+    """The built-in byte corpus split at ``spec.val_fraction``; its training split cut
+    to ``spec.train_bytes``."""
     corpus = _corpus(spec.val_fraction)
     if spec.train_bytes is None:
         return corpus
     if spec.train_bytes > len(corpus.train):
         raise ValueError(
-            f"train_bytes={spec.train_bytes} exceeds the training split ({len(corpus.train)} bytes)"
+            f"train_bytes={spec.train_bytes} exceeds the training split "
+            f"({len(corpus.train)} bytes)"
         )
     return TextCorpus(
         train=corpus.train[: spec.train_bytes], val=corpus.val, source=corpus.source
@@ -346,12 +403,13 @@ def corpus_for(spec: RunSpec) -> TextCorpus:
 
 
 def fixed_windows(data: torch.Tensor, seq_len: int, n_windows: int) -> torch.Tensor:
-    """``n_windows`` non-overlapping windows of ``seq_len + 1`` tokens, evenly strided over ``data``: (W, T+1)."""
+    """``n_windows`` non-overlapping windows of ``seq_len + 1`` tokens, evenly strided
+    over ``data``: (W, T+1)."""
     available = (len(data) - 1) // seq_len
     if n_windows < 1 or n_windows > available:
         raise ValueError(
-            f"n_windows must be in 1..{available} (non-overlapping windows of {seq_len} + 1 tokens in "
-            f"{len(data)} tokens), got {n_windows}"
+            f"n_windows must be in 1..{available} (non-overlapping windows of "
+            f"{seq_len} + 1 tokens in {len(data)} tokens), got {n_windows}"
         )
     span = len(data) - seq_len - 1
     starts = [k * span // max(n_windows - 1, 1) for k in range(n_windows)]
@@ -365,14 +423,14 @@ def window_loss(
     chunk: int,
     device: torch.device | str = "cpu",
 ) -> float:
-    """Mean next-token loss (nats per token) over every position of ``windows`` (W, T+1), ``chunk`` at a time."""
+    """Mean next-token loss (nats per token) over every position of ``windows``
+    (W, T+1), ``chunk`` at a time."""
     model.eval()
     total, count = 0.0, 0
     for part in windows.split(chunk):
-        part = part.to(device)
-        total += (
-            next_token_loss(model, (part[:, :-1], part[:, 1:])).item() * part.shape[0]
-        )
+        part = part.to(device)  # (C, T+1)
+        loss = next_token_loss(model, (part[:, :-1], part[:, 1:]))
+        total += loss.item() * part.shape[0]
         count += part.shape[0]
     return total / count
 
@@ -383,15 +441,17 @@ class _StopReplay(Exception):  # noqa: N818 (a signal, not an error)
 
 @dataclass
 class _Capture:
-    """Training losses and validation-chunk losses in the order ``train`` computed them."""
+    """Training losses and validation-chunk losses in the order ``train`` computed
+    them."""
 
     train: list[float] = field(default_factory=list)
     val_chunks: list[float] = field(default_factory=list)
 
 
 class _FixedValidation:
-    """``get_batch`` for ``train``: random training windows from the seed's generator; for "val", the fixed
-    windows chunk after chunk, cycling, so that any ``eval_batches`` consecutive calls score every window once."""
+    """``get_batch`` for ``train``: random training windows from the seed's generator;
+    for "val", the fixed windows chunk after chunk, cycling, so that any
+    ``eval_batches`` consecutive calls score every window once."""
 
     def __init__(
         self,
@@ -400,11 +460,8 @@ class _FixedValidation:
         windows: torch.Tensor,
         stop_after: int | None,
     ) -> None:
-        self.corpus, self.spec, self.chunks = (
-            corpus,
-            spec,
-            windows.split(spec.eval_chunk),
-        )
+        self.corpus, self.spec = corpus, spec
+        self.chunks = windows.split(spec.eval_chunk)
         self.calls, self.train_calls, self.stop_after = 0, 0, stop_after
 
     def __call__(
@@ -417,9 +474,10 @@ class _FixedValidation:
         self.train_calls += 1
         if self.stop_after is not None and self.train_calls > self.stop_after:
             raise _StopReplay
+        # (B, T) each
         return self.corpus.batch(
             split, self.spec.batch_size, self.spec.seq_len, generator
-        )  # (B, T) each
+        )
 
 
 def _build(spec: RunSpec) -> nn.Module:
@@ -432,7 +490,8 @@ def _build(spec: RunSpec) -> nn.Module:
 def _train(
     spec: RunSpec, stop_after: int | None = None
 ) -> tuple[nn.Module, History | None, _Capture]:
-    """Build and train the model of ``spec`` (for "svd", the unshared source); history None when stopped early."""
+    """Build and train the model of ``spec`` (for "svd", the unshared source); history
+    None when stopped early."""
     corpus = corpus_for(spec)
     windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
     model = _build(spec)
@@ -456,7 +515,8 @@ def _curve(
     eval_steps: Sequence[int],
     val_losses: Sequence[float],
 ) -> list[list]:
-    """[[step, mean training loss over the steps since the previous point, validation loss], ...]."""
+    """[[step, mean training loss over the steps since the previous point, validation
+    loss], ...]."""
     curve, previous = [], 0
     for step, val in zip(eval_steps, val_losses, strict=True):
         curve.append([step, statistics.fmean(train_losses[previous:step]), val])
@@ -465,17 +525,20 @@ def _curve(
 
 
 def flops_per_token(config: TransformerConfig, seq_len: int) -> int:
-    """Training FLOPs per token: forward (``counting.forward_flops_per_token``) plus backward, 3x forward."""
+    """Training FLOPs per token: forward (``counting.forward_flops_per_token``) plus
+    backward, 3x forward."""
     return 3 * sum(forward_flops_per_token(config, seq_len).values())
 
 
-def execute(
+def execute_run(
     spec: RunSpec, trained: dict[str, dict[str, torch.Tensor]] | None = None
 ) -> dict[str, Any]:
-    """Run ``spec`` and return its record (without commit and provenance, which the runner adds).
+    """Run ``spec`` and return its record (without commit and provenance, which the
+    runner adds).
 
-    ``trained`` caches the state of trained unshared models by spec hash, so that "svd" runs compress the model
-    an earlier run of the same command trained instead of training it again.
+    ``trained`` caches the state of trained unshared models by spec hash, so that "svd"
+    runs compress the model an earlier run of the same command trained instead of
+    training it again.
     """
     start = time.perf_counter()
     corpus = corpus_for(spec)
@@ -524,9 +587,8 @@ def execute(
             history, capture = None, _Capture()
         else:
             model, history, capture = _train(spec)
-    except (
-        FloatingPointError
-    ) as error:  # sharedlib.train.NonFiniteLossError: the learning rate is too high
+    # sharedlib.train.NonFiniteLossError: the learning rate is too high
+    except FloatingPointError as error:
         parameters = count_module_parameters(_build(spec))
         record.update(
             status="diverged",
@@ -554,9 +616,9 @@ def execute(
     if history is not None:
         if not math.isclose(val_loss, history.val_loss[-1], rel_tol=1e-5, abs_tol=1e-6):
             raise RuntimeError(
-                f"train.evaluate reported {history.val_loss[-1]!r} but the fixed validation windows give "
-                f"{val_loss!r}: evaluate no longer scores each window once per evaluation; "
-                "update sharedlib.experiments.suite"
+                f"train.evaluate reported {history.val_loss[-1]!r} but the fixed "
+                f"validation windows give {val_loss!r}: evaluate no longer scores each "
+                "window once per evaluation; update sharedlib.experiments.suite"
             )
         record.update(
             curve=_curve(history.train_loss, history.eval_steps, history.val_loss),
@@ -564,9 +626,8 @@ def execute(
         )
     else:
         record.update(curve=[], first_losses=capture.train[:FIRST_LOSSES])
-    if (
-        spec.kind == "svd"
-    ):  # compress the trained unshared model; its own numbers are kept as source_*
+    # "svd": compress the trained unshared model; its own numbers are kept as source_*
+    if spec.kind == "svd":
         record.update(
             source_val_loss=val_loss, source_parameters=count_module_parameters(model)
         )
@@ -574,9 +635,8 @@ def execute(
         val_loss = window_loss(model, val_windows, spec.eval_chunk, device)
     train_loss = window_loss(model, train_windows, spec.eval_chunk, device)
     if spec.kind == "svd":
-        record["curve"] = [
-            [spec.train.steps, train_loss, val_loss]
-        ]  # one point: the compressed model
+        # one point: the compressed model
+        record["curve"] = [[spec.train.steps, train_loss, val_loss]]
     else:
         best = min(range(len(record["curve"])), key=lambda i: record["curve"][i][2])
         record.update(
@@ -595,13 +655,15 @@ def execute(
 
 
 def flops_curve(record: Mapping[str, Any]) -> list[tuple[int, float]]:
-    """(training FLOPs so far, validation loss) at each curve point: flops_per_token x tokens seen by that step."""
+    """(training FLOPs so far, validation loss) at each curve point: flops_per_token x
+    tokens seen by that step."""
     per_step = record["flops_per_token"] * record["batch_size"] * record["seq_len"]
     return [(step * per_step, val) for step, _, val in record["curve"]]
 
 
 def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
-    """The ``RunSpec`` a recorded run was made from (its stored model and train config, data and seed)."""
+    """The ``RunSpec`` a recorded run was made from (its stored model and train config,
+    data and seed)."""
     split = record["split"]
     return RunSpec(
         experiment=record["experiment"],
@@ -619,32 +681,36 @@ def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
     )
 
 
-# A replay matches its record to within this relative difference, not bit for bit: another x86 CPU (AVX-512, AVX2,
-# scalar kernels; Intel or AMD) or another torch build rounds float32 sums differently in the last bits. Measured on
-# committed CPU runs, ten replayed steps each (torch 2.13, an Intel Xeon, against files recorded on an AMD EPYC),
-# the largest relative difference: 4.1e-7 natively (AVX-512), 5.0e-7 with ATEN_CPU_CAPABILITY=avx2 and 5.0e-7 with
-# ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE (addition: all 56 runs; experiments: 20
-# of its 81 train/relaxed runs natively, 8 in the other two modes, at most 1.8e-7). A real change moves some step far
-# more (the smallest, over the runs tried, of the largest difference over ten steps): learning rate x1.01 >= 1.1e-4,
-# x1.001 >= 1.05e-5, seed + 1 >= 9e-3, the curve one step shifted >= 1.1e-2. So 5e-6: 10x the drift, 1/20 of a 1% rate.
+# A replay matches its record to within this relative difference, not bit for bit:
+# another x86 CPU (AVX-512, AVX2, scalar kernels; Intel or AMD) or another torch build
+# rounds float32 sums differently in the last bits. Measured on committed CPU runs, ten
+# replayed steps each (torch 2.13, an Intel Xeon, against files recorded on an AMD
+# EPYC), the largest relative difference: 4.1e-7 natively (AVX-512), 5.0e-7 with
+# ATEN_CPU_CAPABILITY=avx2 and 5.0e-7 with ATEN_CPU_CAPABILITY=default
+# ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE (addition: all 56 runs; experiments: 20
+# of its 81 train/relaxed runs natively, 8 in the other two modes, at most 1.8e-7). A
+# real change moves some step far more (the smallest, over the runs tried, of the
+# largest difference over ten steps): learning rate x1.01 >= 1.1e-4, x1.001 >= 1.05e-5,
+# seed + 1 >= 9e-3, the curve one step shifted >= 1.1e-2. So 5e-6: 10x the drift, 1/20
+# of a 1% rate.
 REPLAY_RTOL = 5e-6
 
 
 def replay_mismatches(
     replayed: Any, stored: Any, rtol: float = REPLAY_RTOL
 ) -> list[str]:
-    """Where a replay (losses, or a curve of ``[step, train, val]`` rows) departs from the stored values: numbers
-    farther apart than ``rtol`` relative (with an absolute floor of ``rtol / 100`` nats, for losses near zero),
-    different lengths or other values. A NaN or infinite number never matches. Empty when the replay matches."""
+    """Where a replay (losses, or a curve of ``[step, train, val]`` rows) departs from
+    the stored values: numbers farther apart than ``rtol`` relative (with an absolute
+    floor of ``rtol / 100`` nats, for losses near zero), different lengths or other
+    values. A NaN or infinite number never matches. Empty when the replay matches."""
     problems: list[str] = []
 
     def walk(a: Any, b: Any, where: str) -> None:
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
             if len(a) != len(b):
                 problems.append(f"{where}: {len(a)} values replayed, {len(b)} stored")
-            for i, (x, y) in enumerate(
-                zip(a, b, strict=False)
-            ):  # a length apart is reported above
+            # a length apart is reported above
+            for i, (x, y) in enumerate(zip(a, b, strict=False)):
                 walk(x, y, f"{where}[{i}]")
         elif all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)
@@ -663,31 +729,28 @@ def replay_mismatches(
 
 
 def replay_matches(replayed: Any, stored: Any, rtol: float = REPLAY_RTOL) -> bool:
-    """Whether a replay equals the stored values to within ``REPLAY_RTOL`` (see ``replay_mismatches``)."""
+    """Whether a replay equals the stored values to within ``REPLAY_RTOL`` (see
+    ``replay_mismatches``)."""
     return not replay_mismatches(replayed, stored, rtol)
 
 
-def replay(
+def replay_run(
     record: Mapping[str, Any], steps: int, device: str = "cpu"
 ) -> dict[str, list]:
-    """Re-run the first ``steps`` steps of a recorded run from its stored configs and seed.
+    """Re-run the first ``steps`` steps of a recorded run from its stored configs and
+    seed.
 
-    Returns ``{"first_losses": [...], "curve": [...]}`` computed exactly as the record's: on the same kind of
-    CPU with the same thread count they equal the stored values bit for bit; on another CPU or torch build they
-    match to within ``REPLAY_RTOL`` (``replay_matches``; chapter 6's reproducibility test).
+    Returns ``{"first_losses": [...], "curve": [...]}`` computed exactly as the
+    record's: on the same kind of CPU with the same thread count they equal the stored
+    values bit for bit; on another CPU or torch build they match to within
+    ``REPLAY_RTOL`` (``replay_matches``; chapter 6's reproducibility test).
     """
     if record["kind"] == "svd":
         raise ValueError(
-            "replay re-trains 'train' and 'relaxed' runs; an 'svd' run has no training curve of its own"
+            "replay_run re-trains 'train' and 'relaxed' runs; an 'svd' run has no "
+            "training curve of its own"
         )
-    if (
-        isinstance(steps, bool)
-        or not isinstance(steps, int)
-        or not 1 <= steps <= record["steps"]
-    ):
-        raise ValueError(
-            f"steps must be an integer in 1..{record['steps']}, got {steps!r}"
-        )
+    check_int("steps", steps, 1, record["steps"])
     spec = spec_from_record(record)
     spec = replace(spec, train=replace(spec.train, device=device, progress=False))
     threads = torch.get_num_threads()
@@ -712,11 +775,12 @@ def replay(
     }
 
 
-# --------------------------------------------------------------------------------------------------------- plans
-def model_config(
+# -------------------------------------------------------------------------------- plans
+def profile_model_config(
     profile: Profile, strategy: str, n_layers: int | None = None
 ) -> TransformerConfig:
-    """The byte-level causal LM of ``profile`` with ``strategy`` (M = profile.n_unique where a strategy needs M)."""
+    """The byte-level causal LM of ``profile`` with ``strategy`` (M = profile.n_unique
+    where a strategy needs M)."""
     needs_m = strategy in ("sequence", "cycle", "cycle-rev")
     return TransformerConfig(
         d_model=profile.d_model,
@@ -774,7 +838,8 @@ def _spec(
 def chosen_lrs(
     runs: Iterable[Mapping[str, Any]], profile: str | Profile
 ) -> dict[str, float]:
-    """Per strategy, the learning rate of the lowest validation loss in the finished ``lr-sweep`` runs."""
+    """Per strategy, the learning rate of the lowest validation loss in the finished
+    ``lr-sweep`` runs."""
     profile = get_profile(profile)
     sweep = [r for r in runs if r["experiment"] == "lr-sweep"]
     out = {}
@@ -786,7 +851,8 @@ def chosen_lrs(
         finished = [r for r in mine.values() if r["status"] == "ok"]
         if not finished:
             raise ValueError(
-                f"every lr-sweep run of {label!r} diverged; lower the profile's learning rates"
+                f"every lr-sweep run of {label!r} diverged; lower the profile's "
+                "learning rates"
             )
         out[label] = float(min(finished, key=lambda r: r["val_loss"])["lr"])
     return out
@@ -795,7 +861,8 @@ def chosen_lrs(
 def lrs_at_grid_edge(
     runs: Iterable[Mapping[str, Any]], profile: str | Profile
 ) -> list[str]:
-    """Strategies whose chosen learning rate is the smallest or largest of the grid (the sweep may be too narrow)."""
+    """Strategies whose chosen learning rate is the smallest or largest of the grid (the
+    sweep may be too narrow)."""
     p = get_profile(profile)
     return [
         label
@@ -807,17 +874,18 @@ def lrs_at_grid_edge(
 def plan(
     profile: str | Profile, experiment: str, lrs: Mapping[str, float] | None = None
 ) -> list[RunSpec]:
-    """The runs of ``experiment`` at ``profile``, seed by seed; all but ``lr-sweep`` need the chosen ``lrs``."""
+    """The runs of ``experiment`` at ``profile``, seed by seed; all but ``lr-sweep``
+    need the chosen ``lrs``."""
     p = get_profile(profile)
     if experiment in SEPARATE_EXPERIMENTS:
         raise ValueError(
-            f"experiment {experiment!r} is not part of this suite: {SEPARATE_EXPERIMENTS[experiment]}"
+            f"experiment {experiment!r} is not part of this suite: "
+            f"{SEPARATE_EXPERIMENTS[experiment]}"
         )
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
+    check_choice("experiment", experiment, EXPERIMENTS)
     if experiment == "lr-sweep":
         return [
-            _spec(p, experiment, s, model_config(p, s), lr, 0)
+            _spec(p, experiment, s, profile_model_config(p, s), lr, 0)
             for s in p.strategies
             for lr in p.lrs
         ]
@@ -826,44 +894,48 @@ def plan(
     def lr(label: str) -> float:
         if label not in lrs:
             raise ValueError(
-                f"experiment {experiment!r} needs the lr-sweep result for {label!r}; run lr-sweep first"
+                f"experiment {experiment!r} needs the lr-sweep result for {label!r}; "
+                "run lr-sweep first"
             )
         return lrs[label]
 
-    arms: list[
-        tuple[str, TransformerConfig, float, dict[str, Any]]
-    ] = []  # label, model, lr, extra spec fields
+    # label, model, lr, extra spec fields
+    arms: list[tuple[str, TransformerConfig, float, dict[str, Any]]] = []
     if experiment == "equal-depth":
-        arms = [(s, model_config(p, s), lr(s), {}) for s in p.strategies]
+        arms = [(s, profile_model_config(p, s), lr(s), {}) for s in p.strategies]
     elif experiment == "equal-params":
         m = p.n_unique
-        arms.append((f"none N={m}", model_config(p, "none", m), lr("none"), {}))
+        arms.append((f"none N={m}", profile_model_config(p, "none", m), lr("none"), {}))
         for n in (2 * m, *p.deeper):
             for s in ("sequence", "cycle", "cycle-rev"):
-                arms.append((f"{s} M={m} N={n}", model_config(p, s, n), lr(s), {}))
-            arms.append((f"none N={n}", model_config(p, "none", n), lr("none"), {}))
+                arms.append(
+                    (f"{s} M={m} N={n}", profile_model_config(p, s, n), lr(s), {})
+                )
+            arms.append(
+                (f"none N={n}", profile_model_config(p, "none", n), lr("none"), {})
+            )
     elif experiment == "limited-data":
         arms = [
-            (s, model_config(p, s), lr(s), {"limited": True})
+            (s, profile_model_config(p, s), lr(s), {"limited": True})
             for s in p.limited_strategies
         ]
     elif experiment == "relaxed-scratch":
-        arms = [(s, model_config(p, s), lr(s), {}) for s in ("none", "all")]
+        arms = [(s, profile_model_config(p, s), lr(s), {}) for s in ("none", "all")]
         arms += [
             (
                 f"relaxed r={r}",
-                model_config(p, "all"),
+                profile_model_config(p, "all"),
                 lr("all"),
                 {"kind": "relaxed", "rank": r},
             )
             for r in p.relaxed_ranks
         ]
     elif experiment == "svd-relaxation":
-        arms = [("none", model_config(p, "none"), lr("none"), {})]
+        arms = [("none", profile_model_config(p, "none"), lr("none"), {})]
         arms += [
             (
                 f"svd r={r}",
-                model_config(p, "none"),
+                profile_model_config(p, "none"),
                 lr("none"),
                 {"kind": "svd", "rank": r},
             )
@@ -881,7 +953,8 @@ def plan_all(
     experiments: Sequence[str] = EXPERIMENTS,
     lr: float | None = None,
 ) -> list[RunSpec]:
-    """Every distinct run of ``experiments`` (each learning rate assumed ``lr``, default the grid's middle)."""
+    """Every distinct run of ``experiments`` (each learning rate assumed ``lr``, default
+    the grid's middle)."""
     p = get_profile(profile)
     rate = p.lrs[len(p.lrs) // 2] if lr is None else lr
     lrs = {s: rate for s in ALL_STRATEGIES}
@@ -892,9 +965,10 @@ def plan_all(
     return list(seen.values())
 
 
-# ----------------------------------------------------------------------------------------- the results file
-# The modules a recorded run executes, dotted paths below ``sharedlib``: a change in any of them may change the
-# numbers (diagrams, plots, exercises and the other chapters' modules cannot).
+# --------------------------------------------------------------------- the results file
+# The modules a recorded run executes, dotted paths below ``sharedlib``: a change in any
+# of them may change the numbers (diagrams, plots, exercises and the other chapters'
+# modules cannot).
 RESULT_MODULES: tuple[str, ...] = (
     "config",
     "counting",
@@ -910,22 +984,20 @@ RESULT_MODULES: tuple[str, ...] = (
     "runtime",
     "sharing",
     "train",
+    "validation",
 )
 
 
 def module_path(name: str) -> Path:
-    """The file of the ``sharedlib`` module ``name`` (a dotted path below ``sharedlib``, e.g. ``experiments.suite``)."""
-    return (
-        Path(__file__)
-        .resolve()
-        .parents[1]
-        .joinpath(*name.split("."))
-        .with_suffix(".py")
-    )
+    """The file of the ``sharedlib`` module ``name`` (a dotted path below
+    ``sharedlib``, e.g. ``experiments.suite``)."""
+    package = Path(__file__).resolve().parents[1]  # sharedlib/
+    return package.joinpath(*name.split(".")).with_suffix(".py")
 
 
 def code_hash(modules: Sequence[str] = RESULT_MODULES) -> str:
-    """A hash of the ``sharedlib`` modules a run executes: runs made by different code must not be mixed unnoticed."""
+    """A hash of the ``sharedlib`` modules a run executes: runs made by different code
+    must not be mixed unnoticed."""
     digest = hashlib.sha256()
     for name in modules:
         digest.update(name.encode() + b"\0" + module_path(name).read_bytes())
@@ -933,7 +1005,8 @@ def code_hash(modules: Sequence[str] = RESULT_MODULES) -> str:
 
 
 def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
-    """(path, number) of every NaN or infinite float in nested dicts and lists: JSON (``allow_nan=False``) has none."""
+    """(path, number) of every NaN or infinite float in nested dicts and lists: JSON
+    (``allow_nan=False``) has none."""
     if isinstance(value, float):
         return [] if math.isfinite(value) else [(where or "(top)", value)]
     if isinstance(value, dict):
@@ -952,7 +1025,8 @@ def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
 
 
 def validate_results(data: Any) -> None:
-    """Raise ``ValueError`` listing every way ``data`` departs from the recorded-results shape (chapter 6)."""
+    """Raise ``ValueError`` listing every way ``data`` departs from the recorded-results
+    shape (chapter 6)."""
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ValueError(
@@ -972,24 +1046,25 @@ def validate_results(data: Any) -> None:
             or not 0 <= seconds < math.inf
         ):
             problems.append(
-                f"provenance.wall_seconds: expected a finite number >= 0, got {seconds!r}"
+                "provenance.wall_seconds: expected a finite number >= 0, "
+                f"got {seconds!r}"
             )
         if "threads" in prov and (
             isinstance(prov["threads"], bool) or not isinstance(prov["threads"], int)
         ):
             problems.append("provenance.threads: not an integer")
-        commands = prov.get(
-            "commands", []
-        )  # a string would be extended character by character
+        # a string would be extended character by character
+        commands = prov.get("commands", [])
         if not isinstance(commands, list) or not all(
             isinstance(c, str) for c in commands
         ):
             problems.append(
-                f"provenance.commands: expected a list of command strings, got {commands!r}"
+                "provenance.commands: expected a list of command strings, "
+                f"got {commands!r}"
             )
     problems += [
-        f"{where}: {value!r} is not finite; JSON cannot hold it (the writer would refuse the file after the "
-        "next run)"
+        f"{where}: {value!r} is not finite; JSON cannot hold it (the writer would "
+        "refuse the file after the next run)"
         for where, value in _non_finite(data)
     ][:20]
     runs = data.get("runs")
@@ -1008,8 +1083,9 @@ def validate_results(data: Any) -> None:
             elif not isinstance(run[name], types) or (
                 isinstance(run[name], bool) and bool not in types
             ):
+                expected = "/".join(t.__name__ for t in types)
                 problems.append(
-                    f"{where}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {run[name]!r}"
+                    f"{where}.{name}: expected {expected}, got {run[name]!r}"
                 )
         if not all(n in run for n in RUN_FIELDS):
             continue
@@ -1025,7 +1101,8 @@ def validate_results(data: Any) -> None:
                     or run[name] < 0
                 ):
                     problems.append(
-                        f"{where}.{name}: a finished run needs a finite loss >= 0, got {run[name]!r}"
+                        f"{where}.{name}: a finished run needs a finite loss >= 0, "
+                        f"got {run[name]!r}"
                     )
             if not run["curve"]:
                 problems.append(
@@ -1043,8 +1120,8 @@ def validate_results(data: Any) -> None:
             )
             if not ok or point[0] <= previous or point[0] > run["steps"]:
                 problems.append(
-                    f"{where}.curve[{j}]: expected [step, train_loss, val_loss] with increasing steps "
-                    f"in 1..{run['steps']}, got {point!r}"
+                    f"{where}.curve[{j}]: expected [step, train_loss, val_loss] with "
+                    f"increasing steps in 1..{run['steps']}, got {point!r}"
                 )
                 break
             previous = point[0]
@@ -1080,7 +1157,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def write_results(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Validate ``data``, then write it atomically (``runtime.atomic_write``): a crash never leaves half a file."""
+    """Validate ``data``, then write it atomically (``runtime.atomic_write``): a crash
+    never leaves half a file."""
     validate_results(data)
 
     def dump(file: Any) -> None:
@@ -1093,11 +1171,12 @@ def write_results(path: str | Path, data: Mapping[str, Any]) -> None:
 def merge_results(
     path: str | Path, data: Mapping[str, Any], stamp: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    """Under ``path``'s lock, re-read it and add the runs of ``data`` it lacks (by ``run_key``), let ``stamp`` set
-    the merged provenance, then write it atomically: concurrent writers never drop each other's runs.
+    """Under ``path``'s lock, re-read it and add the runs of ``data`` it lacks (by
+    ``run_key``), let ``stamp`` set the merged provenance, then write it atomically:
+    concurrent writers never drop each other's runs.
 
-    ``stamp`` receives the merged data with the file's provenance (``data``'s when there is no file yet); the
-    merged data is returned, for the caller to go on from."""
+    ``stamp`` receives the merged data with the file's provenance (``data``'s when there
+    is no file yet); the merged data is returned, for the caller to go on from."""
     path = Path(path)
     with file_lock(path):
         merged = dict(data)
@@ -1110,8 +1189,8 @@ def merge_results(
                     and disk[key] != json.loads(json.dumps(data[key]))
                 ):
                     raise ValueError(
-                        f"{path} holds runs of another {key} ({disk[key]!r}, these runs have "
-                        f"{data[key]!r}); write them to another output_dir"
+                        f"{path} holds runs of another {key} ({disk[key]!r}, these "
+                        f"runs have {data[key]!r}); write them to another output_dir"
                     )
             known = {run_key(r) for r in disk["runs"]}
             mine = [r for r in data["runs"] if run_key(r) not in known]
@@ -1122,25 +1201,29 @@ def merge_results(
 
 
 def device_description(device: str) -> str:
+    """The device a run on ``device`` uses, for provenance: the GPU's name, else the
+    CPU's model name (Linux) and the thread count."""
     if device != "cpu" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name()}"
+    threads = torch.get_num_threads()
     info = Path("/proc/cpuinfo")
     for line in info.read_text().splitlines() if info.is_file() else []:
         if line.startswith("model name"):
-            return f"cpu: {line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
-    return f"cpu: {torch.get_num_threads()} threads"
+            return f"cpu: {line.split(':', 1)[1].strip()}, {threads} threads"
+    return f"cpu: {threads} threads"
 
 
 def ordered_experiments(experiments: Sequence[str] | None) -> list[str]:
-    """``experiments`` in suite order, with ``lr-sweep`` first whenever another experiment needs it."""
+    """``experiments`` in suite order, with ``lr-sweep`` first whenever another
+    experiment needs it."""
     names = list(EXPERIMENTS if experiments is None else experiments)
     for name in names:
         if name in SEPARATE_EXPERIMENTS:
             raise ValueError(
-                f"experiment {name!r} is not part of this suite: {SEPARATE_EXPERIMENTS[name]}"
+                f"experiment {name!r} is not part of this suite: "
+                f"{SEPARATE_EXPERIMENTS[name]}"
             )
-        if name not in EXPERIMENTS:
-            raise ValueError(f"experiments must be among {EXPERIMENTS}, got {name!r}")
+        check_choice("experiments", name, EXPERIMENTS)
     if names and "lr-sweep" not in names:
         names.append("lr-sweep")
     return [name for name in EXPERIMENTS if name in names]
@@ -1154,34 +1237,33 @@ def run_experiments(
     allow_mixed: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Run (or resume) ``experiments`` at ``profile`` into ``<output_dir>/experiments.<profile>.json``.
+    """Run (or resume) ``experiments`` at ``profile`` into
+    ``<output_dir>/experiments.<profile>.json``.
 
-    Each finished run is appended and the file rewritten atomically, so an interrupted command leaves a valid
-    file and a restarted one skips the runs it finds (by experiment, label, seed, lr). A run whose settings equal
-    a finished run's (e.g. a sweep run at the chosen rate) is copied with ``reused_from`` instead of re-trained.
-    A file written by other ``sharedlib`` code (``code_hash``) is refused unless ``allow_mixed``; every run
-    records its own commit and code hash either way.
+    Each finished run is appended and the file rewritten atomically, so an interrupted
+    command leaves a valid file and a restarted one skips the runs it finds (by
+    experiment, label, seed, lr). A run whose settings equal a finished run's (e.g. a
+    sweep run at the chosen rate) is copied with ``reused_from`` instead of re-trained.
+    A file written by other ``sharedlib`` code (``code_hash``) is refused unless
+    ``allow_mixed``; every run records its own commit and code hash either way. The
+    provenance has the same fields as every recorded file of the book
+    (``recorded.provenance``).
     """
-    from .recorded import (
-        check_output,
-        provenance,
-    )  # the same provenance fields as every recorded file of the book
-
     p = get_profile(profile)
     names = ordered_experiments(experiments)
     log = log or (lambda message: None)
-    path = Path(output_dir) / f"{RESULTS_NAME}.{p.name}.json"
-    check_output(
-        path
-    )  # before any training: a file, a read-only folder or a directory in its place fails now
+    path = Path(output_dir) / f"{SUITE_RESULTS_NAME}.{p.name}.json"
+    # before any training: a file, a read-only folder or a directory in its place fails
+    check_output(path)
     code = code_hash()
     if path.exists():
         data = load_results(path)
         previous = data["provenance"].get("sharedlib_hash")
         if previous != code and not allow_mixed:
             raise ValueError(
-                f"{path} was written by other sharedlib code (hash {previous}, now {code}); pass allow_mixed "
-                "(--allow-mixed) to add runs made by this code to it, or write to another --output-dir"
+                f"{path} was written by other sharedlib code (hash {previous}, now "
+                f"{code}); pass allow_mixed (--allow-mixed) to add runs made by this "
+                "code to it, or write to another --output-dir"
             )
     else:
         corpus = _corpus(p.val_fraction)
@@ -1202,9 +1284,8 @@ def run_experiments(
     started = time.perf_counter()
     stamped = [False]  # whether this command is in the file's list of commands yet
 
-    def stamp(
-        target: dict[str, Any],
-    ) -> None:  # ``target``: the runs merged with the file's, its provenance
+    # ``target``: the runs merged with the file's, its provenance
+    def stamp(target: dict[str, Any]) -> None:
         previous = target["provenance"]
         seconds = max(
             base_seconds + time.perf_counter() - started,
@@ -1248,20 +1329,19 @@ def run_experiments(
                     "wall_seconds": 0.0,
                 }
             else:
-                record = execute(spec, trained)
+                record = execute_run(spec, trained)
                 record.update(commit=commit, sharedlib_hash=code)
             data["runs"].append(record)
-            data = merge_results(
-                path, data, stamp
-            )  # with the runs another command wrote meanwhile
+            # with the runs another command wrote meanwhile
+            data = merge_results(path, data, stamp)
             done |= {run_key(r) for r in data["runs"]}
             val = record["val_loss"]
             log(
                 f"{name} / {spec.label} / seed {spec.seed} / lr {spec.train.lr:g}: "
-                f"val {'diverged' if val is None else f'{val:.4f}'} ({record['wall_seconds']:.1f} s)"
+                f"val {'diverged' if val is None else f'{val:.4f}'} "
+                f"({record['wall_seconds']:.1f} s)"
             )
-    if (
-        not path.exists()
-    ):  # nothing to run: still leave a valid (empty) file with its provenance
+    # nothing to run: still leave a valid (empty) file with its provenance
+    if not path.exists():
         merge_results(path, data, stamp)
     return path
