@@ -34,10 +34,11 @@ def tiny_results(tmp_path_factory) -> Path:
 def test_cpu_profile_meets_the_method():
     p = suite.PROFILES["cpu"]
     assert p.seeds >= 5 and p.val_windows * p.seq_len >= 65536 and 3 <= len(p.lrs) <= 4
-    lrs = {s: 1e-3 for s in suite.ALL_STRATEGIES}
-    windows = suite.fixed_windows(suite.corpus_for(suite.plan(p, "equal-depth", lrs)[0]).val, p.seq_len, p.val_windows)
-    assert windows.shape == (p.val_windows, p.seq_len + 1)
-    for name in suite.EXPERIMENTS[1:]:
+    lrs = {s: 1e-3 for s in (*suite.ALL_STRATEGIES, *suite.budget_labels(p))}
+    spec = suite.plan(p, "equal-depth", lrs)[0]
+    select, report = suite.validation_windows(suite.corpus_for(spec), spec)
+    assert select.shape == report.shape == (p.val_windows // 2, p.seq_len + 1)
+    for name in (e for e in suite.EXPERIMENTS if not e.endswith("-sweep")):
         specs = suite.plan(p, name, lrs)
         by_label = {}
         for spec in specs:
@@ -91,7 +92,9 @@ def test_results_file_shape(tiny_results):
     data = suite.load_results(tiny_results / "experiments.ci.json")
     assert set(suite.PROVENANCE_FIELDS) <= set(data["provenance"]) and data["provenance"]["threads"] >= 1
     labels = {(r["experiment"], r["label"]) for r in data["runs"]}
-    assert labels == {("lr-sweep", "none"), ("lr-sweep", "all"), ("limited-data", "none"), ("limited-data", "all")}
+    controls = {("limited-data", label) for label in ("none N=1", "none dropout=0.1", "none wd=0.1")}
+    arms = {("lr-sweep", "none"), ("lr-sweep", "all"), ("limited-data", "none"), ("limited-data", "all")}
+    assert labels == arms | controls
     for run in data["runs"]:
         assert "pydoc" in run["data"] and run["tokens"] == run["steps"] * TINY.batch_size * TINY.seq_len
         assert [p[0] for p in run["curve"]][-1] == run["steps"]
@@ -102,6 +105,15 @@ def test_results_file_shape(tiny_results):
     none, shared = (next(r for r in limited if r["label"] == label) for label in ("none", "all"))
     assert none["flops_per_token"] == shared["flops_per_token"] and none["parameters"] > shared["parameters"]
     assert all(r["split"]["train_bytes"] == TINY.limited_bytes for r in limited)
+    by_label = {r["label"]: r for r in limited}
+    assert by_label["none N=1"]["parameters"] == shared["parameters"]  # the capacity control: equal parameters
+    assert by_label["none dropout=0.1"]["model_config"]["dropout"] == 0.1
+    assert by_label["none wd=0.1"]["train_config"]["weight_decay"] == 0.1
+    for run in data["runs"]:  # choices on the first half of the held-out split, reports on the second
+        best = min(run["curve"], key=lambda point: point[3])
+        assert run["best_val_step"] == best[0] and run["best_val_loss"] == best[2]
+        assert run["select_val_loss"] == pytest.approx(run["curve"][-1][3], rel=1e-6)
+        assert run["select_val_loss"] != run["val_loss"]
     assert data["baselines"]["unigram"] > data["baselines"]["bigram"] > data["baselines"]["trigram"]
 
 
@@ -214,7 +226,7 @@ def test_evaluation_that_misses_the_fixed_windows_is_caught(monkeypatch):
         return real(model, loss_fn, get_batch, replace(config, eval_batches=1), device)
 
     monkeypatch.setattr(train_module, "evaluate", skips_a_chunk)
-    with pytest.raises(RuntimeError, match="fixed validation windows"):
+    with pytest.raises(RuntimeError, match="fixed select / report windows"):
         suite.execute_run(spec)
 
 
@@ -305,3 +317,33 @@ def test_the_code_hash_covers_every_module_a_run_imports():
         imported = imported_modules(suite.module_path(name)) - {"", "experiments"}  # package __init__s: no code
         assert imported <= set(suite.RESULT_MODULES), f"{name} imports {sorted(imported - set(suite.RESULT_MODULES))}"
     assert suite.module_path("experiments.suite") == Path(suite.__file__).resolve()
+
+
+def test_rates_are_chosen_on_the_select_windows_not_the_reported_ones():
+    p = suite.PROFILES["ci"]
+    runs = [
+        {"experiment": "lr-sweep", "label": "none", "lr": p.lrs[0], "status": "ok", "val_loss": 1.0,
+         "select_val_loss": 2.0},
+        {"experiment": "lr-sweep", "label": "none", "lr": p.lrs[1], "status": "ok", "val_loss": 1.5,
+         "select_val_loss": 1.9},
+    ]
+    assert suite.chosen_lrs(runs, p)["none"] == p.lrs[1]  # lowest select loss, although its reported loss is higher
+    first_edition = [{k: v for k, v in r.items() if k != "select_val_loss"} for r in runs]
+    assert suite.chosen_lrs(first_edition, p)["none"] == p.lrs[0]  # old records: their one validation loss
+
+
+def test_budget_width_plans_every_cell_with_its_own_rate():
+    p = suite.PROFILES["cpu"]
+    labels = suite.budget_labels(p)
+    assert len(labels) == len(p.budget_widths) * len(p.budget_multipliers) * len(p.budget_strategies)
+    sweep = suite.plan(p, "budget-sweep")
+    assert {s.seed for s in sweep} == {0} and len(sweep) == len(labels) * len(p.budget_lrs)
+    with pytest.raises(ValueError, match="run lr-sweep first"):
+        suite.plan(p, "budget-width", {})
+    lrs = {label: 1e-3 * (i + 1) for i, label in enumerate(labels)}
+    arms = suite.plan(p, "budget-width", lrs)
+    for spec in arms:
+        width, steps = (int(part.split("=")[1]) for part in spec.label.split()[1:])
+        assert spec.model.d_model == width and spec.model.d_ff == 4 * width and spec.train.steps == steps
+        assert spec.train.lr == lrs[spec.label]
+    assert {s.train.steps for s in arms} == {p.steps * k for k in p.budget_multipliers}

@@ -32,6 +32,7 @@ from ..experiments.suite import (
     SEPARATE_EXPERIMENTS,
     SUITE_RESULTS_NAME,
     Profile,
+    budget_labels,
     chosen_lrs,
     flops_curve,
     get_profile,
@@ -199,7 +200,8 @@ def _plan(data: Mapping[str, Any], experiment: str) -> list:
     if experiment == "lr-sweep":
         return plan(p, experiment)
     # how many runs does not depend on the rates
-    return plan(p, experiment, {s: p.lrs[0] for s in ALL_STRATEGIES})
+    labels = (*ALL_STRATEGIES, *budget_labels(p))
+    return plan(p, experiment, dict.fromkeys(labels, p.lrs[0]))
 
 
 def planned_labels(data: Mapping[str, Any], experiment: str) -> list[str]:

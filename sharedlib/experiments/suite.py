@@ -71,6 +71,8 @@ __all__ = [
     "SUITE_RESULTS_NAME",
     "Profile",
     "RunSpec",
+    "budget_labels",
+    "budget_model_config",
     "chosen_lrs",
     "code_hash",
     "corpus_for",
@@ -92,7 +94,10 @@ __all__ = [
     "replay_run",
     "run_experiments",
     "run_key",
+    "selection_loss",
+    "split_evaluations",
     "validate_results",
+    "validation_windows",
     "window_loss",
     "write_results",
 ]
@@ -105,6 +110,8 @@ EXPERIMENTS: tuple[str, ...] = (
     "limited-data",
     "relaxed-scratch",
     "svd-relaxation",
+    "budget-sweep",
+    "budget-width",
 )
 # experiment -> where it is run and recorded instead
 SEPARATE_EXPERIMENTS: dict[str, str] = {
@@ -186,6 +193,11 @@ class Profile:
     limited_strategies: tuple[str, ...] = ("none", "all")
     relaxed_ranks: tuple[int, ...] = (4, 16)
     svd_ranks: tuple[int, ...] = (1, 4, 16, 64)
+    # budget-width: widths x budgets (multiples of steps), each cell's own rate
+    budget_widths: tuple[int, ...] = ()
+    budget_multipliers: tuple[int, ...] = (1, 4)
+    budget_strategies: tuple[str, ...] = ("none", "all")
+    budget_lrs: tuple[float, ...] = ()  # learning-rate grid of budget-sweep
     device: str = "cpu"
     amp: bool = False
 
@@ -230,6 +242,9 @@ PROFILES: dict[str, Profile] = {
         limited_eval_every=8,
         relaxed_ranks=(2,),
         svd_ranks=(1, 32),
+        budget_widths=(16, 32),
+        budget_multipliers=(1, 2),
+        budget_lrs=(3e-3, 6e-3),
     ),
     "cpu": Profile(
         "cpu",
@@ -253,6 +268,9 @@ PROFILES: dict[str, Profile] = {
         limited_eval_every=100,
         relaxed_ranks=(4, 16),
         svd_ranks=(1, 2, 4, 8, 16, 32, 64),
+        budget_widths=(64, 128),
+        budget_multipliers=(1, 4),
+        budget_lrs=(2e-3, 4e-3, 8e-3),
     ),
     "gpu": Profile(
         "gpu",
@@ -277,6 +295,9 @@ PROFILES: dict[str, Profile] = {
         limited_eval_every=250,
         relaxed_ranks=(4, 16, 64),
         svd_ranks=(1, 4, 16, 64, 128, 256),
+        budget_widths=(256, 512),
+        budget_multipliers=(1, 4),
+        budget_lrs=(5e-4, 1e-3, 2e-3),
         device="auto",
         amp=True,
     ),
@@ -325,6 +346,11 @@ class RunSpec:
                 f"train.eval_batches ({self.train.eval_batches}) * eval_chunk "
                 f"({self.eval_chunk}) must equal val_windows ({self.val_windows}): "
                 "every evaluation scores all fixed windows"
+            )
+        if self.val_windows % 2 or (self.val_windows // 2) % self.eval_chunk:
+            raise ValueError(
+                f"val_windows ({self.val_windows}) must split into two halves (select, "
+                f"report) of whole chunks of eval_chunk ({self.eval_chunk})"
             )
         if self.kind == "svd" and self.model.strategy != "none":
             raise ValueError(
@@ -416,6 +442,32 @@ def fixed_windows(data: torch.Tensor, seq_len: int, n_windows: int) -> torch.Ten
     return torch.stack([data[s : s + seq_len + 1] for s in starts])  # (W, T + 1)
 
 
+def validation_windows(
+    corpus: TextCorpus, spec: RunSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed windows that select (first half of the held-out split: learning rates,
+    best steps) and those that report (second half): (W/2, T+1) each."""
+    half = len(corpus.val) // 2
+    n = spec.val_windows // 2
+    return (
+        fixed_windows(corpus.val[:half], spec.seq_len, n),
+        fixed_windows(corpus.val[half:], spec.seq_len, n),
+    )
+
+
+def split_evaluations(
+    val_chunks: Sequence[float], n_chunks: int
+) -> tuple[list[float], list[float]]:
+    """Per evaluation, the mean loss of the select and of the report windows, from the
+    chunk losses in the order ``train`` computed them (select chunks first)."""
+    half = n_chunks // 2
+    select, report = [], []
+    for i in range(0, len(val_chunks) - n_chunks + 1, n_chunks):
+        select.append(statistics.fmean(val_chunks[i : i + half]))
+        report.append(statistics.fmean(val_chunks[i + half : i + n_chunks]))
+    return select, report
+
+
 @torch.no_grad()
 def window_loss(
     model: nn.Module,
@@ -488,12 +540,15 @@ def _build(spec: RunSpec) -> nn.Module:
 
 
 def _train(
-    spec: RunSpec, stop_after: int | None = None
+    spec: RunSpec, stop_after: int | None = None, first_edition: bool = False
 ) -> tuple[nn.Module, History | None, _Capture]:
     """Build and train the model of ``spec`` (for "svd", the unshared source); history
     None when stopped early."""
     corpus = corpus_for(spec)
-    windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
+    if first_edition:  # records made before the select / report split: one window set
+        windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
+    else:
+        windows = torch.cat(validation_windows(corpus, spec))  # select, then report
     model = _build(spec)
     capture = _Capture()
 
@@ -513,13 +568,17 @@ def _train(
 def _curve(
     train_losses: Sequence[float],
     eval_steps: Sequence[int],
-    val_losses: Sequence[float],
+    report_losses: Sequence[float],
+    select_losses: Sequence[float],
 ) -> list[list]:
-    """[[step, mean training loss over the steps since the previous point, validation
-    loss], ...]."""
+    """[[step, mean training loss since the previous point, report loss, select loss],
+    ...]: index 2 is the loss a chapter reports, index 3 the one choices are made on."""
     curve, previous = [], 0
-    for step, val in zip(eval_steps, val_losses, strict=True):
-        curve.append([step, statistics.fmean(train_losses[previous:step]), val])
+    points = zip(eval_steps, report_losses, select_losses, strict=True)
+    for step, report, select in points:
+        curve.append(
+            [step, statistics.fmean(train_losses[previous:step]), report, select]
+        )
         previous = step
     return curve
 
@@ -567,6 +626,9 @@ def execute_run(
             "val_windows": spec.val_windows,
             "eval_chunk": spec.eval_chunk,
             "val_tokens": spec.val_windows * spec.seq_len,
+            # choices (learning rate, best step) use the first half of the held-out
+            # split, reported losses the second half
+            "selection": "select: first half of val; report: second half",
         },
         "model_config": asdict(spec.model),
         "train_config": asdict(spec.train),
@@ -609,19 +671,27 @@ def execute_run(
         trained[source.spec_hash] = {
             k: v.detach().cpu().clone() for k, v in model.state_dict().items()
         }
-    val_windows = fixed_windows(corpus.val, spec.seq_len, spec.val_windows)
+    select_windows, report_windows = validation_windows(corpus, spec)
     n_train = min(spec.val_windows, (len(corpus.train) - 1) // spec.seq_len)
     train_windows = fixed_windows(corpus.train, spec.seq_len, n_train)
-    val_loss = window_loss(model, val_windows, spec.eval_chunk, device)
+    val_loss = window_loss(model, report_windows, spec.eval_chunk, device)
+    select_loss = window_loss(model, select_windows, spec.eval_chunk, device)
     if history is not None:
-        if not math.isclose(val_loss, history.val_loss[-1], rel_tol=1e-5, abs_tol=1e-6):
+        selects, reports = split_evaluations(
+            capture.val_chunks, spec.train.eval_batches
+        )
+        if not (
+            math.isclose(val_loss, reports[-1], rel_tol=1e-5, abs_tol=1e-6)
+            and math.isclose(select_loss, selects[-1], rel_tol=1e-5, abs_tol=1e-6)
+        ):
             raise RuntimeError(
-                f"train.evaluate reported {history.val_loss[-1]!r} but the fixed "
-                f"validation windows give {val_loss!r}: evaluate no longer scores each "
-                "window once per evaluation; update sharedlib.experiments.suite"
+                f"train.evaluate scored {selects[-1]!r} / {reports[-1]!r} but the "
+                f"fixed select / report windows give {select_loss!r} / {val_loss!r}: "
+                "evaluate no longer scores each window once per evaluation, in order; "
+                "update sharedlib.experiments.suite"
             )
         record.update(
-            curve=_curve(history.train_loss, history.eval_steps, history.val_loss),
+            curve=_curve(history.train_loss, history.eval_steps, reports, selects),
             first_losses=history.train_loss[:FIRST_LOSSES],
         )
     else:
@@ -632,13 +702,15 @@ def execute_run(
             source_val_loss=val_loss, source_parameters=count_module_parameters(model)
         )
         model = relax_unshared(model.cpu(), spec.rank).to(device)
-        val_loss = window_loss(model, val_windows, spec.eval_chunk, device)
+        val_loss = window_loss(model, report_windows, spec.eval_chunk, device)
+        select_loss = window_loss(model, select_windows, spec.eval_chunk, device)
     train_loss = window_loss(model, train_windows, spec.eval_chunk, device)
     if spec.kind == "svd":
         # one point: the compressed model
-        record["curve"] = [[spec.train.steps, train_loss, val_loss]]
+        record["curve"] = [[spec.train.steps, train_loss, val_loss, select_loss]]
     else:
-        best = min(range(len(record["curve"])), key=lambda i: record["curve"][i][2])
+        # the best step is chosen on the select windows and reported on the others
+        best = min(range(len(record["curve"])), key=lambda i: record["curve"][i][3])
         record.update(
             best_val_loss=record["curve"][best][2],
             best_val_step=record["curve"][best][0],
@@ -648,6 +720,7 @@ def execute_run(
         parameters=count_module_parameters(model),
         train_loss=train_loss,
         val_loss=val_loss,
+        select_val_loss=select_loss,
         train_windows=n_train,
         wall_seconds=time.perf_counter() - start,
     )
@@ -658,7 +731,7 @@ def flops_curve(record: Mapping[str, Any]) -> list[tuple[int, float]]:
     """(training FLOPs so far, validation loss) at each curve point: flops_per_token x
     tokens seen by that step."""
     per_step = record["flops_per_token"] * record["batch_size"] * record["seq_len"]
-    return [(step * per_step, val) for step, _, val in record["curve"]]
+    return [(step * per_step, val) for step, _, val, *_ in record["curve"]]
 
 
 def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
@@ -755,15 +828,14 @@ def replay_run(
     spec = replace(spec, train=replace(spec.train, device=device, progress=False))
     threads = torch.get_num_threads()
     torch.set_num_threads(int(record.get("threads", threads)))
+    first_edition = "select_val_loss" not in record
     try:
-        _, _, capture = _train(spec, stop_after=steps)
+        _, _, capture = _train(spec, stop_after=steps, first_edition=first_edition)
     finally:
         torch.set_num_threads(threads)
-    n = spec.train.eval_batches
-    evals = [
-        sum(capture.val_chunks[i : i + n]) / n
-        for i in range(0, len(capture.val_chunks) - n + 1, n)
-    ]
+    selects, reports = split_evaluations(capture.val_chunks, spec.train.eval_batches)
+    if first_edition:  # one validation loss per evaluation, the mean of both halves
+        reports = [(a + b) / 2 for a, b in zip(selects, reports, strict=True)]
     eval_steps = [
         s
         for s in range(1, steps + 1)
@@ -771,7 +843,10 @@ def replay_run(
     ]
     return {
         "first_losses": capture.train[:FIRST_LOSSES],
-        "curve": _curve(capture.train, eval_steps, evals),
+        "curve": [
+            row[:3] if first_edition else row
+            for row in _curve(capture.train, eval_steps, reports, selects)
+        ],
     }
 
 
@@ -807,18 +882,23 @@ def _spec(
     limited: bool = False,
     kind: str = "train",
     rank: int | None = None,
+    weight_decay: float | None = None,
+    budget: int = 1,
 ) -> RunSpec:
-    steps = profile.limited_steps if limited else profile.steps
+    steps = profile.limited_steps if limited else profile.steps * budget
+    every = profile.limited_eval_every if limited else profile.eval_every * budget
     train_config = TrainConfig(
         steps=steps,
         lr=lr,
         warmup=min(profile.warmup, steps),
-        eval_every=profile.limited_eval_every if limited else profile.eval_every,
+        eval_every=every,
         eval_batches=profile.val_windows // profile.eval_chunk,
         seed=seed,
         device=profile.device,
         amp=profile.amp,
     )
+    if weight_decay is not None:
+        train_config = replace(train_config, weight_decay=weight_decay)
     return RunSpec(
         experiment,
         label,
@@ -835,17 +915,28 @@ def _spec(
     )
 
 
+def selection_loss(record: Mapping[str, Any]) -> float:
+    """The loss a choice is made on: the select windows' (first edition: the only
+    validation loss)."""
+    return record.get("select_val_loss", record["val_loss"])
+
+
 def chosen_lrs(
     runs: Iterable[Mapping[str, Any]], profile: str | Profile
 ) -> dict[str, float]:
     """Per strategy, the learning rate of the lowest validation loss in the finished
     ``lr-sweep`` runs."""
     profile = get_profile(profile)
-    sweep = [r for r in runs if r["experiment"] == "lr-sweep"]
+    runs = list(runs)
     out = {}
-    for label in profile.strategies:
+    sweeps = [("lr-sweep", label, profile.lrs) for label in profile.strategies]
+    sweeps += [
+        ("budget-sweep", label, profile.budget_lrs) for label in budget_labels(profile)
+    ]
+    for experiment, label, grid in sweeps:
+        sweep = [r for r in runs if r["experiment"] == experiment]
         mine = {float(r["lr"]): r for r in sweep if r["label"] == label}
-        missing = [lr for lr in profile.lrs if float(lr) not in mine]
+        missing = [lr for lr in grid if float(lr) not in mine]
         if missing:
             continue
         finished = [r for r in mine.values() if r["status"] == "ok"]
@@ -854,7 +945,7 @@ def chosen_lrs(
                 f"every lr-sweep run of {label!r} diverged; lower the profile's "
                 "learning rates"
             )
-        out[label] = float(min(finished, key=lambda r: r["val_loss"])["lr"])
+        out[label] = float(min(finished, key=selection_loss)["lr"])
     return out
 
 
@@ -864,11 +955,36 @@ def lrs_at_grid_edge(
     """Strategies whose chosen learning rate is the smallest or largest of the grid (the
     sweep may be too narrow)."""
     p = get_profile(profile)
+    budget = set(budget_labels(p))
     return [
         label
         for label, lr in chosen_lrs(runs, p).items()
-        if lr in (min(p.lrs), max(p.lrs))
+        if lr
+        in (
+            (min(p.budget_lrs), max(p.budget_lrs))
+            if label in budget
+            else (min(p.lrs), max(p.lrs))
+        )
     ]
+
+
+def _budget_cells(p: Profile) -> list[tuple[str, str, int, int]]:
+    """(label, strategy, width, budget multiple) of every budget-width arm."""
+    return [
+        (f"{s} H={h} S={p.steps * k}", s, h, k)
+        for h in p.budget_widths
+        for k in p.budget_multipliers
+        for s in p.budget_strategies
+    ]
+
+
+def budget_labels(p: Profile) -> list[str]:
+    return [label for label, *_ in _budget_cells(p)]
+
+
+def budget_model_config(p: Profile, strategy: str, width: int) -> TransformerConfig:
+    """The profile's LM at width ``width`` (d_ff = 4 x width, the profile's heads)."""
+    return replace(profile_model_config(p, strategy), d_model=width, d_ff=4 * width)
 
 
 def plan(
@@ -888,6 +1004,12 @@ def plan(
             _spec(p, experiment, s, profile_model_config(p, s), lr, 0)
             for s in p.strategies
             for lr in p.lrs
+        ]
+    if experiment == "budget-sweep":
+        return [
+            _spec(p, experiment, label, budget_model_config(p, s, h), lr, 0, budget=k)
+            for label, s, h, k in _budget_cells(p)
+            for lr in p.budget_lrs
         ]
     lrs = dict(lrs or {})
 
@@ -919,8 +1041,32 @@ def plan(
             (s, profile_model_config(p, s), lr(s), {"limited": True})
             for s in p.limited_strategies
         ]
+        # controls: capacity (one unshared layer: the parameters of "all"), dropout,
+        # weight decay; each at the unshared model's rate
+        none = profile_model_config(p, "none")
+        arms += [
+            (
+                "none N=1",
+                profile_model_config(p, "none", 1),
+                lr("none"),
+                {"limited": True},
+            ),
+            (
+                "none dropout=0.1",
+                replace(none, dropout=0.1),
+                lr("none"),
+                {"limited": True},
+            ),
+            ("none wd=0.1", none, lr("none"), {"limited": True, "weight_decay": 0.1}),
+        ]
     elif experiment == "relaxed-scratch":
         arms = [(s, profile_model_config(p, s), lr(s), {}) for s in ("none", "all")]
+        # neighbours in parameter count: M = 2 shared blocks, and 2 unshared layers
+        m = p.n_unique
+        arms.append((f"none N={m}", profile_model_config(p, "none", m), lr("none"), {}))
+        if "sequence" in p.strategies:
+            seq = profile_model_config(p, "sequence")
+            arms.append((f"sequence M={m}", seq, lr("sequence"), {}))
         arms += [
             (
                 f"relaxed r={r}",
@@ -929,6 +1075,11 @@ def plan(
                 {"kind": "relaxed", "rank": r},
             )
             for r in p.relaxed_ranks
+        ]
+    elif experiment == "budget-width":
+        arms = [
+            (label, budget_model_config(p, s, h), lr(label), {"budget": k})
+            for label, s, h, k in _budget_cells(p)
         ]
     elif experiment == "svd-relaxation":
         arms = [("none", profile_model_config(p, "none"), lr("none"), {})]
@@ -957,7 +1108,7 @@ def plan_all(
     the grid's middle)."""
     p = get_profile(profile)
     rate = p.lrs[len(p.lrs) // 2] if lr is None else lr
-    lrs = {s: rate for s in ALL_STRATEGIES}
+    lrs = {s: rate for s in (*ALL_STRATEGIES, *budget_labels(p))}
     seen: dict[str, RunSpec] = {}
     for name in experiments:
         for spec in plan(p, name, lrs):
@@ -1112,7 +1263,7 @@ def validate_results(data: Any) -> None:
         for j, point in enumerate(run["curve"]):
             ok = (
                 isinstance(point, list)
-                and len(point) == 3
+                and len(point) in (3, 4)  # 3: the first edition, without select
                 and isinstance(point[0], int)
             )
             ok = ok and all(
@@ -1120,7 +1271,8 @@ def validate_results(data: Any) -> None:
             )
             if not ok or point[0] <= previous or point[0] > run["steps"]:
                 problems.append(
-                    f"{where}.curve[{j}]: expected [step, train_loss, val_loss] with "
+                    f"{where}.curve[{j}]: expected [step, train_loss, val_loss] or "
+                    "[step, train_loss, val_loss, select_val_loss] with "
                     f"increasing steps in 1..{run['steps']}, got {point!r}"
                 )
                 break
