@@ -17,7 +17,7 @@ from sharedlib import runtime
 from sharedlib.experiments import addition, suite
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"))  # as in test_suite
+TINY = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"), max_grid_extensions=0)  # as in test_suite
 
 WRITER = """
 import json, sys
@@ -57,7 +57,7 @@ from test_concurrent_writes import fake_execute
 
 suite.execute_run = fake_execute
 suite.ngram_baselines = lambda train, val, max_order: {"unigram": 1.0}
-tiny = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"))
+tiny = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"), max_grid_extensions=0)
 suite.run_experiments(tiny, sys.argv[2].split(","), Path(sys.argv[1]), command=sys.argv[2])
 """
 

@@ -192,7 +192,7 @@ def test_the_sweep_picks_the_lowest_validation_loss(tiny_results):
     chosen = suite.chosen_lrs(runs, TINY)
     for label in TINY.strategies:
         sweep = [r for r in runs if r["experiment"] == "lr-sweep" and r["label"] == label]
-        assert chosen[label] == min(sweep, key=lambda r: r["val_loss"])["lr"]
+        assert chosen[label] == min(sweep, key=suite.selection_loss)["lr"]
         assert all(r["lr"] == chosen[label] for r in runs if r["experiment"] == "limited-data" and r["label"] == label)
     assert suite.chosen_lrs(runs[:1], TINY) == {}  # an unfinished sweep chooses nothing
     three = replace(TINY, strategies=("none",), lrs=(1e-3, 2e-3, 4e-3))
@@ -347,3 +347,24 @@ def test_budget_width_plans_every_cell_with_its_own_rate():
         assert spec.model.d_model == width and spec.model.d_ff == 4 * width and spec.train.steps == steps
         assert spec.train.lr == lrs[spec.label]
     assert {s.train.steps for s in arms} == {p.steps * k for k in p.budget_multipliers}
+
+
+def test_a_rate_at_the_edge_of_the_grid_widens_the_sweep():
+    p = suite.PROFILES["ci"]
+    low, high = min(p.lrs), max(p.lrs)
+
+    def sweep(losses):
+        return [{"experiment": "lr-sweep", "label": "none", "lr": lr, "status": "ok", "val_loss": loss,
+                 "select_val_loss": loss} for lr, loss in losses.items()]
+
+    runs = sweep({low: 2.0, high: 1.0})  # best at the largest rate
+    assert suite.lrs_at_grid_edge(runs, p) == ["none"]
+    (extra,) = suite.grid_extensions(runs, p, "lr-sweep")
+    assert (extra.label, extra.seed, extra.train.lr) == ("none", 0, 2 * high)
+    runs = sweep({low: 2.0, high: 1.0, 2 * high: 1.5})  # the wider rate is worse: the choice is inside
+    assert suite.grid_extensions(runs, p, "lr-sweep") == [] and suite.lrs_at_grid_edge(runs, p) == []
+    runs = sweep({low: 2.0, high: 1.0, 2 * high: 0.9, 4 * high: 0.8})  # at most MAX_GRID_EXTENSIONS per side
+    assert p.max_grid_extensions == 2 and suite.grid_extensions(runs, p, "lr-sweep") == []
+    assert suite.lrs_at_grid_edge(runs, p) == ["none"]  # still flagged
+    runs = sweep({low: 1.0, high: 2.0})
+    assert [s.train.lr for s in suite.grid_extensions(runs, p, "lr-sweep")] == [low / 2]

@@ -81,6 +81,7 @@ __all__ = [
     "fixed_windows",
     "flops_curve",
     "get_profile",
+    "grid_extensions",
     "load_results",
     "lrs_at_grid_edge",
     "merge_results",
@@ -198,6 +199,8 @@ class Profile:
     budget_multipliers: tuple[int, ...] = (1, 4)
     budget_strategies: tuple[str, ...] = ("none", "all")
     budget_lrs: tuple[float, ...] = ()  # learning-rate grid of budget-sweep
+    # rates a sweep may add past its grid per label and side, if the best is at an edge
+    max_grid_extensions: int = 2
     device: str = "cpu"
     amp: bool = False
 
@@ -949,23 +952,73 @@ def chosen_lrs(
     return out
 
 
+def _tried_rates(runs: Sequence[Mapping[str, Any]], experiment: str, label: str):
+    return sorted(
+        {
+            float(r["lr"])
+            for r in runs
+            if r["experiment"] == experiment and r["label"] == label
+        }
+    )
+
+
 def lrs_at_grid_edge(
     runs: Iterable[Mapping[str, Any]], profile: str | Profile
 ) -> list[str]:
-    """Strategies whose chosen learning rate is the smallest or largest of the grid (the
-    sweep may be too narrow)."""
+    """Labels whose chosen learning rate is the smallest or largest rate tried (the
+    sweep may be too narrow: ``grid_extensions`` widens it)."""
     p = get_profile(profile)
+    runs = list(runs)
     budget = set(budget_labels(p))
-    return [
-        label
-        for label, lr in chosen_lrs(runs, p).items()
-        if lr
-        in (
-            (min(p.budget_lrs), max(p.budget_lrs))
-            if label in budget
-            else (min(p.lrs), max(p.lrs))
+    out = []
+    for label, lr in chosen_lrs(runs, p).items():
+        tried = _tried_rates(
+            runs, "budget-sweep" if label in budget else "lr-sweep", label
         )
-    ]
+        if lr in (tried[0], tried[-1]):
+            out.append(label)
+    return out
+
+
+def grid_extensions(
+    runs: Iterable[Mapping[str, Any]], profile: str | Profile, experiment: str
+) -> list[RunSpec]:
+    """Seed-0 runs that widen ``experiment``'s sweep where the chosen rate is at the
+    edge of the rates tried: half the smallest or twice the largest, at most
+    ``profile.max_grid_extensions`` per side."""
+    p = get_profile(profile)
+    runs = list(runs)
+    check_choice("experiment", experiment, ("lr-sweep", "budget-sweep"))
+    grid = p.lrs if experiment == "lr-sweep" else p.budget_lrs
+    chosen = chosen_lrs(runs, p)
+    cells = {label: (s, h, k) for label, s, h, k in _budget_cells(p)}
+    labels = p.strategies if experiment == "lr-sweep" else list(cells)
+    specs = []
+    for label in labels:
+        if label not in chosen:
+            continue
+        tried = _tried_rates(runs, experiment, label)
+        lr = chosen[label]
+        if (
+            lr == tried[-1]
+            and sum(r > max(grid) for r in tried) < p.max_grid_extensions
+        ):
+            rate = lr * 2
+        elif (
+            lr == tried[0] and sum(r < min(grid) for r in tried) < p.max_grid_extensions
+        ):
+            rate = lr / 2
+        else:
+            continue
+        if experiment == "lr-sweep":
+            specs.append(
+                _spec(p, experiment, label, profile_model_config(p, label), rate, 0)
+            )
+        else:
+            s, h, k = cells[label]
+            model = budget_model_config(p, s, h)
+            specs.append(_spec(p, experiment, label, model, rate, 0, budget=k))
+    return specs
 
 
 def _budget_cells(p: Profile) -> list[tuple[str, str, int, int]]:
@@ -1459,40 +1512,50 @@ def run_experiments(
     commit = provenance(command, "", 0.0)["commit"]
     done = {run_key(r) for r in data["runs"]}
     trained: dict[str, dict[str, torch.Tensor]] = {}
+
+    def run(spec: RunSpec) -> None:
+        nonlocal data, done
+        if spec.key in done:
+            return
+        same = next(
+            (
+                r
+                for r in data["runs"]
+                if r.get("spec_hash") == spec.spec_hash and r["status"] == "ok"
+            ),
+            None,
+        )
+        if same is not None:
+            record = {
+                **copy.deepcopy(same),
+                "experiment": spec.experiment,
+                "label": spec.label,
+                "reused_from": f"{same['experiment']} / {same['label']}",
+                "wall_seconds": 0.0,
+            }
+        else:
+            record = execute_run(spec, trained)
+            record.update(commit=commit, sharedlib_hash=code)
+        data["runs"].append(record)
+        # with the runs another command wrote meanwhile
+        data = merge_results(path, data, stamp)
+        done |= {run_key(r) for r in data["runs"]}
+        val = record["val_loss"]
+        log(
+            f"{spec.experiment} / {spec.label} / seed {spec.seed} / "
+            f"lr {spec.train.lr:g}: "
+            f"val {'diverged' if val is None else f'{val:.4f}'} "
+            f"({record['wall_seconds']:.1f} s)"
+        )
+
     for name in names:
-        lrs = chosen_lrs(data["runs"], p) if name != "lr-sweep" else {}
+        sweep = name.endswith("-sweep")
+        lrs = {} if sweep else chosen_lrs(data["runs"], p)
         for spec in plan(p, name, lrs):
-            if spec.key in done:
-                continue
-            same = next(
-                (
-                    r
-                    for r in data["runs"]
-                    if r.get("spec_hash") == spec.spec_hash and r["status"] == "ok"
-                ),
-                None,
-            )
-            if same is not None:
-                record = {
-                    **copy.deepcopy(same),
-                    "experiment": spec.experiment,
-                    "label": spec.label,
-                    "reused_from": f"{same['experiment']} / {same['label']}",
-                    "wall_seconds": 0.0,
-                }
-            else:
-                record = execute_run(spec, trained)
-                record.update(commit=commit, sharedlib_hash=code)
-            data["runs"].append(record)
-            # with the runs another command wrote meanwhile
-            data = merge_results(path, data, stamp)
-            done |= {run_key(r) for r in data["runs"]}
-            val = record["val_loss"]
-            log(
-                f"{name} / {spec.label} / seed {spec.seed} / lr {spec.train.lr:g}: "
-                f"val {'diverged' if val is None else f'{val:.4f}'} "
-                f"({record['wall_seconds']:.1f} s)"
-            )
+            run(spec)
+        while sweep and (extra := grid_extensions(data["runs"], p, name)):
+            for spec in extra:  # the chosen rate sat at the edge: widen the grid
+                run(spec)
     # nothing to run: still leave a valid (empty) file with its provenance
     if not path.exists():
         merge_results(path, data, stamp)
