@@ -56,7 +56,7 @@ from sharedlib.experiments import suite
 from test_concurrent_writes import fake_execute
 
 suite.execute_run = fake_execute
-suite.ngram_baselines = lambda train, val, max_order: {"unigram": 1.0}
+suite.window_baselines = lambda profile: {"unigram": 1.0}
 tiny = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"), max_grid_extensions=0)
 suite.run_experiments(tiny, sys.argv[2].split(","), Path(sys.argv[1]), command=sys.argv[2])
 """
@@ -184,7 +184,7 @@ def _foreign(record: dict, label: str) -> dict:
 
 def test_an_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypatch):
     real, calls = fake_execute, []
-    monkeypatch.setattr(suite, "ngram_baselines", lambda train, val, max_order: {"unigram": 1.0})
+    monkeypatch.setattr(suite, "window_baselines", lambda profile: {"unigram": 1.0})
 
     def execute_then_someone_else_writes(spec, trained=None):
         record = real(spec, trained)

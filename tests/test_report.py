@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from sharedlib.book import report
-from sharedlib.evidence import paired_difference
+from sharedlib.evidence import holm_adjust, paired_difference
 from sharedlib.experiments import suite
 
 PROFILE = replace(suite.PROFILES["ci"], seeds=5)
@@ -86,6 +86,82 @@ def test_a_small_real_difference_is_not_printed_as_zero():
     small = equal_depth([0.0003, 0.00031, 0.00029, 0.0003, 0.0003])
     c = only(report.compare_to_baseline(small, "equal-depth", "none"), "all")
     assert c.effect == "higher" and "by 0.00030" in c.sentence and "0.000 " not in c.sentence
+
+
+# -------------------------------------------------------------------------- one family per call, Holm-corrected
+SPANS = [0.1, -0.1, 0.05, -0.02, 0.01]
+MARGINAL = [0.05, 0.01, 0.04, 0.02, 0.03]  # t = 4.24, p = 0.0132: the 95% interval (0.010 to 0.050) excludes zero
+
+
+def family(arms, baseline_losses=(3.0, 3.1, 2.9, 3.05, 2.95)):
+    """equal-depth runs of "none" and of each arm (label: per-seed differences to none)."""
+    runs = [run("equal-depth", "none", s, v) for s, v in enumerate(baseline_losses)]
+    for label, differences in arms.items():
+        runs += [run("equal-depth", label, s, v + d)
+                 for s, (v, d) in enumerate(zip(baseline_losses, differences, strict=True))]
+    return results(runs)
+
+
+SIX = {"all": [0.10, 0.12, 0.09, 0.11, 0.10], "attention": SPANS, "ffn": MARGINAL, "sequence": SPANS[::-1],
+       "cycle": [-d for d in SPANS], "cycle-rev": [0.02, -0.01, 0.0, 0.01, -0.02]}
+
+
+def test_holm_correction_drops_an_uncorrected_effect_within_the_family():
+    corrected = report.compare_to_baseline(family(SIX), "equal-depth", "none")
+    arms = [c for c in corrected if c.effect != "baseline"]
+    assert {c.family_size for c in arms} == {6}
+    assert [c.adjusted_p for c in arms] == pytest.approx(holm_adjust([c.p_value for c in arms]))
+    ffn = only(corrected, "ffn")
+    assert ffn.difference.excludes_zero and ffn.p_value == pytest.approx(0.0132, abs=1e-4)
+    # second smallest of six: 5 * 0.0132 = 0.066
+    assert ffn.adjusted_p == pytest.approx(5 * ffn.p_value) and ffn.adjusted_p > 0.05
+    assert ffn.effect == "none" and ffn.dropped_by_correction
+    assert ffn.sentence == (
+        "no evidence of a difference in validation loss between ffn and none after correction for multiple "
+        "comparisons: the mean difference of 0.030 nats per token (95% CI 0.010 to 0.050, 5 paired seeds) is not "
+        "significant after Holm correction over 6 comparisons (adjusted p = 0.066)")
+    everything = only(corrected, "all")
+    assert everything.effect == "higher" and everything.adjusted_p == pytest.approx(6 * everything.p_value)
+    assert everything.sentence == (
+        "all has a higher validation loss than none, by 0.104 nats per token (95% CI 0.090 to 0.118, 5 paired "
+        "seeds) (Holm-adjusted p < 0.001 over 6 comparisons)")
+    assert only(corrected, "attention").sentence.endswith("spans zero, 5 paired seeds) (Holm-adjusted p = 1 over 6 "
+                                                          "comparisons)")
+    assert report.effect_summary(corrected, "E") == (
+        "E: of 6 comparisons against none, 1 has a higher validation loss, 5 show no evidence of a difference (1 of "
+        "them because of the Holm correction: its interval excludes zero) (95% CI of the paired difference, 5 paired "
+        "seeds; counted after Holm correction within the 6 comparisons)")
+    assert "- no evidence of a difference in validation loss between ffn and none after correction" in (
+        report.bullets(corrected))
+    # asked for uncorrected sentences: the same intervals and p-values, each worded on its own as before
+    uncorrected = report.compare_to_baseline(family(SIX), "equal-depth", "none", correct=False)
+    ffn_alone = only(uncorrected, "ffn")
+    assert ffn_alone.effect == "higher" and ffn_alone.p_value == ffn.p_value
+    assert ffn_alone.adjusted_p is None and ffn_alone.family_size is None and not ffn_alone.dropped_by_correction
+    assert ffn_alone.sentence == ("ffn has a higher validation loss than none, by 0.030 nats per token (95% CI 0.010 "
+                                  "to 0.050, 5 paired seeds)")
+    assert report.effect_summary(uncorrected, "E") == (
+        "E: of 6 comparisons against none, 2 have a higher validation loss, 4 show no evidence of a difference (95% CI "
+        "of the paired difference, 5 paired seeds)")
+
+
+def test_a_family_of_one_is_not_corrected_and_arms_without_an_interval_are_not_in_the_family():
+    data = family({"all": [0.10, 0.12, 0.09, 0.11, 0.10], "ffn": MARGINAL, "sequence": SPANS})
+    data["runs"] = [r for r in data["runs"] if r["label"] != "sequence" or r["seed"] == 0]  # one seed: too few
+    comparisons = report.compare_to_baseline(data, "equal-depth", "none")
+    assert {c.label: c.family_size for c in comparisons} == {
+        "none": None, "all": 2, "attention": None, "ffn": 2, "sequence": None, "cycle": None, "cycle-rev": None}
+    assert only(comparisons, "ffn").effect == "higher"  # 2 * 0.0132 = 0.026 passes in a family of two
+    assert only(comparisons, "sequence").p_value is None and only(comparisons, "sequence").adjusted_p is None
+    # one arm with an interval: Holm leaves its p as it is
+    single = report.compare_to_baseline(family({"ffn": MARGINAL}), "equal-depth", "none")
+    c = only(single, "ffn")
+    assert c.family_size == 1 and c.adjusted_p == c.p_value and c.effect == "higher"
+    assert c.sentence == ("ffn has a higher validation loss than none, by 0.030 nats per token (95% CI 0.010 to 0.050, "
+                          "5 paired seeds) (p = 0.013, the only comparison of its family)")
+    assert report.effect_summary(single, "E").endswith(
+        "(95% CI of the paired difference, 5 paired seeds; one comparison with an interval, so no correction was "
+        "needed)")
 
 
 # ----------------------------------------------------------------------------------------------- partial files
@@ -218,6 +294,9 @@ def test_equal_params_pairs_each_shared_order_with_both_vanilla_models():
     assert [c.baseline for c in same_params] == ["none N=2"] * 3
     assert [c.baseline for c in same_flops] == ["none N=4"] * 3
     assert all(c.effect == "lower" for c in same_params) and all(c.effect == "higher" for c in same_flops)
+    assert {c.family_size for c in same_params} == {3}
     first, second = report.takase_kiyono_sentences(results(runs))
     assert "Here 3 of 3 shared orders have a lower validation loss" in first
+    assert "excludes zero and a Holm-adjusted p below 0.05 within these 3 comparisons (" in first
     assert "Here 2 of the two have a lower" in second
+    assert "excludes zero and a Holm-adjusted p below 0.05 within these 2 comparisons: " in second

@@ -6,8 +6,10 @@ Every function takes the parsed results (``load_experiments``, or
 partial, since ``scripts/run_experiments.py`` is resumable: an arm with no finished run
 reads ``NOT_RECORDED``, a comparison with fewer paired seeds than planned says how many
 it has, and a sentence claims an effect only when the paired 95% interval excludes zero
-(``evidence.conclusion``). Losses are in ``LOSS_UNIT`` (nats per token), and a token is
-one byte.
+and, the comparisons of one call of ``compare_pairs`` / ``compare_to_baseline`` being
+one family, the Holm-adjusted p-value within that family is below 0.05
+(``evidence.conclusion``, ``evidence.holm_adjust``). Losses are in ``LOSS_UNIT`` (nats
+per token), and a token is one byte.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from IPython.display import Markdown
 
-from ..evidence import PairedDifference, conclusion, mean_interval, paired_difference
+from ..evidence import (
+    PairedDifference,
+    claims_effect,
+    conclusion,
+    holm_adjust,
+    mean_interval,
+    paired_difference,
+)
 from ..experiments.recorded import load_recorded
 from ..experiments.suite import (
     ALL_STRATEGIES,
@@ -85,9 +94,10 @@ METRICS: dict[str, str] = {
     "train_loss": "training loss",
     "gap": "train-validation gap",
 }
-# Outcome of a comparison: lower / higher (the 95% interval excludes zero), none (it
-# spans zero), too few paired seeds for an interval, one of the two arms not recorded,
-# or the baseline itself.
+# Outcome of a comparison: lower / higher (the 95% interval excludes zero and, when the
+# family is corrected, the Holm-adjusted p is below 0.05), none (it spans zero, or the
+# correction drops it), too few paired seeds for an interval, one of the two arms not
+# recorded, or the baseline itself.
 EFFECTS: tuple[str, ...] = (
     "lower",
     "higher",
@@ -464,8 +474,23 @@ class Comparison:
     high: float | None
     # label - baseline over the common seeds (None below 2 of them)
     difference: PairedDifference | None
-    effect: str  # one of EFFECTS
+    effect: str  # one of EFFECTS, after the Holm correction when there is one
     sentence: str  # generated, claims no more than ``difference`` allows
+    p_value: float | None = None  # of ``difference`` (paired t test), uncorrected
+    # Holm-adjusted within the family (the comparisons of one call with a difference);
+    # None without a difference or when the call asked for no correction
+    adjusted_p: float | None = None
+    family_size: int | None = None  # comparisons in that family, None when uncorrected
+
+    @property
+    def dropped_by_correction(self) -> bool:
+        """True when the interval excludes zero but the Holm correction drops it."""
+        return (
+            self.effect == "none"
+            and self.difference is not None
+            and self.difference.excludes_zero
+            and self.adjusted_p is not None
+        )
 
 
 def _digits(difference: PairedDifference, least: int = 3) -> int:
@@ -481,13 +506,21 @@ def compare_pairs(
     pairs: Sequence[tuple[str, str]],
     metric: str = "val_loss",
     level: float = 0.95,
+    correct: bool = True,
 ) -> list[Comparison]:
     """A ``Comparison`` of each (label, baseline) pair of ``experiment``; a pair with a
     label equal to its baseline describes the baseline itself (no difference, the
-    sentence says so)."""
+    sentence says so).
+
+    The pairs with a paired difference (both arms recorded, at least 2 common seeds) are
+    one family: with ``correct`` (the default) their p-values are Holm-adjusted together
+    (``evidence.holm_adjust``), an effect needs the adjusted p below 1 - ``level`` as
+    well as an interval that excludes zero, and the sentences give the adjusted p and
+    the family's size. ``correct=False`` words each pair on its own.
+    """
     planned = file_profile(data).seeds
     quantity = METRICS[metric] if metric in METRICS else metric
-    out = []
+    rows = []
     for label, baseline in pairs:
         mine, base = (
             values(data, experiment, label, metric),
@@ -535,16 +568,8 @@ def compare_pairs(
             diff = paired_difference(
                 {s: mine[s] for s in common}, {s: base[s] for s in common}, level
             )
-            effect = "lower" if diff.high < 0 else "higher" if diff.low > 0 else "none"
-            sentence = conclusion(
-                diff, label, baseline, quantity, LOSS_UNIT, _digits(diff)
-            )
-            if len(common) < planned:
-                sentence += (
-                    f"; {len(common)} of the {planned} planned seeds are "
-                    "recorded so far"
-                )
-        out.append(
+            effect = sentence = ""  # once the family is known
+        rows.append(
             Comparison(
                 experiment,
                 label,
@@ -560,6 +585,35 @@ def compare_pairs(
                 diff,
                 effect,
                 sentence,
+                None if diff is None else diff.p_value,
+            )
+        )
+    family = [c.p_value for c in rows if c.difference is not None]
+    adjusted = iter(holm_adjust(family))  # in the order of ``rows``
+    out = []
+    for c in rows:
+        d = c.difference
+        if d is None:
+            out.append(c)
+            continue
+        adjusted_p, size = (next(adjusted), len(family)) if correct else (None, None)
+        effect = (
+            ("lower" if d.high < 0 else "higher")
+            if claims_effect(d, adjusted_p)
+            else "none"
+        )
+        sentence = conclusion(
+            d, c.label, c.baseline, quantity, LOSS_UNIT, _digits(d), adjusted_p, size
+        )
+        if d.n < planned:
+            sentence += f"; {d.n} of the {planned} planned seeds are recorded so far"
+        out.append(
+            dataclasses.replace(
+                c,
+                effect=effect,
+                sentence=sentence,
+                adjusted_p=adjusted_p,
+                family_size=size,
             )
         )
     return out
@@ -572,13 +626,20 @@ def compare_to_baseline(
     labels: Iterable[str] | None = None,
     metric: str = "val_loss",
     level: float = 0.95,
+    correct: bool = True,
 ) -> list[Comparison]:
     """Every label of ``experiment`` (default: all planned, baseline first) against
-    ``baseline``."""
+    ``baseline``: one family, Holm-corrected unless ``correct`` is False
+    (``compare_pairs``)."""
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     labels = [baseline, *[x for x in labels if x != baseline]]
     return compare_pairs(
-        data, experiment, [(label, baseline) for label in labels], metric, level
+        data,
+        experiment,
+        [(label, baseline) for label in labels],
+        metric,
+        level,
+        correct,
     )
 
 
@@ -642,7 +703,9 @@ def bullets(comparisons: Iterable[Comparison]) -> str:
 
 def effect_summary(comparisons: Iterable[Comparison], what: str) -> str:
     """One sentence counting the outcomes of ``comparisons`` (which ``what``
-    describes), claiming no more."""
+    describes), claiming no more: the counts are those after the Holm correction within
+    the family (the sentence says so, and how many lost an effect to it) unless the
+    comparisons were made with ``correct=False``."""
     rest = [c for c in comparisons if c.effect != "baseline"]
     if not rest:
         raise ValueError("comparisons must hold at least one arm besides its baseline")
@@ -670,17 +733,45 @@ def effect_summary(comparisons: Iterable[Comparison], what: str) -> str:
     if counts["higher"]:
         parts.append(f"{verb('higher', 'has', 'have')} a higher {quantity}")
     if counts["none"]:
-        parts.append(f"{verb('none', 'shows', 'show')} no evidence of a difference")
+        dropped = sum(c.dropped_by_correction for c in rest)
+        how_many = (
+            ""
+            if dropped == counts["none"] == 1
+            else "all "
+            if dropped == counts["none"]
+            else f"{dropped} of them "
+        )
+        its = "its interval excludes" if dropped == 1 else "their intervals exclude"
+        which = (
+            f" ({how_many}because of the Holm correction: {its} zero)"
+            if dropped
+            else ""
+        )
+        parts.append(
+            f"{verb('none', 'shows', 'show')} no evidence of a difference{which}"
+        )
     if counts["too few"]:
         parts.append(f"{verb('too few', 'has', 'have')} too few paired seeds to say")
     if counts["not recorded"]:
         parts.append(f"{verb('not recorded', 'is', 'are')} {NOT_RECORDED}")
     baselines = sorted({c.baseline for c in rest})
     n = f"{len(rest)} comparison{'s' if len(rest) != 1 else ''}"
+    sizes = sorted({c.family_size for c in rest if c.family_size is not None})
+    if not sizes:
+        family = ""
+    elif len(sizes) > 1:
+        family = "; counted after Holm correction within each family of comparisons"
+    elif sizes[0] == 1:
+        family = "; one comparison with an interval, so no correction was needed"
+    else:
+        family = (
+            f"; counted after Holm correction within the {sizes[0]} comparisons"
+            + (" with an interval" if sizes[0] < len(rest) else "")
+        )
     return (
         f"{what}: of {n} against {' / '.join(baselines)}, "
         + ", ".join(parts)
-        + f" (95% CI of the paired difference, {seeds} paired seeds)"
+        + f" (95% CI of the paired difference, {seeds} paired seeds{family})"
     )
 
 
@@ -755,10 +846,11 @@ def overfitting_sentence(data: Mapping[str, Any], experiment: str, label: str) -
 
 # ------------------------------------------------------------------ experiment-specific
 def equal_params_comparisons(
-    data: Mapping[str, Any],
+    data: Mapping[str, Any], correct: bool = True
 ) -> tuple[list[Comparison], list[Comparison]]:
     """Takase & Kiyono's setting: every shared arm against the vanilla M-layer model
-    (same parameters) and against the vanilla model of its own depth N (same FLOPs)."""
+    (same parameters) and against the vanilla model of its own depth N (same FLOPs);
+    each of the two lists is one family (``compare_pairs``)."""
     p = file_profile(data)
     m = p.n_unique
     shared = [
@@ -767,32 +859,38 @@ def equal_params_comparisons(
         if not label.startswith("none")
     ]
     same_params = compare_pairs(
-        data, "equal-params", [(label, f"none N={m}") for label in shared]
+        data,
+        "equal-params",
+        [(label, f"none N={m}") for label in shared],
+        correct=correct,
     )
     same_flops = compare_pairs(
         data,
         "equal-params",
         [(label, f"none N={label.rsplit('N=', 1)[1]}") for label in shared],
+        correct=correct,
     )
     return same_params, same_flops
 
 
-def takase_kiyono_sentences(data: Mapping[str, Any]) -> list[str]:
+def takase_kiyono_sentences(data: Mapping[str, Any], correct: bool = True) -> list[str]:
     """The paper's two findings at equal parameters, each set against what the recorded
-    runs show."""
-    same_params, _ = equal_params_comparisons(data)
+    runs show (each finding's comparisons one Holm-corrected family unless
+    ``correct`` is False)."""
+    same_params, _ = equal_params_comparisons(data, correct)
     if all(c.effect == "not recorded" for c in same_params):
         return [
             f"The equal-parameter experiment is {NOT_RECORDED}, so neither finding is "
             "tested here yet"
         ]
     better = [c.label for c in same_params if c.effect == "lower"]
+    corrected = _holm_clause(same_params)
     first = (
         "Takase & Kiyono report that M blocks applied N > M times beat the vanilla "
         f"M-layer model. Here {len(better)} of {len(same_params)} shared orders "
         f"{'has' if len(better) == 1 else 'have'} a lower validation loss than it with "
-        "a 95% "
-        f"interval that excludes zero" + (f" ({', '.join(better)})" if better else "")
+        f"a 95% interval that excludes zero{corrected}"
+        + (f" ({', '.join(better)})" if better else "")
     )
     p = file_profile(data)
     n = 2 * p.n_unique
@@ -803,14 +901,34 @@ def takase_kiyono_sentences(data: Mapping[str, Any]) -> list[str]:
             (f"{s} M={p.n_unique} N={n}", f"sequence M={p.n_unique} N={n}")
             for s in ("cycle", "cycle-rev")
         ],
+        correct=correct,
     )
     lower = [c.label for c in orders if c.effect == "lower"]
     second = (
-        "They find cycle and cycle-rev stronger than sequence. Here "
+        "Their own table has no order best at every depth: at N = 2M the three are "
+        "within about a tenth of a BLEU point, and cycle and cycle-rev lead only at "
+        "N = 3M. Here "
         f"{len(lower)} of the two have a lower validation loss than sequence with an "
-        "interval that excludes zero: " + "; ".join(c.sentence for c in orders)
+        f"interval that excludes zero{_holm_clause(orders)}: "
+        + "; ".join(c.sentence for c in orders)
     )
     return [first, second]
+
+
+def _holm_clause(comparisons: Sequence[Comparison]) -> str:
+    """The words that say an effect passed the Holm correction too (" and a
+    Holm-adjusted p below 0.05 within these m comparisons"), or "" when the comparisons
+    hold no corrected family (or a family of one)."""
+    sizes = sorted({c.family_size for c in comparisons if c.family_size is not None})
+    if not sizes or sizes == [1]:
+        return ""
+    level = next(c.difference.level for c in comparisons if c.family_size)
+    within = (
+        f"within these {sizes[0]} comparisons"
+        if len(sizes) == 1
+        else "within its family"
+    )
+    return f" and a Holm-adjusted p below {1 - level:.2g} {within}"
 
 
 # ------------------------------------------------------------------------ live "try it"

@@ -56,7 +56,7 @@ from ..relaxed import RelaxedSharedTransformer, relax_unshared
 from ..runtime import atomic_write, file_lock, resolve_device
 from ..train import History, TrainConfig, train
 from ..validation import check_choice, check_int
-from .baselines import ngram_baselines
+from .baselines import ngram_window_baselines
 from .recorded import check_output, provenance
 
 __all__ = [
@@ -99,6 +99,7 @@ __all__ = [
     "split_evaluations",
     "validate_results",
     "validation_windows",
+    "window_baselines",
     "window_loss",
     "write_results",
 ]
@@ -1434,6 +1435,43 @@ def ordered_experiments(experiments: Sequence[str] | None) -> list[str]:
     return [name for name in EXPERIMENTS if name in names]
 
 
+BASELINE_ORDER = 5  # n-gram baselines of orders 1..5 beside the models
+
+
+def window_baselines(profile: str | Profile) -> dict[str, Any]:
+    """n-gram cross-entropies scored like the models: on the report windows, the
+    history cut at each window start; Kneser-Ney (the stronger here) at the top level,
+    Witten-Bell and the limited-data slice's own n-grams beside it (chapter 6)."""
+    p = get_profile(profile)
+    corpus = _corpus(p.val_fraction)
+    probe = _spec(p, "equal-depth", "none", profile_model_config(p, "none"), 1e-3, 0)
+    _, report_windows = validation_windows(corpus, probe)
+    scored = functools.partial(
+        ngram_window_baselines, windows=report_windows, max_order=BASELINE_ORDER
+    )
+    return {
+        "data": corpus.source,
+        "val_fraction": p.val_fraction,
+        "unit": LOSS_UNIT,
+        "scoring": (
+            "the report windows, as the models: the history of a byte stops at the "
+            "start of its window"
+        ),
+        "smoothing": "interpolated Kneser-Ney (one discount per order)",
+        **scored(corpus.train, smoothing="kneser-ney"),
+        "witten-bell": scored(corpus.train, smoothing="witten-bell"),
+        "limited-data": {
+            "train_bytes": p.limited_bytes,
+            "kneser-ney": scored(
+                corpus.train[: p.limited_bytes], smoothing="kneser-ney"
+            ),
+            "witten-bell": scored(
+                corpus.train[: p.limited_bytes], smoothing="witten-bell"
+            ),
+        },
+    }
+
+
 def run_experiments(
     profile: str | Profile,
     experiments: Sequence[str] | None = None,
@@ -1471,19 +1509,12 @@ def run_experiments(
                 "code to it, or write to another --output-dir"
             )
     else:
-        corpus = _corpus(p.val_fraction)
         data = {
             "provenance": {},
             "profile": p.name,
             "profile_settings": asdict(p),
             "runs": [],
-            "baselines": {
-                "data": corpus.source,
-                "val_fraction": p.val_fraction,
-                "unit": LOSS_UNIT,
-                "smoothing": "add-one unigram, Witten-Bell interpolation above",
-                **ngram_baselines(corpus.train, corpus.val, max_order=5),
-            },
+            "baselines": window_baselines(p),
         }
     base_seconds = float(data["provenance"].get("wall_seconds", 0.0))
     started = time.perf_counter()
