@@ -52,7 +52,7 @@ def test_each_role_has_its_modules():
     """The cut of issue 22; a new module goes where its imports and its role say (see the subpackages' docstrings)."""
     modules = all_modules()
     assert {n for n in modules if role(n) == "experiments"} == {
-        "experiments", "experiments.addition", "experiments.baselines", "experiments.distributed",
+        "experiments", "experiments.addition", "experiments.baselines", "experiments.distributed", "experiments.hops",
         "experiments.live", "experiments.recorded", "experiments.suite"}
     assert {n for n in modules if role(n) == "book"} == {
         "book", "book.addition_report", "book.albert_sizes", "book.background", "book.diagrams", "book.display",

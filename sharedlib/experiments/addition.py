@@ -322,7 +322,7 @@ def arm_config(
 
 def random_depths(n_layers: int) -> tuple[int, int]:
     """Range of iterations drawn uniformly per training step by a random-depth arm:
-    N//2 .. 2N, about 1.25 N in expectation (so about 1.25x the FLOPs of a fixed arm)."""
+    N//2 .. 2N, about 1.25 N in expectation (about 1.25x the FLOPs of a fixed arm)."""
     return max(1, n_layers // 2), 2 * n_layers
 
 

@@ -121,6 +121,9 @@ SEPARATE_EXPERIMENTS: dict[str, str] = {
         "scripts/run_experiments.py --suite addition runs it "
         "(sharedlib.experiments.addition)"
     ),
+    "iterations-hops": (
+        "scripts/run_experiments.py --suite hops runs it (sharedlib.experiments.hops)"
+    ),
 }
 # SharedTransformer, RelaxedSharedTransformer, relax_unshared
 KINDS: tuple[str, ...] = ("train", "relaxed", "svd")
