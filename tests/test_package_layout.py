@@ -53,10 +53,11 @@ def test_each_role_has_its_modules():
     modules = all_modules()
     assert {n for n in modules if role(n) == "experiments"} == {
         "experiments", "experiments.addition", "experiments.baselines", "experiments.distributed", "experiments.hops",
-        "experiments.live", "experiments.recorded", "experiments.suite"}
+        "experiments.live", "experiments.recorded", "experiments.suite", "experiments.why"}
     assert {n for n in modules if role(n) == "book"} == {
         "book", "book.addition_report", "book.albert_sizes", "book.background", "book.diagrams", "book.display",
-        "book.exercises", "book.plots", "book.report", "book.similarity_plots", "book.widgets"}
+        "book.exercises", "book.plots", "book.report", "book.similarity_plots", "book.widgets",
+        "book.hops_report", "book.why_report"}
     assert {"", "config", "sharing", "layers", "models", "decoding", "train", "universal", "recursions", "relaxed",
             "counting", "measure", "data", "runtime", "evidence"} <= {n for n in modules if role(n) == "library"}
 

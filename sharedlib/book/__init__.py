@@ -25,7 +25,7 @@ a chapter runs or reads (recorded files, baselines, the live runs of chapter 6).
 
 from ..experiments import distributed
 from ..experiments.addition import TEST_SEED, addition_batch, random_depths
-from ..experiments.baselines import ngram_baselines
+from ..experiments.baselines import ngram_baselines, ngram_window_baselines
 from ..experiments.live import answer_accuracy, compare_strategies, train_model
 from ..experiments.recorded import load_recorded
 from ..experiments.suite import (
@@ -35,7 +35,15 @@ from ..experiments.suite import (
     profile_model_config,
     window_loss,
 )
-from . import addition_report, albert_sizes, background, exercises, report
+from . import (
+    addition_report,
+    albert_sizes,
+    background,
+    exercises,
+    hops_report,
+    report,
+    why_report,
+)
 from .diagrams import (
     draw_factorised_embedding,
     draw_one_module_many_uses,
@@ -81,9 +89,11 @@ __all__ = [
     "fixed_windows",
     "get_profile",
     "glue",
+    "hops_report",
     "load_recorded",
     "markdown_table",
     "ngram_baselines",
+    "ngram_window_baselines",
     "plot_accuracy_vs_iterations",
     "plot_cka",
     "plot_depth_curves",
@@ -106,5 +116,6 @@ __all__ = [
     "show_source",
     "train_model",
     "use_book_style",
+    "why_report",
     "window_loss",
 ]

@@ -2,7 +2,8 @@
 
 Here: ``suite`` (the recorded language-model suite of chapters 6 and 8: plans, runs,
 results files, the code hash), ``addition`` (the iterations-and-length experiment of the
-first edition), ``hops`` (iterations and pointer hops in a causal decoder),
+first edition), ``hops`` (iterations and pointer hops in a causal decoder), ``why``
+(chapter 5c's recorded statistics of a shared and an unshared model over seeds),
 ``live`` (the small seeded "try it" runs a chapter trains while it executes),
 ``recorded`` (finding, writing and stamping recorded files), ``baselines`` (n-gram
 baselines the suite reports beside its models) and ``distributed`` (the DDP/FSDP traffic
@@ -26,4 +27,13 @@ Importing ``sharedlib.experiments`` imports none of its modules; import them by 
 
 # the submodules (what ``from sharedlib.experiments import *`` imports): the package
 # itself defines nothing
-__all__ = ["addition", "baselines", "distributed", "hops", "live", "recorded", "suite"]
+__all__ = [
+    "addition",
+    "baselines",
+    "distributed",
+    "hops",
+    "live",
+    "recorded",
+    "suite",
+    "why",
+]
