@@ -140,11 +140,11 @@ TINY_CACHES = {"source": "test", "L1d": {"bytes": 4 << 10}, "L2": {"bytes": 64 <
 
 def test_a_tiny_sweep_writes_a_valid_file(results, monkeypatch):
     monkeypatch.setattr(bd, "cpu_caches", lambda: TINY_CACHES)  # tiny caches: a tiny grid, seconds of work
-    before = {p.name: p.read_bytes() for p in results.iterdir()}
+    before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
     _run(monkeypatch, TINY)
     path = results / "decoding_sweep.cpu.json"
     data = recorded.load_recorded("decoding_sweep", "cpu")
-    assert {p.name: p.read_bytes() for p in results.iterdir() if p != path} == before  # nothing else touched
+    assert {p.name: p.read_bytes() for p in results.iterdir() if p.is_file() and p != path} == before  # untouched
     assert data["provenance"]["cpu_caches"] == TINY_CACHES and "--sweep" in data["provenance"]["command"]
     plan = data["sweep"]
     assert plan["batch"] == 1 and plan["n_layers"] == 2 and plan["grid_bytes"] == [16 << 10, 1 << 20]
