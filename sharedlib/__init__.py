@@ -5,7 +5,8 @@ has three roles, each in its own place, imports pointing one way:
 
 * the model library, the modules directly in ``sharedlib``: configs and layer maps
   (``config``, ``sharing``), layers, models and decoding, counting and measuring, data,
-  training, the Universal Transformer, Mixture of Recursions, relaxed sharing,
+  training, the Universal Transformer, Mixture of Recursions, looped language models,
+  relaxed sharing,
   similarity, optimization, evidence (intervals), timing and runtime helpers. It imports
   neither of the two subpackages below: a model or a count never depends on how it is
   shown or run;
@@ -28,6 +29,7 @@ from . import (
     decoding,
     evidence,
     layers,
+    looped,
     measure,
     models,
     naive,
@@ -60,6 +62,17 @@ from .data import load_text_corpus, pointer_chain_batch
 from .decoding import KVCache, decode_step, extend, generate, prefill
 from .evidence import paired_difference
 from .layers import Embeddings, FeedForward, Residual, SelfAttention
+from .looped import (
+    LoopConfig,
+    LoopedTransformer,
+    exit_decode,
+    loop_map,
+    looped_flops_per_token,
+    looped_parameters,
+    random_depth_loss,
+    recursive_from_unshared,
+    sample_iterations,
+)
 from .measure import (
     count_forward_flops,
     count_module_parameters,
@@ -84,9 +97,9 @@ from .universal import UniversalTransformer, act_loss
 __version__ = "0.1.0"
 
 # What a reader calls: configs and layer maps, the layers and models, counts,
-# decoding, training, the Universal Transformer, Mixture-of-Recursions and relaxed
-# sharing, and the modules (``sl.train`` is the training function; the module is
-# ``sharedlib.train``). Everything else is one attribute deeper:
+# decoding, training, the Universal Transformer, Mixture-of-Recursions, looped models,
+# relaxed sharing, and the modules (``sl.train`` is the training function; the module
+# is ``sharedlib.train``). Everything else is one attribute deeper:
 # ``sl.similarity.cka_matrix``.
 __all__ = [
     "ACTIVATIONS",
@@ -99,6 +112,8 @@ __all__ = [
     "FeedForward",
     "History",
     "KVCache",
+    "LoopConfig",
+    "LoopedTransformer",
     "MixtureOfRecursions",
     "NaiveSharedTransformer",
     "RelaxedSharedTransformer",
@@ -126,6 +141,7 @@ __all__ = [
     "embedding_parameters",
     "evaluate",
     "evidence",
+    "exit_decode",
     "extend",
     "ffn_parameters",
     "forward_flops_per_token",
@@ -138,6 +154,10 @@ __all__ = [
     "layer_to_block",
     "layers",
     "load_text_corpus",
+    "loop_map",
+    "looped",
+    "looped_flops_per_token",
+    "looped_parameters",
     "measure",
     "models",
     "n_parameter_sets",
@@ -148,13 +168,16 @@ __all__ = [
     "parameter_breakdown",
     "pointer_chain_batch",
     "prefill",
+    "random_depth_loss",
     "recursions",
+    "recursive_from_unshared",
     "relax_unshared",
     "relaxed",
     "relaxed_parameters",
     "resolve_device",
     "routed_loss",
     "runtime",
+    "sample_iterations",
     "saved_activation_bytes",
     "scored_cross_entropy",
     "seed_everything",

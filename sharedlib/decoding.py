@@ -31,6 +31,8 @@ class KVCache:
     layers: list[LayerKV]  # one per (attention, FFN) pair of ``schedule``
     schedule: list[tuple[int, int]]  # ``model.layer_schedule(n_iterations)``
     n_iterations: int | None = None  # as in ``model.forward``: None = the config's map
+    # a looped model's cache sets per core layer, reused in turn (None: one each)
+    slots: int | None = None
 
     @property
     def length(self) -> int:
@@ -118,11 +120,13 @@ def prefill(
     ids: torch.Tensor,
     capacity: int | None = None,
     n_iterations: int | None = None,
+    slots: int | None = None,
 ) -> tuple[torch.Tensor, KVCache]:
     """Logits (B, T, V) of the prompt ``ids`` (B, T) and a cache of its keys and values.
 
     ``capacity`` (default ``max_len``) sizes the buffers; ``n_iterations`` sets the
-    depth of a fully shared model as in ``model.forward`` (chapter 6b).
+    depth of a fully shared or looped model as in ``model.forward`` (chapter 6b);
+    ``slots`` reuses a looped model's cache sets across iterations (chapter 5d).
     """
     _check_model(model)
     _check_prompt(model, ids)
@@ -143,9 +147,9 @@ def prefill(
             dtype=weight.dtype,
             device=weight.device,
         )
-        for _ in schedule
+        for _ in range(model.cache_depth(n_iterations, slots))
     ]
-    cache = KVCache(layers, schedule, n_iterations)
+    cache = KVCache(layers, schedule, n_iterations, slots)
     return _run(model, ids, cache), cache
 
 

@@ -127,6 +127,15 @@ class SharedTransformer(nn.Module):
             )
         return [(0, 0)] * check_int("n_iterations", n_iterations)
 
+    def cache_depth(self, n_iterations: int | None, slots: int | None = None) -> int:
+        """LayerKVs a decoding cache needs: one per applied layer (``slots`` is for a
+        ``LoopedTransformer``, chapter 5d)."""
+        if slots is not None:
+            raise ValueError(
+                "slots (cache sets reused across iterations) needs a LoopedTransformer"
+            )
+        return len(self.layer_schedule(n_iterations))
+
     def check_hidden(
         self,
         x: torch.Tensor,
