@@ -84,8 +84,8 @@ lock:  ## re-resolve requirements.txt into requirements.lock: every transitive p
 # test_albert_sizes: it asks transformers for Hugging Face's counts). tests/test_publishing.py checks that no file
 # listed imports anything else; add a new test file here when it qualifies.
 OLDEST := .venv-oldest
-OLDEST_TESTS := $(addprefix tests/test_,$(addsuffix .py,addition addition_report background_and_relaxed checkers \
-  convert counting data_and_train decoding diagrams distributed evidence experiments measure models plots \
+OLDEST_TESTS := $(addprefix tests/test_,$(addsuffix .py,background_and_relaxed checkers convert counting \
+  data_and_train decoding diagrams distributed evidence experiments measure models plots \
   package_layout recorded report sharing suite train_safety universal validation))
 
 test-oldest:  ## sharedlib against the oldest versions pyproject.toml claims (constraints/oldest.txt), in .venv-oldest

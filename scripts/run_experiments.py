@@ -3,12 +3,10 @@
     .venv/bin/python scripts/run_experiments.py --profile cpu                  # the recorded evidence (2 cores)
     .venv/bin/python scripts/run_experiments.py --profile ci --output-dir /tmp/try --experiments equal-depth
     .venv/bin/python scripts/run_experiments.py --profile cpu --dry-run        # what would run, and how much
-    .venv/bin/python scripts/run_experiments.py --profile cpu --suite addition --workers 2   # chapter 6
-    .venv/bin/python scripts/run_experiments.py --profile cpu --suite hops --workers 2       # chapter 6
+    .venv/bin/python scripts/run_experiments.py --profile cpu --suite hops --workers 2   # chapter 6
 
-Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.experiments.suite``), or with ``--suite
-addition`` the iterations-and-length experiment's ``addition.<profile>.json`` (``sharedlib.experiments.addition``),
-or with ``--suite hops`` the iterations-and-hops experiment's ``hops.<profile>.json`` (``sharedlib.experiments.hops``).
+Writes ``<output-dir>/experiments.<profile>.json`` (see ``sharedlib.experiments.suite``), or with ``--suite hops``
+the iterations-and-hops experiment's ``hops.<profile>.json`` (``sharedlib.experiments.hops``).
 Re-running the same command after an interruption skips the finished runs; a file written by other sharedlib code
 is refused without --allow-mixed. Two commands may write one file at once: each append re-reads it under a lock
 and keeps the other's runs (and skips those the other finished). An output that cannot be written is refused
@@ -25,18 +23,17 @@ from pathlib import Path
 
 import torch
 
-from sharedlib.experiments import addition, hops, suite
+from sharedlib.experiments import hops, suite
 from sharedlib.experiments.recorded import check_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=tuple(suite.PROFILES))
-    parser.add_argument("--suite", choices=("experiments", "addition", "hops"), default="experiments",
-                        help="experiments: chapters 6 and 8 (default); addition: iterations and length; hops: "
-                             "iterations and pointer hops (chapter 6)")
+    parser.add_argument("--suite", choices=("experiments", "hops"), default="experiments",
+                        help="experiments: chapters 6 and 8 (default); hops: iterations and pointer hops (chapter 6)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="addition and hops only: runs trained at once, one thread each (default 1)")
+                        help="hops only: runs trained at once, one thread each (default 1)")
     parser.add_argument("--experiments", nargs="+", choices=suite.EXPERIMENTS, default=None,
                         help="default: all (lr-sweep is added whenever another experiment needs it)")
     parser.add_argument("--output-dir", default="notebooks/results", type=Path)
@@ -49,13 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
-    if args.suite in ("addition", "hops") and args.experiments:
+    if args.suite == "hops" and args.experiments:
         parser.error("--experiments applies to --suite experiments only")
     if args.suite == "experiments" and args.workers != 1:
-        parser.error("--workers applies to --suite addition and hops only (the language-model suite trains one run "
-                     "at a time)")
-    name = {"addition": addition.ADDITION_RESULTS_NAME, "hops": hops.HOPS_RESULTS_NAME}.get(
-        args.suite, suite.SUITE_RESULTS_NAME)
+        parser.error("--workers applies to --suite hops only (the language-model suite trains one run at a time)")
+    name = hops.HOPS_RESULTS_NAME if args.suite == "hops" else suite.SUITE_RESULTS_NAME
     try:  # before any work: hours of training must not end in a file that cannot be written
         if not args.dry_run:
             check_output(args.output_dir / f"{name}.{args.profile}.json")
@@ -86,21 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         p = hops.get_hops_profile(args.profile)
         print(f"profile {args.profile}: hops experiment, {p}")
         return 0
-    if args.dry_run and args.suite == "addition":
-        p = addition.get_addition_profile(args.profile)
-        arms = p.arms()
-        print(f"profile {args.profile}: {len(arms)} arms, {len(arms) * (len(p.lrs) + p.seeds - 1)} runs of "
-              f"{p.steps} steps")
-        return 0
     if args.dry_run:
         dry_run(args)
         return 0
     torch.set_num_threads(args.threads)
     command = shlex.join([".venv/bin/python", "scripts/run_experiments.py", *(sys.argv[1:] if argv is None else argv)])
     log = lambda line: print(line, flush=True)  # noqa: E731
-    if args.suite == "addition":
-        path = addition.run_addition(args.profile, args.output_dir, command, args.allow_mixed, log, args.workers)
-    elif args.suite == "hops":
+    if args.suite == "hops":
         path = hops.run_hops(args.profile, args.output_dir, command, args.allow_mixed, log, args.workers)
     else:
         path = suite.run_experiments(args.profile, args.experiments, args.output_dir, command, args.allow_mixed,

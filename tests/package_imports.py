@@ -1,7 +1,7 @@
 """The ``sharedlib`` modules a module imports, read from its source with ``ast`` (nothing is executed).
 
 Shared by ``test_package_layout.py`` (the direction of imports between the library, ``sharedlib.experiments`` and
-``sharedlib.book``) and by the code-hash tests of ``test_suite.py`` and ``test_addition.py``.
+``sharedlib.book``) and by the code-hash tests of ``test_suite.py`` and ``test_hops.py``.
 """
 
 from __future__ import annotations

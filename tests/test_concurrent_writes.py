@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sharedlib import runtime
-from sharedlib.experiments import addition, suite
+from sharedlib.experiments import hops, suite
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = replace(suite.PROFILES["ci"], name="ci", strategies=("none", "all"), max_grid_extensions=0)  # as in test_suite
@@ -204,10 +204,10 @@ def test_an_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypa
     assert "another command's run" in [r["label"] for r in runs] and len(runs) == len(ours) + 1
 
 
-def test_an_addition_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypatch):
-    profile = replace(addition.ADDITION_PROFILES["ci"], steps=2, warmup=1, eval_every=2, test_examples=8, seeds=1)
-    real, calls = addition.execute_arm, []
-    path = tmp_path / "addition.ci.json"
+def test_a_hops_append_keeps_runs_another_command_wrote_meanwhile(tmp_path, monkeypatch):
+    profile = replace(hops.HOPS_PROFILES["ci"], steps=2, warmup=1, eval_every=2, test_examples=8, seeds=1)
+    real, calls = hops.execute_arm, []
+    path = tmp_path / "hops.ci.json"
 
     def execute_then_someone_else_writes(*job):
         record = real(*job)
@@ -218,8 +218,8 @@ def test_an_addition_append_keeps_runs_another_command_wrote_meanwhile(tmp_path,
         calls.append(1)
         return record
 
-    monkeypatch.setattr(addition, "execute_arm", execute_then_someone_else_writes)
-    addition.run_addition(profile, tmp_path, command="pytest")
+    monkeypatch.setattr(hops, "execute_arm", execute_then_someone_else_writes)
+    hops.run_hops(profile, tmp_path, command="pytest")
     runs = suite.load_results(path)["runs"]
     assert "another command's run" in [r["label"] for r in runs] and len(runs) == len(profile.arms()) + 1
 

@@ -52,12 +52,11 @@ def test_each_role_has_its_modules():
     """The cut of issue 22; a new module goes where its imports and its role say (see the subpackages' docstrings)."""
     modules = all_modules()
     assert {n for n in modules if role(n) == "experiments"} == {
-        "experiments", "experiments.addition", "experiments.baselines", "experiments.distributed", "experiments.hops",
-        "experiments.live", "experiments.recorded", "experiments.suite", "experiments.why"}
+        "experiments", "experiments.baselines", "experiments.distributed", "experiments.hops", "experiments.live",
+        "experiments.recorded", "experiments.suite", "experiments.why"}
     assert {n for n in modules if role(n) == "book"} == {
-        "book", "book.addition_report", "book.albert_sizes", "book.background", "book.diagrams", "book.display",
-        "book.exercises", "book.plots", "book.report", "book.similarity_plots", "book.widgets",
-        "book.hops_report", "book.why_report"}
+        "book", "book.albert_sizes", "book.background", "book.diagrams", "book.display", "book.exercises",
+        "book.hops_report", "book.plots", "book.report", "book.similarity_plots", "book.why_report", "book.widgets"}
     assert {"", "config", "sharing", "layers", "models", "decoding", "train", "universal", "recursions", "relaxed",
             "counting", "measure", "data", "runtime", "evidence"} <= {n for n in modules if role(n) == "library"}
 

@@ -157,14 +157,14 @@ def test_a_checkpoint_that_does_not_read_back_never_replaces_a_good_one(tmp_path
 
 
 # ---------------------------------------------------------------------------------------------- run_experiments
-@pytest.mark.parametrize("suite_name", ["experiments", "addition"])
+@pytest.mark.parametrize("suite_name", ["experiments", "hops"])
 def test_run_experiments_refuses_an_unwritable_output_dir_before_any_work(tmp_path, monkeypatch, capsys, suite_name):
     import run_experiments
 
-    from sharedlib.experiments import addition, suite
+    from sharedlib.experiments import hops, suite
 
     monkeypatch.setattr(suite, "run_experiments", _no_work)
-    monkeypatch.setattr(addition, "run_addition", _no_work)
+    monkeypatch.setattr(hops, "run_hops", _no_work)
     (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit):
         run_experiments.main(["--profile", "ci", "--suite", suite_name, "--output-dir", str(tmp_path / "a_file")])

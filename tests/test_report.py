@@ -171,7 +171,7 @@ def test_a_partial_file_renders_not_recorded_yet():
     states = {p["experiment"]: p["state"] for p in report.progress(data)}
     assert states["lr-sweep"].startswith("partial: 3 of 14 runs")
     assert states["equal-depth"] == states["svd-relaxation"] == report.NOT_RECORDED
-    assert "not part of this suite: scripts/run_experiments.py --suite addition" in states["iterations-length"]
+    assert "not part of this suite: scripts/run_experiments.py --suite hops" in states["iterations-hops"]
     comparisons = report.compare_to_baseline(data, "equal-depth", "none")
     assert [c.label for c in comparisons] == list(PROFILE.strategies)
     assert all(c.effect in ("not recorded", "baseline") for c in comparisons)

@@ -526,4 +526,4 @@ def test_run_experiments_refuses_workers_for_the_language_model_suite(capsys):
 
     with pytest.raises(SystemExit):
         run_experiments.parse_args(["--profile", "ci", "--workers", "2", "--dry-run"])
-    assert "--workers applies to --suite addition and hops only" in capsys.readouterr().err
+    assert "--workers applies to --suite hops only" in capsys.readouterr().err

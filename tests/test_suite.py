@@ -81,7 +81,9 @@ def test_bad_names_are_refused():
         suite.get_profile("laptop")
     with pytest.raises(ValueError, match="experiment must be one of"):
         suite.plan("ci", "bigger-is-better")
-    with pytest.raises(ValueError, match=r"not part of this suite: scripts/run_experiments.py --suite addition"):
+    with pytest.raises(ValueError, match=r"not part of this suite: scripts/run_experiments.py --suite hops"):
+        suite.plan("ci", "iterations-hops")
+    with pytest.raises(ValueError, match="experiment must be one of"):  # the retired first-edition experiment
         suite.plan("ci", "iterations-length")
     with pytest.raises(ValueError, match="run lr-sweep first"):
         suite.plan("ci", "equal-depth", {})

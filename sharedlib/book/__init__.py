@@ -3,9 +3,10 @@ the experiments on a page.
 
 Here: ``display`` (tables, glued numbers, ``show_source``), ``plots`` and
 ``similarity_plots`` (figures), ``diagrams`` (architecture drawings), ``widgets``
-(interactive explorers), ``exercises`` (checkers), ``report`` and ``addition_report``
-(the sentences written from recorded results), ``background`` (chapter 1's
-published-model data and timings) and ``albert_sizes`` (chapter 4's ALBERT size table).
+(interactive explorers), ``exercises`` (checkers), ``report``, ``hops_report`` and
+``why_report`` (the sentences written from recorded results), ``background`` (chapter
+1's published-model data and timings) and ``albert_sizes`` (chapter 4's ALBERT size
+table).
 
 The rule: a module belongs here when its output is for a reader (a figure, a table, a
 sentence, a widget, a checker's verdict) rather than a model or a number another module
@@ -19,12 +20,12 @@ library installs and runs without matplotlib or ipywidgets being touched.
 A chapter starts with two import lines: ``import sharedlib as sl`` for the library, and
 one ``from sharedlib.book import ...`` for what the page needs. This package re-exports
 the helpers a chapter calls, the chapter-specific modules (``exercises``, ``report``,
-``addition_report``, ``background``, ``albert_sizes``) and the few experiment functions
-a chapter runs or reads (recorded files, baselines, the live runs of chapter 6).
+``hops_report``, ``why_report``, ``background``, ``albert_sizes``) and the few
+experiment functions a chapter runs or reads (recorded files, baselines, the live runs
+of chapter 6).
 """
 
 from ..experiments import distributed
-from ..experiments.addition import TEST_SEED, addition_batch, random_depths
 from ..experiments.baselines import ngram_baselines, ngram_window_baselines
 from ..experiments.live import answer_accuracy, compare_strategies, train_model
 from ..experiments.recorded import load_recorded
@@ -36,7 +37,6 @@ from ..experiments.suite import (
     window_loss,
 )
 from . import (
-    addition_report,
     albert_sizes,
     background,
     exercises,
@@ -70,11 +70,8 @@ from .similarity_plots import plot_cka, plot_gradient_norms, plot_iterations
 from .widgets import LayerMapExplorer, ParameterExplorer
 
 __all__ = [
-    "TEST_SEED",
     "LayerMapExplorer",
     "ParameterExplorer",
-    "addition_batch",
-    "addition_report",
     "albert_sizes",
     "answer_accuracy",
     "background",
@@ -110,7 +107,6 @@ __all__ = [
     "plot_time_spread",
     "plot_train_val",
     "profile_model_config",
-    "random_depths",
     "report",
     "show",
     "show_source",

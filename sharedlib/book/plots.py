@@ -1,5 +1,5 @@
 """The book's figures and their style: font sizes and the one colour palette that every
-figure module (this one, ``similarity_plots``, ``addition_report``) draws with."""
+figure module (this one, ``similarity_plots``, ``hops_report``) draws with."""
 
 from __future__ import annotations
 

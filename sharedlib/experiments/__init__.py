@@ -1,8 +1,8 @@
 """sharedlib.experiments: the code that runs, records and reloads the experiments.
 
 Here: ``suite`` (the recorded language-model suite of chapters 6 and 8: plans, runs,
-results files, the code hash), ``addition`` (the iterations-and-length experiment of the
-first edition), ``hops`` (iterations and pointer hops in a causal decoder), ``why``
+results files, the code hash), ``hops`` (iterations and pointer hops in a causal
+decoder, chapter 6; it replaced the first edition's binary-addition experiment), ``why``
 (chapter 5c's recorded statistics of a shared and an unshared model over seeds),
 ``live`` (the small seeded "try it" runs a chapter trains while it executes),
 ``recorded`` (finding, writing and stamping recorded files), ``baselines`` (n-gram
@@ -28,7 +28,6 @@ Importing ``sharedlib.experiments`` imports none of its modules; import them by 
 # the submodules (what ``from sharedlib.experiments import *`` imports): the package
 # itself defines nothing
 __all__ = [
-    "addition",
     "baselines",
     "distributed",
     "hops",

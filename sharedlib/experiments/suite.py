@@ -24,10 +24,10 @@ Experiments:
     trained from scratch;
   * ``svd-relaxation`` (chapter 8): trained unshared models compressed into one block
     plus rank-r SVD deltas.
-``iterations-length`` (looped models on binary addition, trained short and tested long,
-more iterations at test time) has its own runner and record,
-``sharedlib.experiments.addition``; it is listed in ``SEPARATE_EXPERIMENTS`` and this
-suite refuses it with a pointer there.
+``iterations-hops`` (looped models following pointer chains, trained on up to L hops
+and tested on up to 2L, more iterations at test time) has its own runner and record,
+``sharedlib.experiments.hops``; it is listed in ``SEPARATE_EXPERIMENTS`` and this suite
+refuses it with a pointer there.
 """
 
 from __future__ import annotations
@@ -117,10 +117,6 @@ EXPERIMENTS: tuple[str, ...] = (
 )
 # experiment -> where it is run and recorded instead
 SEPARATE_EXPERIMENTS: dict[str, str] = {
-    "iterations-length": (
-        "scripts/run_experiments.py --suite addition runs it "
-        "(sharedlib.experiments.addition)"
-    ),
     "iterations-hops": (
         "scripts/run_experiments.py --suite hops runs it (sharedlib.experiments.hops)"
     ),
@@ -767,12 +763,12 @@ def spec_from_record(record: Mapping[str, Any]) -> RunSpec:
 # replayed steps each (torch 2.13, an Intel Xeon, against files recorded on an AMD
 # EPYC), the largest relative difference: 4.1e-7 natively (AVX-512), 5.0e-7 with
 # ATEN_CPU_CAPABILITY=avx2 and 5.0e-7 with ATEN_CPU_CAPABILITY=default
-# ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE (addition: all 56 runs; experiments: 20
-# of its 81 train/relaxed runs natively, 8 in the other two modes, at most 1.8e-7). A
-# real change moves some step far more (the smallest, over the runs tried, of the
-# largest difference over ten steps): learning rate x1.01 >= 1.1e-4, x1.001 >= 1.05e-5,
-# seed + 1 >= 9e-3, the curve one step shifted >= 1.1e-2. So 5e-6: 10x the drift, 1/20
-# of a 1% rate.
+# ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE (the first edition's binary-addition
+# file: all 56 runs; experiments: 20 of its 81 train/relaxed runs natively, 8 in the
+# other two modes, at most 1.8e-7). A real change moves some step far more (the
+# smallest, over the runs tried, of the largest difference over ten steps): learning
+# rate x1.01 >= 1.1e-4, x1.001 >= 1.05e-5, seed + 1 >= 9e-3, the curve one step shifted
+# >= 1.1e-2. So 5e-6: 10x the drift, 1/20 of a 1% rate.
 REPLAY_RTOL = 5e-6
 
 
