@@ -1,0 +1,55 @@
+"""Record chapter 5d's looped language models; resumable, one locked atomic append per finished run.
+
+    .venv/bin/python scripts/record_loops.py --workers 2                 # profile cpu: 2 cores, about an hour
+    .venv/bin/python scripts/record_loops.py --profile ci --output-dir /tmp/try
+
+Writes ``<output-dir>/loops.<profile>.json`` (see ``sharedlib.experiments.loops``): a learning-rate sweep at seed 0,
+then every seed at the chosen rates, the conversions and the high-rate arms. Re-running the same command after an
+interruption skips the runs already recorded; a file of other settings or other sharedlib code is refused, and an
+output that cannot be written is refused before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from sharedlib.experiments import loops
+from sharedlib.experiments.recorded import check_output
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=tuple(loops.LOOPS_PROFILES), default="cpu")
+    parser.add_argument("--output-dir", default="notebooks/results", type=Path)
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once, one thread each (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads with --workers 1 (default 2)")
+    args = parser.parse_args(argv)
+    for name in ("workers", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    try:  # before any work
+        check_output(args.output_dir / f"{loops.LOOPS_RESULTS_NAME}.{args.profile}.json")
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = shlex.join([".venv/bin/python", "scripts/record_loops.py", *(sys.argv[1:] if argv is None else argv)])
+    path = loops.run_loops(
+        args.profile, args.output_dir, command, log=lambda line: print(line, flush=True), workers=args.workers
+    )
+    data = loops.load_loops(path)
+    print(f"{path}: {len(data['runs'])} runs, {data['provenance']['wall_seconds']:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
