@@ -3,10 +3,10 @@ the experiments on a page.
 
 Here: ``display`` (tables, glued numbers, ``show_source``), ``plots`` and
 ``similarity_plots`` (figures), ``diagrams`` (architecture drawings), ``widgets``
-(interactive explorers), ``exercises`` (checkers), ``report``, ``hops_report`` and
-``why_report`` (the sentences written from recorded results), ``background`` (chapter
-1's published-model data and timings) and ``albert_sizes`` (chapter 4's ALBERT size
-table).
+(interactive explorers), ``exercises`` (checkers), ``report``, ``hops_report``,
+``why_report`` and ``loops_report`` (the sentences written from recorded results),
+``background`` (chapter 1's published-model data and timings) and ``albert_sizes``
+(chapter 4's ALBERT size table).
 
 The rule: a module belongs here when its output is for a reader (a figure, a table, a
 sentence, a widget, a checker's verdict) rather than a model or a number another module
@@ -20,9 +20,9 @@ library installs and runs without matplotlib or ipywidgets being touched.
 A chapter starts with two import lines: ``import sharedlib as sl`` for the library, and
 one ``from sharedlib.book import ...`` for what the page needs. This package re-exports
 the helpers a chapter calls, the chapter-specific modules (``exercises``, ``report``,
-``hops_report``, ``why_report``, ``background``, ``albert_sizes``) and the few
-experiment functions a chapter runs or reads (recorded files, baselines, the live runs
-of chapter 6).
+``hops_report``, ``why_report``, ``loops_report``, ``background``, ``albert_sizes``)
+and the few experiment functions a chapter runs or reads (recorded files, baselines,
+the live runs of chapter 6).
 """
 
 from ..experiments import distributed
@@ -41,6 +41,7 @@ from . import (
     background,
     exercises,
     hops_report,
+    loops_report,
     report,
     why_report,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "glue",
     "hops_report",
     "load_recorded",
+    "loops_report",
     "markdown_table",
     "ngram_baselines",
     "ngram_window_baselines",

@@ -29,6 +29,7 @@ from ..counting import (
     forward_flops_per_token,
 )
 from ..decoding import decode_step, prefill
+from ..looped import LoopConfig, LoopedTransformer
 from ..measure import count_module_parameters
 from ..models import SharedTransformer
 from ..relaxed import delta_parameters, relaxed_parameters
@@ -55,9 +56,12 @@ __all__ = [
     "check_embedding_saving",
     "check_flops_per_token",
     "check_halting_rule",
+    "check_kl_exit",
     "check_kv_cache_step",
     "check_layer_map",
     "check_linear_cka",
+    "check_loop_cache_bytes",
+    "check_prelude_gradient",
     "check_shared_gradient",
     "check_shared_stack",
     "check_tensor_layout",
@@ -1006,3 +1010,124 @@ def check_shared_gradient(
         "correct: your gradient of a weight used n times matches autograd for "
         "n = 1, 2, 3 and 5"
     )
+
+
+# ------------------------------------------------------------ chapter 5d: looped models
+def _small_looped_lm(loop: LoopConfig, seed: int = 0) -> LoopedTransformer:
+    torch.manual_seed(seed)
+    config = TransformerConfig(
+        d_model=16,
+        n_heads=2,
+        d_ff=32,
+        n_layers=loop.unique_layers,
+        vocab_size=20,
+        max_len=16,
+        causal=True,
+        lm_head=True,
+    )
+    return LoopedTransformer(config, loop).eval()
+
+
+def check_loop_cache_bytes(
+    fn: Callable[..., Any], trials: int = 40, *, timeout: float = TIMEOUT_S
+) -> str:
+    """Compare a student's ``fn(loop, d_model, n_iterations, slots, batch, length,
+    element_size) -> bytes`` with real decoding caches (chapter 5d)."""
+    _check_fn_and_timeout(fn, timeout)
+    trials = check_int("trials", trials)
+    rng = random.Random(0)
+    for _ in range(trials):
+        loop = LoopConfig(
+            n_prelude=rng.randint(0, 2),
+            n_core=rng.randint(1, 3),
+            n_coda=rng.randint(0, 2),
+            n_iterations=rng.randint(2, 5),
+        )
+        r = rng.randint(1, 6)
+        slots = rng.choice([None, 1, min(2, r)])
+        batch, length = rng.randint(1, 3), rng.randint(1, 8)
+        model = _small_looped_lm(loop)
+        ids = torch.randint(0, 20, (batch, length), generator=torch.Generator())
+        want = prefill(model, ids, capacity=length, n_iterations=r, slots=slots)[1]
+        want_bytes = want.nbytes()
+        where = (
+            f"P={loop.n_prelude}, R={loop.n_core}, C={loop.n_coda}, r={r}, "
+            f"slots={slots}, batch {batch}, {length} tokens, d_model 16, float32"
+        )
+        got = _call(fn, where, loop, 16, r, slots, batch, length, 4, timeout=timeout)
+        if not isinstance(got, numbers.Real) or got != want_bytes:
+            raise AssertionError(
+                f"{where}: expected {want_bytes:,} bytes ({len(want.layers)} cached "
+                f"layers of K and V), got {got!r}; count P + R x (slots, or r when "
+                "None) + C layers, each holding K and V for every token"
+            )
+    return f"correct: your count matches real loop caches in {trials} settings"
+
+
+def _reference_exit(log_probs: torch.Tensor, threshold: float) -> int:
+    """Iterations a token takes under the KL rule on its (r, V) log-probabilities."""
+    for i in range(1, len(log_probs)):
+        p = log_probs[i].exp()
+        kl = (p * (log_probs[i] - log_probs[i - 1])).sum().clamp_min(0)
+        if kl < threshold:
+            return i + 1
+    return len(log_probs)
+
+
+def check_kl_exit(
+    fn: Callable[..., Any], trials: int = 200, *, timeout: float = TIMEOUT_S
+) -> str:
+    """Compare a student's ``fn(log_probs (r, V), threshold) -> iterations`` with the KL
+    rule of ``looped.exit_decode`` (chapter 5d)."""
+    _check_fn_and_timeout(fn, timeout)
+    trials = check_int("trials", trials)
+    g = torch.Generator().manual_seed(0)
+    for k in range(trials):
+        r = 2 + k % 7
+        # states that settle: successive outputs move less and less
+        logits = torch.cumsum(
+            torch.randn(r, 6, generator=g) / (1 + torch.arange(r))[:, None] ** 2, 0
+        )
+        log_probs = torch.log_softmax(logits, -1)
+        threshold = float(10 ** -(1 + k % 4))
+        want = _reference_exit(log_probs, threshold)
+        where = f"r = {r} iterations, threshold {threshold:g} (trial {k})"
+        got = _call(fn, where, log_probs.clone(), threshold, timeout=timeout)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if got != want:
+            raise AssertionError(
+                f"{where}: expected {want} iterations, got {got!r}; stop after "
+                "iteration i (counting from 1) at the first i >= 2 with "
+                "KL(p_i || p_{i-1}) < threshold, else after all r"
+            )
+    return f"correct: your rule exits where exit_decode's does in {trials} trials"
+
+
+def check_prelude_gradient(
+    fn: Callable[..., Any], *, timeout: float = TIMEOUT_S
+) -> str:
+    """Compare a student's prediction ``fn(loop) -> bool`` (does the prelude get a
+    gradient?) with a backward pass, over injections and truncations (chapter 5d)."""
+    _check_fn_and_timeout(fn, timeout)
+    checked = 0
+    for injection in ("none", "add", "concat"):
+        for r in (1, 3):
+            for k in sorted({None, 1, r}, key=lambda v: -1 if v is None else v):
+                loop = LoopConfig(n_iterations=r, injection=injection)
+                loop = replace(loop, backprop_iterations=k)
+                model = _small_looped_lm(loop).train()
+                ids = torch.randint(0, 20, (2, 8), generator=torch.Generator())
+                model.logits(model(ids)).square().mean().backward()
+                grad = model.ffn[0].inner.up.weight.grad  # the prelude's FFN
+                want = grad is not None and bool(grad.abs().sum() > 0)
+                where = f"injection {injection!r}, r = {r}, backprop_iterations {k}"
+                got = _call(fn, where, loop, timeout=timeout)
+                if got is not want:
+                    raise AssertionError(
+                        f"{where}: the prelude {'does' if want else 'does not'} get a "
+                        f"gradient, your function says {got!r}; which iterations build "
+                        "a graph, and where does e enter?"
+                    )
+                checked += 1
+    return f"correct: your prediction matches backward in all {checked} settings"
