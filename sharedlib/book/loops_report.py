@@ -35,6 +35,19 @@ __all__ = [
 ]
 
 UNIT = "nats/token"
+# how a sentence names each arm
+NAMES: dict[str, str] = {
+    "fixed": "the fixed-depth model",
+    "random": "the random-depth model",
+    "gate": "the gated model",
+    "fixed high-lr": "the free injection",
+    "bounded high-lr": "the bounded injection",
+    "unshared": "the unshared model",
+    "cycle scratch": "the recursive model trained from scratch",
+    "stepwise": "the Stepwise conversion",
+    "average": "the Average conversion",
+    "lower": "the Lower conversion",
+}
 
 
 def load_loops_report(profile: str | None = None) -> dict[str, Any]:
@@ -104,7 +117,7 @@ def iteration_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
     fixed, random = final_runs(data, "fixed"), final_runs(data, "random")
     header = [
         "iterations",
-        "GFLOPs/token",
+        "MFLOPs/token",
         "fixed depth",
         "random depth",
         "random - fixed",
@@ -117,7 +130,7 @@ def iteration_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
         rows.append(
             (
                 r,
-                f"{flops / 1e9:.4f}",
+                f"{flops / 1e6:.3f}",
                 _cell(_values(fixed, _at(r)).values()),
                 _cell(_values(random, _at(r)).values()),
                 _diff(paired(data, "random", "fixed", _at(r))),
@@ -254,7 +267,7 @@ def sentence(
 ) -> str:
     """``evidence.conclusion`` on a paired difference of the recorded runs."""
     d = paired(data, subject, baseline, get)
-    return conclusion(d, subject, baseline, quantity=what, unit=UNIT)
+    return conclusion(d, NAMES[subject], NAMES[baseline], quantity=what, unit=UNIT)
 
 
 def plot_test_time_compute(data: Mapping[str, Any]) -> Figure:
