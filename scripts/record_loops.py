@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="notebooks/results", type=Path)
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once, one thread each (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads with --workers 1 (default 2)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="add runs to a file written by other sharedlib code (each run records its code hash)")
     args = parser.parse_args(argv)
     for name in ("workers", "threads"):
         if getattr(args, name) < 1:
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     command = shlex.join([".venv/bin/python", "scripts/record_loops.py", *(sys.argv[1:] if argv is None else argv)])
     path = loops.run_loops(
-        args.profile, args.output_dir, command, log=lambda line: print(line, flush=True), workers=args.workers
+        args.profile, args.output_dir, command, log=lambda line: print(line, flush=True), workers=args.workers,
+        allow_mixed=args.allow_mixed,
     )
     data = loops.load_loops(path)
     print(f"{path}: {len(data['runs'])} runs, {data['provenance']['wall_seconds']:.0f} s in all")

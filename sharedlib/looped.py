@@ -22,6 +22,7 @@ from .config import TransformerConfig
 from .counting import count_parameters, forward_flops_per_token
 from .layers import LayerKV
 from .models import SharedTransformer, init_weights, scored_cross_entropy
+from .relaxed import RelaxedSharedTransformer, fit_delta
 from .validation import check_choice, check_instance, check_int, check_real
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "looped_parameters",
     "random_depth_loss",
     "recursive_from_unshared",
+    "relax_recursive",
     "sample_iterations",
 ]
 
@@ -487,3 +489,33 @@ def recursive_from_unshared(
                     ).mean(0)
                 )
     return recursive
+
+
+@torch.no_grad()
+def relax_recursive(
+    unshared: SharedTransformer, recursive: SharedTransformer, rank: int
+) -> RelaxedSharedTransformer:
+    """``recursive`` (from ``recursive_from_unshared``) plus per-layer rank-r deltas
+    fitted by SVD to what each unshared layer differs from its block (Bae et al.)."""
+    check_instance("unshared", unshared, SharedTransformer, "a SharedTransformer")
+    check_instance("recursive", recursive, SharedTransformer, "a SharedTransformer")
+    if unshared.config.strategy != "none" or len(unshared.attention) != len(
+        recursive.attention_map
+    ):
+        raise ValueError(
+            "unshared must be the unshared model that recursive was made from: "
+            f"strategy 'none' with {len(recursive.attention_map)} layers"
+        )
+    relaxed = RelaxedSharedTransformer(recursive.config, rank)
+    relaxed.load_state_dict(recursive.state_dict(), strict=False)  # deltas stay 0
+    for stack, blocks, deltas, block_map in (
+        (unshared.attention, relaxed.attention, relaxed.attention_deltas, "attention"),
+        (unshared.ffn, relaxed.ffn, relaxed.ffn_deltas, "ffn"),
+    ):
+        for layer, block in enumerate(recursive.config.block_map(block_map)):
+            tied = dict(blocks[block].named_parameters())
+            for name, w in dict(stack[layer].named_parameters()).items():
+                key = name.replace(".", "__")
+                if key in deltas[layer]:  # a weight matrix: its delta fits the rest
+                    fit_delta(deltas[layer][key], w - tied[name])
+    return relaxed

@@ -23,6 +23,7 @@ __all__ = [
     "LowRankDelta",
     "RelaxedSharedTransformer",
     "delta_parameters",
+    "fit_delta",
     "relax_unshared",
     "relaxed_parameters",
 ]
@@ -157,13 +158,13 @@ def relax_unshared(model: SharedTransformer, rank: int) -> RelaxedSharedTransfor
             )
         for layer, layer_deltas in zip(stack, deltas, strict=True):
             for name, w in _linear_weights(layer).items():
-                _fit_delta(
+                fit_delta(
                     layer_deltas[name.replace(".", "__")], w - shared_parameters[name]
                 )
     return relaxed
 
 
-def _fit_delta(delta: LowRankDelta, residual: torch.Tensor) -> None:
+def fit_delta(delta: LowRankDelta, residual: torch.Tensor) -> None:
     """Set B @ A to the best rank-r approximation of ``residual`` (truncated SVD,
     Eckart-Young)."""
     # (out, k), (k,), (k, in)

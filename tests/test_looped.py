@@ -285,3 +285,23 @@ def test_a_config_that_does_not_hold_the_unique_layers_is_refused():
         decoding.prefill(model, ids(), slots=9)
     with pytest.raises(ValueError, match="LoopedTransformer"):
         SharedTransformer(config_for(loop)).cache_depth(None, slots=1)
+
+
+def test_relaxed_recursion_at_full_rank_restores_the_unshared_weight_matrices():
+    from sharedlib.looped import relax_recursive
+
+    torch.manual_seed(0)
+    unshared = SharedTransformer(replace(config_for(LoopConfig()), n_layers=4)).eval()
+    recursive = recursive_from_unshared(unshared, 2, "average").eval()
+    x = ids(length=16)
+    target = unshared.logits(unshared(x))
+    gaps = {}
+    for rank in (1, 32):  # 32 = d_model: every residual matrix is fitted exactly
+        relaxed = relax_recursive(unshared, recursive, rank).eval()
+        gaps[rank] = (relaxed.logits(relaxed(x)) - target).abs().max().item()
+    recursive_gap = (recursive.logits(recursive(x)) - target).abs().max().item()
+    # at initialisation biases and norms are equal in every layer, so only matrices differ
+    assert gaps[32] < 1e-5 < recursive_gap
+    assert gaps[1] > 1e-5
+    with pytest.raises(ValueError, match="unshared"):
+        relax_recursive(recursive, recursive, 2)

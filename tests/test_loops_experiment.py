@@ -63,8 +63,15 @@ def test_a_second_run_adds_nothing_and_other_settings_are_refused(recorded, tmp_
     loops.run_loops(CI, path.parent, command="pytest")
     assert json.loads(path.read_text())["runs"] == json.loads(before)["runs"]
     other = replace(CI, entropy_weight=0.5)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other profile_settings"):
         loops.run_loops(other, path.parent, command="pytest")
+    data = json.loads(path.read_text())
+    data["provenance"]["sharedlib_hashes"] = ["0" * 16]  # written by other code
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="allow_mixed"):
+        loops.run_loops(CI, path.parent, command="pytest")
+    loops.run_loops(CI, path.parent, command="pytest", allow_mixed=True)  # nothing to add
+    path.write_text(before)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises((ValueError, OSError)):

@@ -47,6 +47,7 @@ NAMES: dict[str, str] = {
     "stepwise": "the Stepwise conversion",
     "average": "the Average conversion",
     "lower": "the Lower conversion",
+    "average + LoRA": "the Average conversion with per-layer LoRA deltas",
 }
 
 
@@ -244,6 +245,8 @@ def conversion_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
     final = lambda run: run["report_loss"]  # noqa: E731
     for label in (*CONVERSIONS, "cycle scratch", "unshared"):
         runs = final_runs(data, label)
+        if not runs:  # an arm added after the file was recorded
+            continue
         converted = (
             _cell(_values(runs, lambda run: run["converted_loss"]).values())
             if label in CONVERSIONS

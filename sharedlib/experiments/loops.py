@@ -36,6 +36,7 @@ from ..looped import (
     looped_flops_per_token,
     random_depth_loss,
     recursive_from_unshared,
+    relax_recursive,
     sample_iterations,
 )
 from ..measure import count_module_parameters
@@ -75,9 +76,11 @@ ARMS: dict[str, str] = {
     "stepwise": "unshared for half the steps, made recursive (stepwise), uptrained",
     "average": "unshared for half the steps, made recursive (average), uptrained",
     "lower": "unshared for half the steps, made recursive (lower), uptrained",
+    "average + LoRA": "as average, plus per-layer rank-8 deltas fitted by SVD",
 }
 SWEPT = ("fixed", "random", "gate", "unshared", "cycle scratch")
-CONVERSIONS = ("stepwise", "average", "lower")
+CONVERSIONS = ("stepwise", "average", "lower", "average + LoRA")
+RELAX_RANK = 8  # rank of the per-layer deltas of "average + LoRA"
 
 
 @dataclass(frozen=True)
@@ -394,7 +397,11 @@ def execute_arm(
             curve = _train(
                 p, label, model, rates["unshared"], seed, half, loss_fn, select
             )
-            model = recursive_from_unshared(model, m.n_unique, label)
+            unshared = model
+            init = label.split(" ")[0]  # "average + LoRA" starts as "average"
+            model = recursive_from_unshared(unshared, m.n_unique, init)
+            if label.endswith("LoRA"):
+                model = relax_recursive(unshared, model, RELAX_RANK)
             record["converted_loss"] = _loss(model, report, m.eval_chunk)
             # the uptraining batches continue from another seed's stream
             more = _train(
@@ -567,10 +574,12 @@ def run_loops(
     command: str = "",
     log: Callable[[str], None] | None = None,
     workers: int = 1,
+    allow_mixed: bool = False,
 ) -> Path:
     """Run (or resume) the recording at ``profile`` into
     ``<output_dir>/loops.<profile>.json``, one locked atomic append per finished run; a
-    file of other settings or other sharedlib code is refused (chapter 5d)."""
+    file of other settings is refused, and one of other sharedlib code unless
+    ``allow_mixed`` (each run records its code hash) (chapter 5d)."""
     p = get_loops_profile(profile)
     workers = check_int("workers", workers)
     log = log or (lambda message: None)
@@ -583,10 +592,14 @@ def run_loops(
         differ = [
             k for k, v in settings.items() if data[k] != json.loads(json.dumps(v))
         ]
-        if differ or data["provenance"].get("sharedlib_hash") != code:
+        prov = data["provenance"]
+        hashes = prov.get("sharedlib_hashes") or [prov.get("sharedlib_hash")]
+        if code not in hashes and not allow_mixed:
+            differ.append("sharedlib code (allow_mixed adds to it)")
+        if differ:
             raise ValueError(
-                f"{path} was recorded with other settings or sharedlib code "
-                f"({', '.join(differ) or 'code hash'}); write to another output_dir"
+                f"{path} was recorded with other {', '.join(differ)}; write to "
+                "another output_dir"
             )
     else:
         data = {"provenance": {}, **settings, "loss_unit": LOSS_UNIT, "runs": []}
@@ -609,9 +622,13 @@ def run_loops(
                 float(data["provenance"].get("wall_seconds", 0.0)),
             )
             device = suite.device_description(p.model.device)
+            hashes = sorted({r["sharedlib_hash"] for r in data["runs"]})
+            commands = data["provenance"].get("commands", [])
             data["provenance"] = {
                 **provenance(command, device, seconds),
-                "sharedlib_hash": code,
+                "sharedlib_hash": hashes[0] if len(hashes) == 1 else "mixed",
+                "sharedlib_hashes": hashes,
+                "commands": commands + ([] if command in commands else [command]),
             }
             _write(path, data)
         log(
