@@ -6,7 +6,7 @@ has three roles, each in its own place, imports pointing one way:
 * the model library, the modules directly in ``sharedlib``: configs and layer maps
   (``config``, ``sharing``), layers, models and decoding, counting and measuring, data,
   training, the Universal Transformer, Mixture of Recursions, looped language models,
-  relaxed sharing,
+  recursive reasoning (TRM), relaxed sharing,
   similarity, optimization, evidence (intervals), timing and runtime helpers. It imports
   neither of the two subpackages below: a model or a count never depends on how it is
   shown or run;
@@ -34,6 +34,7 @@ from . import (
     models,
     naive,
     optimization,
+    reasoning,
     recursions,
     relaxed,
     runtime,
@@ -169,6 +170,7 @@ __all__ = [
     "pointer_chain_batch",
     "prefill",
     "random_depth_loss",
+    "reasoning",
     "recursions",
     "recursive_from_unshared",
     "relax_unshared",

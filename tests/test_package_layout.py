@@ -53,12 +53,14 @@ def test_each_role_has_its_modules():
     modules = all_modules()
     assert {n for n in modules if role(n) == "experiments"} == {
         "experiments", "experiments.baselines", "experiments.distributed", "experiments.hops", "experiments.live",
-        "experiments.recorded", "experiments.suite", "experiments.why"}
+        "experiments.loops", "experiments.recorded", "experiments.suite", "experiments.why"}
     assert {n for n in modules if role(n) == "book"} == {
         "book", "book.albert_sizes", "book.background", "book.diagrams", "book.display", "book.exercises",
-        "book.hops_report", "book.plots", "book.report", "book.similarity_plots", "book.why_report", "book.widgets"}
+        "book.hops_report", "book.loops_report", "book.plots", "book.report", "book.similarity_plots",
+        "book.why_report", "book.widgets"}
     assert {"", "config", "sharing", "layers", "models", "decoding", "train", "universal", "recursions", "relaxed",
-            "counting", "measure", "data", "runtime", "evidence"} <= {n for n in modules if role(n) == "library"}
+            "counting", "measure", "data", "runtime", "evidence", "looped", "reasoning"} <= {
+        n for n in modules if role(n) == "library"}
 
 
 def test_the_library_and_the_experiments_need_no_presentation_packages():
