@@ -41,11 +41,11 @@ from ..looped import (
 )
 from ..measure import count_module_parameters
 from ..models import LOSS_UNIT, SharedTransformer, next_token_loss, scored_cross_entropy
-from ..runtime import atomic_write, file_lock
+from ..runtime import file_lock
 from ..train import TrainConfig, train
 from ..validation import check_choice, check_int
 from . import suite
-from .recorded import check_output, provenance
+from .recorded import check_output, provenance, read_validated, write_validated
 
 __all__ = [
     "ARMS",
@@ -543,23 +543,11 @@ def validate_loops(data: Any) -> None:
 
 def load_loops(path: str | Path) -> dict[str, Any]:
     """Read and validate a loops results file (``ValueError`` naming the problems)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from error
-    validate_loops(data)
-    return data
+    return read_validated(path, validate_loops)
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    validate_loops(data)
-
-    def dump(file: Any) -> None:
-        json.dump(data, file, indent=1, allow_nan=False)
-        file.write("\n")
-
-    atomic_write(path, dump)
+    write_validated(path, data, validate_loops)
 
 
 def _execute_in_worker(job: tuple) -> dict[str, Any]:

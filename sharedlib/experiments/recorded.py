@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,13 @@ __all__ = [
     "check_output",
     "load_recorded",
     "provenance",
+    "read_validated",
     "recorded_file",
     "recorded_path",
     "replacement_problem",
     "results_dirs",
     "write_recorded",
+    "write_validated",
 ]
 
 # best first: recorded on an accelerator, then on 2 CPU cores
@@ -239,3 +241,28 @@ def _cpu_name() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def read_validated(path: str | Path, validate: Callable[[Any], None]) -> dict[str, Any]:
+    """The JSON object in ``path``, checked by ``validate`` (``ValueError`` naming the
+    problems, or the JSON error)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from error
+    validate(data)
+    return data
+
+
+def write_validated(
+    path: str | Path, data: Mapping[str, Any], validate: Callable[[Any], None]
+) -> None:
+    """Check ``data`` with ``validate``, then write it atomically as JSON (no NaN)."""
+    validate(data)
+
+    def dump(file: Any) -> None:
+        json.dump(data, file, indent=1, allow_nan=False)
+        file.write("\n")
+
+    atomic_write(path, dump)

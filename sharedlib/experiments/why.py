@@ -53,7 +53,7 @@ from ..optimization import (
     gradient_coherence,
     per_use_gradients,
 )
-from ..runtime import atomic_write, file_lock
+from ..runtime import file_lock
 from ..similarity import (
     SUBLAYER_WEIGHTS,
     hidden_states,
@@ -67,7 +67,13 @@ from ..train import TrainConfig, train
 from ..validation import check_choice, check_int
 from . import suite
 from .baselines import ngram_window_baselines
-from .recorded import check_output, provenance, recorded_path
+from .recorded import (
+    check_output,
+    provenance,
+    read_validated,
+    recorded_path,
+    write_validated,
+)
 
 __all__ = [
     "EXPERIMENT",
@@ -711,23 +717,11 @@ def validate_why(data: Any) -> None:
 def load_why(path: str | Path) -> dict[str, Any]:
     """Read and validate a why-one-block results file (``ValueError`` naming the
     problems)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from error
-    validate_why(data)
-    return data
+    return read_validated(path, validate_why)
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    validate_why(data)
-
-    def dump(file: Any) -> None:
-        json.dump(data, file, indent=1, allow_nan=False)
-        file.write("\n")
-
-    atomic_write(path, dump)
+    write_validated(path, data, validate_why)
 
 
 def _baselines(profile: WhyProfile) -> dict[str, Any]:
