@@ -32,6 +32,7 @@ __all__ = [
     "format_p",
     "holm_adjust",
     "mean_interval",
+    "minimum_detectable_difference",
     "paired_difference",
     "rank_correlation",
     "summarize_experiment",
@@ -463,3 +464,21 @@ def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     if a.min() == a.max() or b.min() == b.max():
         raise ValueError("rank correlation is undefined when x or y is constant")
     return float(stats.spearmanr(a, b).statistic)  # ties get their average rank
+
+
+def minimum_detectable_difference(
+    difference: PairedDifference, power: float = 0.8
+) -> float:
+    """The smallest true mean difference a paired t test with this many seeds and this
+    spread would detect with probability ``power`` at level 1 - ``difference.level``:
+    (t_{1-alpha/2} + t_{power}) * sd / sqrt(n), with n - 1 degrees of freedom
+    (chapter 8)."""
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power!r}")
+    n = difference.n
+    if n < 2:
+        raise ValueError(f"needs at least 2 paired seeds, got {n}")
+    sd = statistics.stdev(difference.differences)
+    alpha = 1 - difference.level
+    t = t_quantile(1 - alpha / 2, n - 1) + t_quantile(power, n - 1)
+    return t * sd / math.sqrt(n)

@@ -32,6 +32,7 @@ from ..evidence import (
     conclusion,
     holm_adjust,
     mean_interval,
+    minimum_detectable_difference,
     paired_difference,
 )
 from ..experiments.recorded import load_recorded
@@ -60,11 +61,14 @@ __all__ = [
     "NOT_RECORDED",
     "PROGRESS_HEADERS",
     "baseline_rows",
+    "budget_comparisons",
+    "budget_rows",
     "bullets",
     "compare_pairs",
     "compare_to_baseline",
     "comparison_rows",
     "comparison_table",
+    "detectable_sentence",
     "effect_summary",
     "equal_params_comparisons",
     "file_profile",
@@ -75,6 +79,7 @@ __all__ = [
     "mean_curves",
     "metric_value",
     "overfitting_sentence",
+    "plot_budget",
     "progress",
     "progress_rows",
     "provenance_line",
@@ -980,3 +985,108 @@ def run_live(profile: Profile, experiments: Sequence[str]) -> dict[str, Any]:
         command = f"sharedlib.book.report.run_live({list(experiments)})"
         path = run_experiments(profile, experiments, folder, command=command)
         return load_experiments(path)
+
+
+# ------------------------------------------------------------------ budgets and widths
+def _budget_pairs(data: Mapping[str, Any]) -> list[tuple[str, str, int, int]]:
+    """(all label, none label, width, steps) of each budget-width cell."""
+    p = file_profile(data)
+    return [
+        (f"all H={h} S={p.steps * k}", f"none H={h} S={p.steps * k}", h, p.steps * k)
+        for h in p.budget_widths
+        for k in p.budget_multipliers
+    ]
+
+
+def budget_comparisons(data: Mapping[str, Any]) -> list[Comparison]:
+    """``all`` against ``none`` in every width x budget cell, one Holm family
+    (chapter 6)."""
+    pairs = [(a, n) for a, n, _, _ in _budget_pairs(data)]
+    return compare_pairs(data, "budget-width", pairs)
+
+
+def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
+    """Per cell: width, steps, both models' report loss and their paired difference."""
+    header = ["width", "steps", "none", "all", "all - none (Holm)"]
+    rows = []
+    for (a, n, h, steps), c in zip(
+        _budget_pairs(data), budget_comparisons(data), strict=True
+    ):
+        cells = []
+        for label in (n, a):
+            v = values(data, "budget-width", label)
+            if len(v) >= 2:
+                mean, low, high = mean_interval(v.values())
+                cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
+            else:
+                cells.append(NOT_RECORDED if not v else f"{next(iter(v.values())):.3f}")
+        d = c.difference
+        diff = (
+            "—"
+            if d is None
+            else f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p_adj "
+            f"{c.adjusted_p:.3g}"
+        )
+        rows.append((h, steps, *cells, diff))
+    return header, rows
+
+
+def detectable_sentence(comparison: Comparison, power: float = 0.8) -> str:
+    """What a comparison that found no difference could have found: the smallest true
+    difference its seeds detect with probability ``power`` (chapter 8)."""
+    d = comparison.difference
+    if d is None:
+        return f"{comparison.label}: {NOT_RECORDED}"
+    mdd = minimum_detectable_difference(d, power)
+    return (
+        f"with {d.n} paired seeds and the spread they show, a true difference of "
+        f"{mdd:.3f} {LOSS_UNIT} between {comparison.label} and {comparison.baseline} "
+        f"would be detected {power:.0%} of the time; smaller ones could go unseen"
+    )
+
+
+def plot_budget(data: Mapping[str, Any]) -> Any:
+    """Report loss against training FLOPs and against parameters, none and all at every
+    width and budget (mean and 95% interval over seeds)."""
+    import matplotlib.pyplot as plt
+
+    from .plots import BLUE, ORANGE
+
+    fig, (by_flops, by_params) = plt.subplots(1, 2, figsize=(8.8, 3.4), sharey=True)
+    for strategy, colour in (("none", ORANGE), ("all", BLUE)):
+        points = []
+        for a, n, h, steps in _budget_pairs(data):
+            label = a if strategy == "all" else n
+            runs = [
+                r
+                for r in data["runs"]
+                if r["experiment"] == "budget-width"
+                and r["label"] == label
+                and r["status"] == "ok"
+            ]
+            if len(runs) < 2:
+                continue
+            mean, low, high = mean_interval(r["val_loss"] for r in runs)
+            flops = runs[0]["flops_per_token"] * runs[0]["tokens"]
+            points.append((flops, runs[0]["parameters"], mean, low, high, h, steps))
+        for ax, x in ((by_flops, 0), (by_params, 1)):
+            for point in points:
+                ax.errorbar(
+                    point[x],
+                    point[2],
+                    yerr=[[point[2] - point[3]], [point[4] - point[2]]],
+                    fmt="o" if point[6] == min(q[6] for q in points) else "s",
+                    color=colour,
+                    ms=4,
+                    capsize=2,
+                )
+        by_flops.plot([], [], "o", color=colour, label=strategy)
+    by_flops.plot([], [], "o", color="grey", label="shortest budget")
+    by_flops.plot([], [], "s", color="grey", label="longest budget")
+    for ax, name in ((by_flops, "training FLOPs"), (by_params, "parameters")):
+        ax.set_xscale("log")
+        ax.set_xlabel(name)
+    by_flops.set_ylabel(f"report loss ({LOSS_UNIT})")
+    by_flops.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
