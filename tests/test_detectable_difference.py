@@ -49,3 +49,20 @@ def test_the_budget_report_pairs_each_cell_and_plots_both_axes(ci_suite):
     assert "would be detected 80% of the time" in report.detectable_sentence(c)
     fig = report.plot_budget(ci_suite)
     assert len(fig.axes) == 2
+
+
+def test_the_limited_data_family_and_the_slice_ngram(tmp_path):
+    import torch
+
+    from sharedlib.book import report
+    from sharedlib.experiments import suite
+
+    torch.set_num_threads(1)
+    data = suite.load_results(suite.run_experiments("ci", ["limited-data"], tmp_path, command="pytest"))
+    comparisons = report.limited_comparisons(data)
+    assert [c.baseline for c in comparisons] == list(report.LIMITED_CONTROLS)
+    assert {c.family_size for c in comparisons} == {4}
+    order, loss = report.limited_ngram(data)
+    kn = data["baselines"]["limited-data"]["kneser-ney"]
+    assert loss == min(kn.values()) and kn[order] == loss
+    assert report.limited_ngram({"baselines": {}}) is None

@@ -74,6 +74,8 @@ __all__ = [
     "file_profile",
     "is_recorded",
     "learned_sentence",
+    "limited_comparisons",
+    "limited_ngram",
     "live_profile",
     "load_experiments",
     "mean_curves",
@@ -1090,3 +1092,33 @@ def plot_budget(data: Mapping[str, Any]) -> Any:
     by_flops.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------ limited data
+LIMITED_CONTROLS: tuple[str, ...] = (
+    "none",
+    "none N=1",
+    "none dropout=0.1",
+    "none wd=0.1",
+)
+
+
+def limited_comparisons(
+    data: Mapping[str, Any], metric: str = "best_val_loss"
+) -> list[Comparison]:
+    """``all`` on the small slice against the unshared model and its three controls
+    (equal parameters, dropout, weight decay), one Holm family (chapter 6)."""
+    recorded = {r["label"] for r in data["runs"] if r["experiment"] == "limited-data"}
+    pairs = [("all", label) for label in LIMITED_CONTROLS if label in recorded]
+    return compare_pairs(data, "limited-data", pairs, metric)
+
+
+def limited_ngram(data: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The best Kneser-Ney n-gram fitted on the slice itself, scored on the report
+    windows: (order, loss), or None when the file has none (first edition)."""
+    slice_baselines = data.get("baselines", {}).get("limited-data")
+    if not slice_baselines:
+        return None
+    kn = slice_baselines["kneser-ney"]
+    order = min(kn, key=kn.get)
+    return order, kn[order]
