@@ -22,6 +22,7 @@ from ..models import LOSS_UNIT
 from .plots import BLUE, DARK_GREY, ORANGE
 
 __all__ = [
+    "by_seed",
     "cache_rows",
     "conversion_rows",
     "exit_rows",
@@ -85,6 +86,11 @@ def _values(runs: Mapping[int, Mapping[str, Any]], get: Any) -> dict[int, float]
     return {
         seed: float(get(run)) for seed, run in runs.items() if run["status"] == "ok"
     }
+
+
+def by_seed(data: Mapping[str, Any], label: str, get: Any) -> dict[int, float]:
+    """``get(run)`` of every finished run of ``label`` (at its chosen rate), by seed."""
+    return _values(final_runs(data, label), get)
 
 
 def paired(
