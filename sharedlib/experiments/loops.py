@@ -59,6 +59,7 @@ __all__ = [
     "get_loops_profile",
     "load_loops",
     "plan_jobs",
+    "replay_first_point",
     "run_loops",
 ]
 
@@ -221,6 +222,10 @@ def _gate_loss(beta: float) -> Callable[[nn.Module, tuple], torch.Tensor]:
     return loss
 
 
+class _Stop(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised by ``get_batch`` to end a replay after its first evaluation."""
+
+
 def _train(
     profile: LoopsProfile,
     label: str,
@@ -230,20 +235,30 @@ def _train(
     steps: int,
     loss_fn: Callable[[nn.Module, tuple], torch.Tensor],
     select: torch.Tensor,
+    stop_after: int | None = None,
 ) -> list[list[float]]:
     """Train on the suite's batches of ``seed``; the curve [step, mean training loss,
-    select loss] at each evaluation."""
+    select loss] at each evaluation (only up to ``stop_after`` steps, for replays)."""
     m = profile.model
     corpus = suite.corpus_for(_spec(profile, label))
     chunks = select.split(m.eval_chunk)
-    calls = [0]
+    calls = {"val": 0, "train": 0}
+    losses: dict[str, list[float]] = {"train": [], "val": []}
 
     def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         if split == "val":  # every select window once per evaluation
-            chunk = chunks[calls[0] % len(chunks)]
-            calls[0] += 1
+            chunk = chunks[calls["val"] % len(chunks)]
+            calls["val"] += 1
             return chunk[:, :-1], chunk[:, 1:]
+        calls["train"] += 1
+        if stop_after is not None and calls["train"] > stop_after:
+            raise _Stop
         return corpus.batch(split, m.batch_size, m.seq_len, generator)
+
+    def recorded(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        loss = loss_fn(model, batch)
+        losses["train" if model.training else "val"].append(loss.item())
+        return loss
 
     config = TrainConfig(
         steps=steps,
@@ -255,11 +270,16 @@ def _train(
         device=m.device,
         amp=m.amp,
     )
-    history = train(model, loss_fn, get_batch, config)
+    try:
+        train(model, recorded, get_batch, config)
+    except _Stop:
+        pass
     curve, previous = [], 0
-    for step, val in zip(history.eval_steps, history.val_loss, strict=True):
-        mean_train = statistics.fmean(history.train_loss[previous:step])
-        curve.append([step, mean_train, val])
+    every, n = config.eval_every, len(chunks)
+    for k in range(len(losses["val"]) // n):  # one evaluation = n select chunks
+        step = min((k + 1) * every, steps)
+        val = statistics.fmean(losses["val"][k * n : (k + 1) * n])
+        curve.append([step, statistics.fmean(losses["train"][previous:step]), val])
         previous = step
     return curve
 
@@ -638,3 +658,25 @@ def run_loops(
             for future in as_completed(futures):
                 add(future.result())
     return path
+
+
+def replay_first_point(
+    profile: str | LoopsProfile, record: Mapping[str, Any]
+) -> list[float]:
+    """Re-train an unconverted arm of ``record`` to its first evaluation, on the full
+    schedule, and return that curve point [step, mean training loss, select loss]."""
+    p = get_loops_profile(profile)
+    label, seed, lr = record["label"], record["seed"], record["lr"]
+    if label in CONVERSIONS:
+        raise ValueError(f"replays cover unconverted arms, not {label!r}")
+    m = p.model
+    spec = _spec(p, label)
+    select, _ = suite.validation_windows(suite.corpus_for(spec), spec)
+    model = _build(p, label, seed)
+    loss_fn = next_token_loss
+    if isinstance(model, LoopedTransformer):
+        loss_fn = _gate_loss(p.entropy_weight) if label == "gate" else random_depth_loss
+        torch.manual_seed(10_000 + seed)  # the depth draws, as in execute_arm
+    first = min(m.eval_every, m.steps)
+    curve = _train(p, label, model, lr, seed, m.steps, loss_fn, select, first)
+    return curve[0]
