@@ -1,10 +1,17 @@
 """The minimum detectable difference of a paired comparison (chapter 8), checked by
 simulation, and the budget-width report on a ci-profile file."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from sharedlib.evidence import minimum_detectable_difference, paired_difference
+from sharedlib.experiments import suite
+
+# the ci profile cut to a few steps: the report functions need records, not learning
+TINY = replace(suite.get_profile("ci"), steps=6, warmup=2, eval_every=3, limited_steps=6, limited_eval_every=3,
+               strategies=("none", "all"))
 
 
 def test_the_detectable_difference_is_detected_at_the_stated_power():
@@ -26,11 +33,9 @@ def test_the_detectable_difference_is_detected_at_the_stated_power():
 def ci_suite(tmp_path_factory):
     import torch
 
-    from sharedlib.experiments import suite
-
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("suite")
-    path = suite.run_experiments("ci", ["budget-sweep", "budget-width"], out, command="pytest")
+    path = suite.run_experiments(TINY, ["budget-sweep", "budget-width"], out, command="pytest")
     return suite.load_results(path)
 
 
@@ -55,10 +60,9 @@ def test_the_limited_data_family_and_the_slice_ngram(tmp_path):
     import torch
 
     from sharedlib.book import report
-    from sharedlib.experiments import suite
 
     torch.set_num_threads(1)
-    data = suite.load_results(suite.run_experiments("ci", ["limited-data"], tmp_path, command="pytest"))
+    data = suite.load_results(suite.run_experiments(TINY, ["limited-data"], tmp_path, command="pytest"))
     comparisons = report.limited_comparisons(data)
     assert [c.baseline for c in comparisons] == list(report.LIMITED_CONTROLS)
     assert {c.family_size for c in comparisons} == {4}
