@@ -61,7 +61,14 @@ from .counting import (
     training_memory_bytes,
 )
 from .data import load_text_corpus, pointer_chain_batch
-from .decoding import KVCache, decode_step, extend, generate, prefill
+from .decoding import (
+    KVCache,
+    decode_step,
+    decode_teacher_forced,
+    extend,
+    generate,
+    prefill,
+)
 from .evidence import paired_difference
 from .layers import Embeddings, FeedForward, Residual, SelfAttention
 from .looped import (
@@ -71,6 +78,7 @@ from .looped import (
     loop_map,
     looped_flops_per_token,
     looped_parameters,
+    prelude_gradient_norm,
     random_depth_loss,
     recursive_from_unshared,
     sample_iterations,
@@ -82,7 +90,13 @@ from .measure import (
     saved_activation_bytes,
     training_state_bytes,
 )
-from .models import LOSS_UNIT, SharedTransformer, next_token_loss, scored_cross_entropy
+from .models import (
+    LOSS_UNIT,
+    SharedTransformer,
+    next_token_loss,
+    scored_cross_entropy,
+    windows_loss,
+)
 from .naive import NaiveSharedTransformer, unshared_naive_stack
 from .recursions import MixtureOfRecursions, default_capacities, routed_loss
 from .relaxed import (
@@ -137,6 +151,7 @@ __all__ = [
     "counting",
     "data",
     "decode_step",
+    "decode_teacher_forced",
     "decoding",
     "default_capacities",
     "delta_parameters",
@@ -170,6 +185,7 @@ __all__ = [
     "parameter_breakdown",
     "pointer_chain_batch",
     "prefill",
+    "prelude_gradient_norm",
     "puzzles",
     "random_depth_loss",
     "reasoning",
@@ -196,4 +212,5 @@ __all__ = [
     "unshared_naive_stack",
     "validate_sharing",
     "validation",
+    "windows_loss",
 ]

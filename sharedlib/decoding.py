@@ -21,7 +21,14 @@ from .layers import LayerKV
 from .models import SharedTransformer
 from .validation import check_instance, check_int, check_real, check_token_ids
 
-__all__ = ["KVCache", "decode_step", "extend", "generate", "prefill"]
+__all__ = [
+    "KVCache",
+    "decode_step",
+    "decode_teacher_forced",
+    "extend",
+    "generate",
+    "prefill",
+]
 
 
 @dataclass
@@ -177,6 +184,25 @@ def extend(
     check_token_ids("ids", ids, model.config.vocab_size)
     _check_cache(model, ids, cache)
     return _run(model, ids, cache), cache
+
+
+@torch.inference_mode()
+def decode_teacher_forced(
+    model: SharedTransformer,
+    ids: torch.Tensor,
+    prompt_length: int,
+    n_iterations: int | None = None,
+    slots: int | None = None,
+) -> tuple[torch.Tensor, KVCache]:
+    """Logits (B, T, V) of ``ids`` (B, T): the first ``prompt_length`` tokens prefilled,
+    the rest fed one at a time through the cache (chapters 6b and 5d)."""
+    check_int("prompt_length", prompt_length, 1, ids.shape[-1])
+    logits, cache = prefill(model, ids[:, :prompt_length], None, n_iterations, slots)
+    steps = [logits]  # (B, prompt_length, V), then (B, 1, V) per token
+    for t in range(prompt_length, ids.shape[1]):
+        step, cache = extend(model, ids[:, t : t + 1], cache)
+        steps.append(step)
+    return torch.cat(steps, 1), cache
 
 
 @torch.inference_mode()

@@ -38,6 +38,7 @@ __all__ = [
     "loop_map",
     "looped_flops_per_token",
     "looped_parameters",
+    "prelude_gradient_norm",
     "random_depth_loss",
     "recursive_from_unshared",
     "relax_recursive",
@@ -411,6 +412,18 @@ def injection_spectral_norm(model: LoopedTransformer) -> float:
         weight = model.state_in.weight  # normalised when the loop is bounded
         scale = model.loop.injection_bound or 1.0
         return float(scale * torch.linalg.matrix_norm(weight.float(), ord=2))
+
+
+def prelude_gradient_norm(model: LoopedTransformer, ids: torch.Tensor) -> float:
+    """Norm of the gradient reaching the prelude's first FFN after one backward pass
+    of the logits' mean square on ``ids`` (B, T); 0.0 where no graph reaches it (5d)."""
+    check_instance("model", model, LoopedTransformer, "a sharedlib LoopedTransformer")
+    if model.loop.n_prelude == 0:
+        raise ValueError("the loop has no prelude (n_prelude=0): nothing to measure")
+    model.zero_grad(set_to_none=True)
+    model.logits(model(ids)).square().mean().backward()
+    grad = model.ffn[0].inner.up.weight.grad  # the prelude's FFN, (d_ff, H)
+    return 0.0 if grad is None else grad.norm().item()
 
 
 def looped_parameters(config: TransformerConfig, loop: LoopConfig) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "init_weights",
     "next_token_loss",
     "scored_cross_entropy",
+    "windows_loss",
 ]
 
 
@@ -275,3 +276,21 @@ def next_token_loss(
     inputs, targets = batch[0], batch[1]
     # logits (B, T, V)
     return scored_cross_entropy(model.logits(model(inputs)), targets)
+
+
+@torch.no_grad()
+def windows_loss(
+    model: SharedTransformer,
+    windows: torch.Tensor,
+    chunk: int = 256,
+    n_iterations: int | None = None,
+) -> float:
+    """Mean next-token loss over held-out ``windows`` (W, T+1) in eval mode, ``chunk``
+    windows at a time; ``n_iterations`` as in ``forward`` (chapters 5d and 6)."""
+    model.eval()
+    total = 0.0
+    for part in windows.split(chunk):  # (w, T+1)
+        inputs, targets = part[:, :-1], part[:, 1:]
+        logits = model.logits(model(inputs, n_iterations=n_iterations))  # (w, T, V)
+        total += scored_cross_entropy(logits, targets).item() * part.shape[0]
+    return total / windows.shape[0]

@@ -19,6 +19,7 @@ __all__ = [
     "SudokuSplit",
     "count_solutions",
     "make_puzzle",
+    "propagation_rounds",
     "random_grid",
     "sudoku_split",
 ]
@@ -69,6 +70,26 @@ def count_solutions(
         return found
 
     return solve()
+
+
+def propagation_rounds(puzzle: list[int], box_rows: int, box_cols: int) -> int | None:
+    """Rounds of "fill every blank that has one candidate left" needed to solve
+    ``puzzle``, all such blanks at once per round; None if the rounds stall."""
+    n = box_rows * box_cols
+    peers = _peers(box_rows, box_cols)
+    cells, rounds = list(puzzle), 0
+    while 0 in cells:
+        forced = {}
+        for i, digit in enumerate(cells):
+            options = set(range(1, n + 1)) - {cells[p] for p in peers[i]}
+            if digit == 0 and len(options) == 1:
+                forced[i] = options.pop()
+        if not forced:
+            return None
+        for i, digit in forced.items():
+            cells[i] = digit
+        rounds += 1
+    return rounds
 
 
 def random_grid(box_rows: int, box_cols: int, rng: random.Random) -> list[int]:

@@ -26,10 +26,12 @@ from .validation import check_instance, check_int
 
 __all__ = [
     "DeepSupervision",
+    "PlainSolver",
     "ReasonerConfig",
     "TinyRecursiveReasoner",
     "reasoner_flops_per_cell",
     "reasoner_parameters",
+    "solver_loss",
 ]
 
 
@@ -129,6 +131,44 @@ class TinyRecursiveReasoner(nn.Module):
             (y, z), logits, _ = self.improve(x, y, z)
             answers.append(logits.argmax(-1))
         return torch.stack(answers)
+
+
+class PlainSolver(nn.Module):
+    """The non-recursive baseline: the puzzle through the network once, then the
+    answer head; no latent, no loop, no halting (chapter 5e)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        check_instance(
+            "config", config, TransformerConfig, "a sharedlib.TransformerConfig"
+        )
+        if config.causal or config.lm_head or config.strategy != "none":
+            raise ValueError(
+                "the network must be a bidirectional unshared stack: causal=False, "
+                f"lm_head=False, strategy 'none', got causal={config.causal}, "
+                f"lm_head={config.lm_head}, strategy {config.strategy!r}"
+            )
+        self.config = config
+        self.net = SharedTransformer(config)
+        self.answer_head = nn.Linear(config.d_model, config.vocab_size)
+        init_weights(self.answer_head)
+
+    def forward(self, puzzle: torch.Tensor) -> torch.Tensor:
+        """Answer logits (B, L, V) of the puzzle (B, L)."""
+        return self.answer_head(self.net(puzzle))  # (B, L, H) -> (B, L, V)
+
+    @torch.no_grad()
+    def solve(
+        self, puzzle: torch.Tensor, n_supervision: int | None = None
+    ) -> torch.Tensor:
+        """Answers (1, B, L): one pass, whatever ``n_supervision`` asks."""
+        return self(puzzle).argmax(-1)[None]
+
+
+def solver_loss(model: PlainSolver, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Cross-entropy of every cell's digit, for ``sharedlib.train`` (chapter 5e)."""
+    puzzle, solution = batch[0], batch[1]
+    return F.cross_entropy(model(puzzle).transpose(1, 2), solution)  # (B, V, L)
 
 
 class DeepSupervision:

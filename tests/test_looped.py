@@ -22,12 +22,13 @@ from sharedlib.looped import (
     loop_map,
     looped_flops_per_token,
     looped_parameters,
+    prelude_gradient_norm,
     random_depth_loss,
     recursive_from_unshared,
     sample_iterations,
 )
 from sharedlib.measure import count_forward_flops
-from sharedlib.models import SharedTransformer
+from sharedlib.models import SharedTransformer, next_token_loss, windows_loss
 from sharedlib.sharing import layer_to_block
 
 
@@ -161,12 +162,7 @@ def test_an_exact_loop_cache_decodes_like_the_full_forward_and_a_shared_slot_doe
     full = model.logits(model(x))
 
     def decoded(slots):
-        logits, cache = decoding.prefill(model, x[:, :5], slots=slots)
-        steps = [logits]
-        for t in range(5, 12):
-            step, cache = decoding.extend(model, x[:, t : t + 1], cache)
-            steps.append(step)
-        return torch.cat(steps, 1), cache
+        return decoding.decode_teacher_forced(model, x, 5, slots=slots)
 
     exact, cache = decoded(None)
     torch.testing.assert_close(exact, full, rtol=0, atol=1e-5)
@@ -305,3 +301,37 @@ def test_relaxed_recursion_at_full_rank_restores_the_unshared_weight_matrices():
     assert gaps[1] > 1e-5
     with pytest.raises(ValueError, match="unshared"):
         relax_recursive(recursive, recursive, 2)
+
+
+def test_teacher_forced_decoding_checks_the_prompt_length():
+    model = model_for(LoopConfig(n_iterations=2))
+    x = ids(length=6)
+    with pytest.raises(ValueError, match=r"prompt_length must be an integer in 1\.\.6"):
+        decoding.decode_teacher_forced(model, x, 0)
+    logits, cache = decoding.decode_teacher_forced(model, x, 6)  # all prefilled
+    torch.testing.assert_close(logits, model.logits(model(x)), rtol=0, atol=1e-5)
+    assert cache.length == 6
+
+
+def test_windows_loss_is_the_mean_next_token_loss_at_any_chunk_and_depth():
+    model = model_for(LoopConfig(n_iterations=2))
+    windows = ids(batch=5, length=9)  # (W, T+1)
+    want = next_token_loss(model.eval(), (windows[:, :-1], windows[:, 1:])).item()
+    assert windows_loss(model, windows, chunk=2) == pytest.approx(want, rel=1e-6)
+    deeper = windows_loss(model, windows, chunk=5, n_iterations=5)
+    with torch.no_grad():
+        logits = model.logits(model(windows[:, :-1], n_iterations=5))  # (W, T, V)
+    direct = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())
+    assert deeper == pytest.approx(direct.item(), rel=1e-6)
+    assert abs(deeper - want) > 1e-6  # n_iterations reaches the forward
+
+
+def test_prelude_gradient_norm_follows_truncation_and_injection():
+    cut = LoopConfig(n_iterations=3, injection="none", backprop_iterations=1)
+    kept = replace(cut, injection="concat")
+    x = ids(length=8)
+    assert prelude_gradient_norm(model_for(cut), x) == 0.0
+    assert prelude_gradient_norm(model_for(kept), x) > 0.0
+    assert prelude_gradient_norm(model_for(replace(cut, backprop_iterations=None)), x) > 0.0
+    with pytest.raises(ValueError, match="no prelude"):
+        prelude_gradient_norm(model_for(replace(cut, n_prelude=0)), x)

@@ -10,6 +10,7 @@ import torch
 
 import sharedlib.looped as looped_module
 from sharedlib.experiments import loops
+from sharedlib.experiments.recorded import _cpu_name
 
 CI = loops.get_loops_profile("ci")
 
@@ -137,5 +138,13 @@ def test_the_recorded_file_replays_from_its_settings():
     runs = loops_report.final_runs(data, "cycle scratch")
     replayed = loops.replay_first_point(profile, runs[1])
     assert replayed[0] == runs[1]["curve"][0][0]
-    assert replayed[1:] == pytest.approx(runs[1]["curve"][0][1:], rel=1e-3)
-    assert replayed[1:] != pytest.approx(runs[2]["curve"][0][1:], rel=1e-3)
+    if _cpu_name() in data["provenance"]["machine"]:
+        # the recording's kind of CPU: the same bits up to summation order
+        assert replayed[1:] == pytest.approx(runs[1]["curve"][0][1:], rel=1e-3)
+        assert replayed[1:] != pytest.approx(runs[2]["curve"][0][1:], rel=1e-3)
+    else:
+        # another CPU: 200 steps amplify the last bits to about the seeds' own spread
+        # (an Intel Xeon replay of this AMD EPYC run: +1.8%), so the point must fall in
+        # the seeds' range, widened by 3% (an untrained model scores 5.5 nats)
+        selects = [run["curve"][0][2] for run in runs.values()]
+        assert 0.97 * min(selects) <= replayed[2] <= 1.03 * max(selects)

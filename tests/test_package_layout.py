@@ -53,7 +53,7 @@ def test_each_role_has_its_modules():
     modules = all_modules()
     assert {n for n in modules if role(n) == "experiments"} == {
         "experiments", "experiments.baselines", "experiments.distributed", "experiments.hops", "experiments.live",
-        "experiments.loops", "experiments.recorded", "experiments.suite", "experiments.why"}
+        "experiments.loops", "experiments.recorded", "experiments.sudoku", "experiments.suite", "experiments.why"}
     assert {n for n in modules if role(n) == "book"} == {
         "book", "book.albert_sizes", "book.background", "book.diagrams", "book.display", "book.exercises",
         "book.hops_report", "book.loops_report", "book.plots", "book.report", "book.similarity_plots",

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from sharedlib.puzzles import count_solutions, make_puzzle, random_grid, sudoku_split
+from sharedlib.puzzles import count_solutions, make_puzzle, propagation_rounds, random_grid, sudoku_split
 
 
 def test_the_solver_counts_the_288_grids_of_4x4_sudoku():
@@ -37,3 +37,21 @@ def test_bad_requests_are_refused():
         make_puzzle(grid, 2, 2, 16, random.Random(0))
     with pytest.raises(ValueError, match="distinct grids"):
         sudoku_split(2, 2, 280, 20, 1, blanks=4, seed=0)  # only 288 exist
+
+
+def test_propagation_rounds_count_rounds_of_forced_cells():
+    grid = random_grid(2, 2, random.Random(2))
+    assert propagation_rounds(grid, 2, 2) == 0  # nothing to fill
+    one = list(grid)
+    one[5] = 0
+    assert propagation_rounds(one, 2, 2) == 1
+    assert propagation_rounds([0] * 16, 2, 2) is None  # every blank has 4 candidates
+    # (0, 0) keeps candidates {1, 2} until round 1 fills (0, 1), (1, 0) and (2, 0)
+    solved = [1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1]
+    assert count_solutions(solved, 2, 2) == 1
+    chained = list(solved)
+    for cell in (0, 1, 4, 8):
+        chained[cell] = 0
+    assert propagation_rounds(chained, 2, 2) == 2
+    chained[0] = 1  # given: every blank forced at once
+    assert propagation_rounds(chained, 2, 2) == 1

@@ -10,10 +10,12 @@ from sharedlib.config import TransformerConfig
 from sharedlib.measure import count_forward_flops
 from sharedlib.reasoning import (
     DeepSupervision,
+    PlainSolver,
     ReasonerConfig,
     TinyRecursiveReasoner,
     reasoner_flops_per_cell,
     reasoner_parameters,
+    solver_loss,
 )
 
 CONFIG = TransformerConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2, vocab_size=5, max_len=9)
@@ -116,3 +118,20 @@ def test_solve_returns_an_answer_per_improvement_step_and_bad_settings_are_refus
         ReasonerConfig(n_latent=0)
     with pytest.raises(ValueError, match="causal"):
         TinyRecursiveReasoner(TransformerConfig(d_model=16, n_heads=2, causal=True), ReasonerConfig())
+
+
+def test_the_plain_solver_is_one_pass_with_the_same_network_and_head():
+    torch.manual_seed(0)
+    plain = PlainSolver(CONFIG).eval()
+    recursive = model()
+    own = {n for n, _ in recursive.named_parameters()} - {"y_init", "z_init", "halt_head.weight", "halt_head.bias"}
+    assert {n for n, _ in plain.named_parameters()} == own  # the network and the answer head
+    puzzle, solution = puzzles()
+    answers = plain.solve(puzzle, n_supervision=7)
+    assert answers.shape == (1, 3, 9)
+    logits = plain.answer_head(plain.net.encode(plain.net.embeddings(puzzle)))
+    torch.testing.assert_close(plain(puzzle), logits)
+    expected = F.cross_entropy(logits.reshape(-1, CONFIG.vocab_size), solution.reshape(-1))
+    torch.testing.assert_close(solver_loss(plain, (puzzle, solution)), expected)
+    with pytest.raises(ValueError, match="lm_head"):
+        PlainSolver(TransformerConfig(d_model=16, n_heads=2, lm_head=True))

@@ -31,8 +31,10 @@ __all__ = [
     "load_loops_report",
     "paired",
     "plot_test_time_compute",
+    "sentence",
     "settings_line",
     "stability_rows",
+    "worst_loss",
 ]
 
 UNIT = "nats/token"
@@ -269,6 +271,11 @@ def conversion_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
             )
         )
     return header, rows
+
+
+def worst_loss(run: Mapping[str, Any]) -> float:
+    """A run's highest report loss over the iteration counts it was tested at (5d)."""
+    return max(row["report_loss"] for row in run["by_iterations"])
 
 
 def sentence(

@@ -40,7 +40,13 @@ from ..looped import (
     sample_iterations,
 )
 from ..measure import count_module_parameters
-from ..models import LOSS_UNIT, SharedTransformer, next_token_loss, scored_cross_entropy
+from ..models import (
+    LOSS_UNIT,
+    SharedTransformer,
+    next_token_loss,
+    scored_cross_entropy,
+    windows_loss,
+)
 from ..runtime import file_lock
 from ..train import TrainConfig, train
 from ..validation import check_choice, check_int
@@ -284,25 +290,6 @@ def _train(
     return curve
 
 
-@torch.no_grad()
-def _loss(
-    model: nn.Module, windows: torch.Tensor, chunk: int, n_iterations: int | None = None
-) -> float:
-    """Mean next-token loss over ``windows`` (W, T+1), at ``n_iterations`` for a looped
-    model."""
-    model.eval()
-    total = 0.0
-    for part in windows.split(chunk):
-        inputs, targets = part[:, :-1], part[:, 1:]
-        if n_iterations is None:
-            loss = next_token_loss(model, (inputs, targets))
-        else:
-            logits = model.logits(model(inputs, n_iterations=n_iterations))
-            loss = scored_cross_entropy(logits, targets)
-        total += loss.item() * part.shape[0]
-    return total / windows.shape[0]
-
-
 def _exit_rows(
     model: LoopedTransformer, windows: torch.Tensor, thresholds: Sequence[float]
 ) -> list[dict[str, float]]:
@@ -357,7 +344,7 @@ def _cache_rows(
     """Loss and cache bytes per token at r iterations: one cache set per iteration
     (exact, the full forward) against one set reused by every iteration (Huginn)."""
     inputs, targets = windows[:, :-1], windows[:, 1:]
-    exact = _loss(model, windows, windows.shape[0], r)
+    exact = windows_loss(model, windows, windows.shape[0], r)
     logits, _ = exit_decode(model, inputs, 0.0, r)
     shared = scored_cross_entropy(logits, targets).item()
     tokens = inputs[:1]  # bytes per cached token, from a real cache
@@ -422,7 +409,7 @@ def execute_arm(
             model = recursive_from_unshared(unshared, m.n_unique, init)
             if label.endswith("LoRA"):
                 model = relax_recursive(unshared, model, RELAX_RANK)
-            record["converted_loss"] = _loss(model, report, m.eval_chunk)
+            record["converted_loss"] = windows_loss(model, report, m.eval_chunk)
             # the uptraining batches continue from another seed's stream
             more = _train(
                 p, label, model, lr, seed + 10_000, m.steps - half, loss_fn, select
@@ -451,8 +438,8 @@ def execute_arm(
         status="ok",
         curve=curve,
         parameters=count_module_parameters(model),
-        select_loss=_loss(model, select, m.eval_chunk),
-        report_loss=_loss(model, report, m.eval_chunk),
+        select_loss=windows_loss(model, select, m.eval_chunk),
+        report_loss=windows_loss(model, report, m.eval_chunk),
     )
     if looped:
         loop = model.loop
@@ -460,7 +447,7 @@ def execute_arm(
         record["by_iterations"] = [
             {
                 "n_iterations": r,
-                "report_loss": _loss(model, report, m.eval_chunk, r),
+                "report_loss": windows_loss(model, report, m.eval_chunk, r),
                 "forward_flops_per_token": looped_flops_per_token(
                     model.config, loop, m.seq_len, r
                 ),
@@ -477,7 +464,7 @@ def execute_arm(
             record["cache"] = _cache_rows(model, exits, loop.n_iterations)
         if label == "gate":
             record["gate_exits"] = _gate_rows(model, exits, p.gate_quantiles)
-            record["gate_fixed_loss"] = _loss(model, exits, len(exits))
+            record["gate_fixed_loss"] = windows_loss(model, exits, len(exits))
     record["wall_seconds"] = time.perf_counter() - start
     return record
 

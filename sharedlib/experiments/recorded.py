@@ -23,6 +23,7 @@ from ..runtime import atomic_write, file_lock, unwritable_reason
 from ..validation import check_choice
 
 __all__ = [
+    "append_run",
     "check_output",
     "load_recorded",
     "provenance",
@@ -266,3 +267,37 @@ def write_validated(
         file.write("\n")
 
     atomic_write(path, dump)
+
+
+def append_run(
+    path: str | Path,
+    record: dict[str, Any],
+    key: Callable[[Mapping[str, Any]], Any],
+    load: Callable[[Path], dict[str, Any]],
+    write: Callable[[Path, Mapping[str, Any]], None],
+    fresh: Mapping[str, Any],
+    command: str,
+    device: str,
+    seconds: float,
+) -> dict[str, Any]:
+    """Under ``path``'s lock: re-read it (``fresh`` if absent), add ``record`` unless a
+    run with its ``key`` is there, update the provenance (this command, every run's code
+    hash, wall seconds: ``seconds`` or the file's if larger) and write atomically."""
+    path = Path(path)
+    with file_lock(path):  # re-read: keep what another command wrote meanwhile
+        data = load(path) if path.exists() else json.loads(json.dumps(fresh))
+        if key(record) not in {key(r) for r in data["runs"]}:
+            data["runs"].append(record)
+        previous = data["provenance"]
+        hashes = sorted({r["sharedlib_hash"] for r in data["runs"]})
+        commands = previous.get("commands", [])
+        data["provenance"] = {
+            **provenance(
+                command, device, max(seconds, float(previous.get("wall_seconds", 0)))
+            ),
+            "sharedlib_hash": hashes[0] if len(hashes) == 1 else "mixed",
+            "sharedlib_hashes": hashes,
+            "commands": commands + ([] if command in commands else [command]),
+        }
+        write(path, data)
+    return data

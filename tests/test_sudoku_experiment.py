@@ -1,0 +1,110 @@
+"""Chapter 5e's recorded Sudoku experiment: held-out grids really held out, arms matched as
+their names say, the runner resumable and its file checked (ci profile)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from sharedlib.experiments import sudoku
+from sharedlib.measure import count_module_parameters
+
+CI = sudoku.SUDOKU_PROFILES["ci"]
+CPU = sudoku.SUDOKU_PROFILES["cpu"]
+
+
+def grids(solutions):
+    return {tuple(g) for g in solutions.tolist()}
+
+
+def test_select_report_and_harder_sets_use_grids_never_trained_on():
+    sets = sudoku.puzzle_sets(CI)
+    train = grids(sets["train"][1])
+    select, report, harder = (grids(sets[k][1]) for k in ("select", "report", "harder"))
+    assert train.isdisjoint(select | report | harder)
+    assert select.isdisjoint(report) and select and report
+    assert harder == report  # the same held-out grids, more blanks
+    blanks = {k: (sets[k][0] == 0).sum(1).unique().tolist() for k in sets}
+    assert blanks == {"train": [CI.blanks], "select": [CI.blanks], "report": [CI.blanks],
+                      "harder": [CI.harder_blanks]}
+
+
+def test_arms_are_matched_as_their_names_say():
+    passes = {arm: sudoku._layer_passes(CPU, arm) for arm in sudoku.ARMS}
+    trm = passes["recursive"]
+    # N_sup T (n + 1) L per answer; per step (T - 1)(n + 1) L without a graph, 3 (n + 1) L with one
+    assert trm == {"per_answer": 4 * 2 * 3 * 2, "per_training_step": 1 * 3 * 2 + 3 * 3 * 2}
+    for arm in ("inner-only", "outer-only", "shuffled-labels"):
+        assert passes[arm]["per_answer"] == trm["per_answer"]  # as much computation per answer
+    assert passes["plain-deep"]["per_training_step"] == trm["per_training_step"]  # equal training FLOPs
+    parameters = {arm: count_module_parameters(sudoku.build_arm(CPU, arm, 0)) for arm in sudoku.ARMS}
+    H = CPU.d_model
+    # the same network: the loops add y_0, z_0 and the halting head, nothing else
+    assert parameters["recursive"] - parameters["plain"] == 2 * H + H + 1
+    assert parameters["inner-only"] == parameters["outer-only"] == parameters["recursive"]
+    assert parameters["plain-deep"] > 3 * parameters["plain"]
+    with pytest.raises(ValueError, match="arm must be one of"):
+        sudoku.arm_settings(CPU, "recurrent")
+
+
+def test_shuffled_labels_pair_puzzles_with_grids_they_do_not_match(monkeypatch):
+    seen = {}
+    real = sudoku.train
+
+    def spy(model, loss_fn, get_batch, config):
+        seen["batch"] = get_batch("train", torch.Generator().manual_seed(0))
+        return real(model, loss_fn, get_batch, replace(config, steps=1, eval_every=1))
+
+    monkeypatch.setattr(sudoku, "train", spy)
+    sudoku.execute_arm(CI, "shuffled-labels", 1e-2, 0)
+    puzzles, labels = seen["batch"]
+    shown = puzzles != 0
+    assert not (labels[shown] == puzzles[shown]).all()  # the givens contradict the labels
+    sudoku.execute_arm(CI, "recursive", 1e-2, 0)
+    puzzles, labels = seen["batch"]
+    assert (labels[puzzles != 0] == puzzles[puzzles != 0]).all()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sudoku")
+    path = sudoku.run_sudoku("ci", out, "test")
+    return path, json.loads(path.read_text())
+
+
+def test_the_runner_sweeps_then_runs_the_seeds_and_resumes(recorded, monkeypatch):
+    path, data = recorded
+    runs = data["runs"]
+    assert len(runs) == len(CI.arms) * len(CI.lrs) + len(CI.arms) * (CI.seeds - 1)
+    for arm in CI.arms:
+        lr = sudoku.chosen_rate(runs, arm)
+        assert {r["seed"] for r in runs if r["arm"] == arm and r["lr"] == lr} == set(range(CI.seeds))
+        assert len(sudoku.run_statistics(runs, arm)) == CI.seeds
+    assert data["baselines"]["report"]["puzzles"] == len(sudoku.puzzle_sets(CI)["report"][0])
+    # a second call finds every run and trains nothing
+    monkeypatch.setattr(sudoku, "execute_arm", lambda *a: pytest.fail("re-trained a recorded run"))
+    sudoku.run_sudoku("ci", path.parent, "test again")
+    assert len(json.loads(path.read_text())["runs"]) == len(runs)
+
+
+def test_rates_are_chosen_on_the_select_set_not_the_report_set():
+    def run(lr, select, report):
+        return {"arm": "plain", "seed": 0, "lr": lr, "reported_step": 1,
+                "select": {"solved": [select]}, "report": {"solved": [report]}}
+
+    runs = [run(1e-3, 0.2, 0.9), run(3e-3, 0.5, 0.1)]
+    assert sudoku.chosen_rate(runs, "plain") == 3e-3
+
+
+def test_a_file_of_other_settings_or_a_broken_file_is_refused(recorded, tmp_path):
+    path, data = recorded
+    other = tmp_path / path.name
+    other.write_text(json.dumps({**data, "profile_settings": {**data["profile_settings"], "steps": 7}}))
+    with pytest.raises(ValueError, match="profile_settings"):
+        sudoku.run_sudoku("ci", tmp_path, "test")
+    broken = {**data, "runs": data["runs"] + data["runs"][:1]}
+    with pytest.raises(ValueError, match="recorded twice"):
+        sudoku.validate_sudoku(broken)
+    with pytest.raises(ValueError, match="arm"):
+        sudoku.validate_sudoku({**data, "runs": [{**data["runs"][0], "arm": "other"}]})
