@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import record_sudoku as script
 import torch
 
 from sharedlib.experiments import sudoku
@@ -76,9 +77,10 @@ def recorded(tmp_path_factory):
 def test_the_runner_sweeps_then_runs_the_seeds_and_resumes(recorded, monkeypatch):
     path, data = recorded
     runs = data["runs"]
-    assert len(runs) == len(CI.arms) * len(CI.lrs) + len(CI.arms) * (CI.seeds - 1)
+    swept = [arm for arm in CI.arms if arm not in sudoku.RATE_FROM]
+    assert len(runs) == len(swept) * (len(CI.lrs) + CI.seeds - 1) + len(sudoku.RATE_FROM) * CI.seeds
     for arm in CI.arms:
-        lr = sudoku.chosen_rate(runs, arm)
+        lr = sudoku.chosen_rate(runs, sudoku.RATE_FROM.get(arm, arm))
         assert {r["seed"] for r in runs if r["arm"] == arm and r["lr"] == lr} == set(range(CI.seeds))
         assert len(sudoku.run_statistics(runs, arm)) == CI.seeds
     assert data["baselines"]["report"]["puzzles"] == len(sudoku.puzzle_sets(CI)["report"][0])
@@ -108,3 +110,13 @@ def test_a_file_of_other_settings_or_a_broken_file_is_refused(recorded, tmp_path
         sudoku.validate_sudoku(broken)
     with pytest.raises(ValueError, match="arm"):
         sudoku.validate_sudoku({**data, "runs": [{**data["runs"][0], "arm": "other"}]})
+
+
+def test_the_script_refuses_an_output_it_cannot_write_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(sudoku, "run_sudoku", lambda *a, **k: pytest.fail("started work"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        script.main(["--profile", "ci", "--output-dir", str(blocker)])
+    with pytest.raises(SystemExit):
+        script.main(["--threads", "0"])
