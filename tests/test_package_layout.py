@@ -57,7 +57,7 @@ def test_each_role_has_its_modules():
     assert {n for n in modules if role(n) == "book"} == {
         "book", "book.albert_sizes", "book.background", "book.diagrams", "book.display", "book.exercises",
         "book.hops_report", "book.loops_report", "book.plots", "book.report", "book.similarity_plots",
-        "book.why_report", "book.widgets"}
+        "book.sudoku_report", "book.why_report", "book.widgets"}
     assert {"", "config", "sharing", "layers", "models", "decoding", "train", "universal", "recursions", "relaxed",
             "counting", "measure", "data", "runtime", "evidence", "looped", "reasoning", "puzzles"} <= {
         n for n in modules if role(n) == "library"}

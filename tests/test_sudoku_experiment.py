@@ -35,7 +35,8 @@ def test_arms_are_matched_as_their_names_say():
     passes = {arm: sudoku._layer_passes(CPU, arm) for arm in sudoku.ARMS}
     trm = passes["recursive"]
     # N_sup T (n + 1) L per answer; per step (T - 1)(n + 1) L without a graph, 3 (n + 1) L with one
-    assert trm == {"per_answer": 4 * 2 * 3 * 2, "per_training_step": 1 * 3 * 2 + 3 * 3 * 2}
+    L = CPU.n_layers
+    assert trm == {"per_answer": 4 * 2 * 3 * L, "per_training_step": 1 * 3 * L + 3 * 3 * L}
     for arm in ("inner-only", "outer-only", "shuffled-labels"):
         assert passes[arm]["per_answer"] == trm["per_answer"]  # as much computation per answer
     assert passes["plain-deep"]["per_training_step"] == trm["per_training_step"]  # equal training FLOPs
@@ -120,3 +121,47 @@ def test_the_script_refuses_an_output_it_cannot_write_before_any_work(tmp_path, 
         script.main(["--profile", "ci", "--output-dir", str(blocker)])
     with pytest.raises(SystemExit):
         script.main(["--threads", "0"])
+
+
+def test_the_report_recomputes_from_the_runs(recorded):
+    from sharedlib.book import sudoku_report
+
+    _, data = recorded
+    data = {**data, "profile": "ci"}
+    header, rows = sudoku_report.arm_rows(data)
+    assert [row[0] for row in rows] == list(CI.arms) and all(len(r) == len(header) for r in rows)
+    # recursive minus plain, by hand from the stored rates at the reported step
+    def rate(arm, seed):
+        run = sudoku_report.final_runs(data, arm)[seed]
+        return 100 * run["report"]["solved"][run["reported_step"] - 1]
+
+    by_hand = [rate("recursive", s) - rate("plain", s) for s in range(CI.seeds)]
+    found = {arm: d for arm, d, _ in sudoku_report.compare_to_recursive(data)}
+    assert set(found) == set(sudoku_report.BASELINES)
+    assert found["plain"].mean == pytest.approx(sum(by_hand) / len(by_hand))
+    assert "Holm" in sudoku_report.comparison_sentences(data)["plain"]
+    assert sudoku_report.rounds_rows(data)[1]
+    assert "Sudoku" in sudoku_report.settings_line(data)
+    sudoku_report.plot_improvement_steps(data)
+
+
+def test_a_clear_difference_is_claimed_and_a_flat_one_is_not(recorded):
+    from sharedlib.book import sudoku_report
+
+    _, data = recorded
+    runs = json.loads(json.dumps(data["runs"]))
+    seeds = {"recursive": [0.50, 0.61, 0.55, 0.58, 0.52], "plain": [0.20, 0.30, 0.22, 0.27, 0.25]}
+    fake = []
+    for arm, values in seeds.items():
+        template = next(r for r in runs if r["arm"] == arm)
+        for seed, value in enumerate(values):
+            rates = [value] * len(template["report"]["solved"])
+            fake.append({**template, "seed": seed, "lr": template["lr"],
+                         "select": {"solved": rates}, "report": {**template["report"], "solved": rates}})
+    data = {**data, "runs": fake, "profile_settings": {**data["profile_settings"], "arms": ["recursive", "plain"]}}
+    sentence = sudoku_report.comparison_sentences(data)["plain"]
+    assert sentence.startswith("the recursive reasoner has a higher share") and "by 30.4 points" in sentence
+    noise = [0.01, -0.01, 0.02, -0.02, 0.0]  # recursive - plain by seed: mean 0
+    flat = [{**r, "report": {**r["report"], "solved": [0.4 + noise[r["seed"]] * (r["arm"] == "recursive")] * 8}}
+            for r in fake]
+    assert "no evidence" in sudoku_report.comparison_sentences({**data, "runs": flat})["plain"]

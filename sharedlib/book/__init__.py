@@ -20,9 +20,9 @@ library installs and runs without matplotlib or ipywidgets being touched.
 A chapter starts with two import lines: ``import sharedlib as sl`` for the library, and
 one ``from sharedlib.book import ...`` for what the page needs. This package re-exports
 the helpers a chapter calls, the chapter-specific modules (``exercises``, ``report``,
-``hops_report``, ``why_report``, ``loops_report``, ``background``, ``albert_sizes``)
-and the few experiment functions a chapter runs or reads (recorded files, baselines,
-the live runs of chapter 6).
+``hops_report``, ``why_report``, ``loops_report``, ``sudoku_report``, ``background``,
+``albert_sizes``) and the few experiment functions a chapter runs or reads (recorded
+files, baselines, the live runs of chapter 6).
 """
 
 from ..experiments import distributed
@@ -43,6 +43,7 @@ from . import (
     hops_report,
     loops_report,
     report,
+    sudoku_report,
     why_report,
 )
 from .diagrams import (
@@ -112,6 +113,7 @@ __all__ = [
     "report",
     "show",
     "show_source",
+    "sudoku_report",
     "train_model",
     "use_book_style",
     "why_report",
