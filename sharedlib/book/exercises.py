@@ -32,6 +32,8 @@ from ..decoding import decode_step, prefill
 from ..looped import LoopConfig, LoopedTransformer, prelude_gradient_norm
 from ..measure import count_module_parameters
 from ..models import SharedTransformer
+from ..puzzles import propagation_rounds, random_grid
+from ..reasoning import ReasonerConfig, TinyRecursiveReasoner
 from ..relaxed import delta_parameters, relaxed_parameters
 from ..sharing import NEEDS_N_UNIQUE, STRATEGIES, layer_to_block, n_parameter_sets
 from ..similarity import linear_cka
@@ -62,6 +64,8 @@ __all__ = [
     "check_linear_cka",
     "check_loop_cache_bytes",
     "check_prelude_gradient",
+    "check_propagation_rounds",
+    "check_recursion_passes",
     "check_shared_gradient",
     "check_shared_stack",
     "check_tensor_layout",
@@ -1129,3 +1133,88 @@ def check_prelude_gradient(
                     )
                 checked += 1
     return f"correct: your prediction matches backward in all {checked} settings"
+
+
+def _layer_passes_measured(
+    n_latent: int, n_recursions: int, n_supervision: int, n_layers: int
+) -> tuple[int, int]:
+    """Forward calls of the network's layers over one answer (``solve``) and backward
+    calls in one improvement step, counted with hooks on a small reasoner."""
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        d_model=8, n_heads=2, d_ff=16, n_layers=n_layers, vocab_size=5, max_len=4
+    )
+    reasoner = ReasonerConfig(n_latent, n_recursions, n_supervision)
+    model = TinyRecursiveReasoner(config, reasoner)
+    calls = {"forward": 0, "backward": 0}
+    for block in model.net.ffn:  # one FFN per layer: one call per layer pass
+        block.register_forward_hook(
+            lambda *a: calls.__setitem__("forward", calls["forward"] + 1)
+        )
+        block.register_full_backward_hook(
+            lambda *a: calls.__setitem__("backward", calls["backward"] + 1)
+        )
+    puzzle = torch.randint(0, 5, (2, 4), generator=torch.Generator().manual_seed(0))
+    model.solve(puzzle)
+    per_answer = calls["forward"]
+    x = model.embed(puzzle)
+    _, logits, _ = model.improve(x, *model.initial_state(x))
+    logits.sum().backward()
+    return per_answer, calls["backward"]
+
+
+def check_recursion_passes(
+    fn: Callable[..., Any], *, timeout: float = TIMEOUT_S
+) -> str:
+    """Compare a student's ``fn(n_latent, n_recursions, n_supervision, n_layers) ->
+    (layer passes per answer, layer passes with gradients per improvement step)``
+    with hooks on a real reasoner (chapter 5e)."""
+    _check_fn_and_timeout(fn, timeout)
+    settings = [(1, 1, 1, 1), (2, 2, 4, 1), (6, 3, 2, 2), (3, 1, 5, 2), (1, 4, 3, 3)]
+    for n, T, N, L in settings:
+        want = _layer_passes_measured(n, T, N, L)
+        where = f"n_latent={n}, n_recursions={T}, n_supervision={N}, n_layers={L}"
+        got = _call(fn, where, n, T, N, L, timeout=timeout)
+        if not (
+            isinstance(got, (tuple, list))
+            and len(got) == 2
+            and all(_is_integer(v) for v in got)
+        ):
+            raise AssertionError(f"{where}: return two integers, got {got!r}")
+        if tuple(got) != want:
+            raise AssertionError(
+                f"{where}: hooks count {want[0]} layer passes per answer and {want[1]} "
+                f"with gradients per improvement step, you said {tuple(got)}; which "
+                "recursions build a graph, and how many network calls is one?"
+            )
+    return f"correct: your counts match the hooks in all {len(settings)} settings"
+
+
+def check_propagation_rounds(
+    fn: Callable[..., Any], trials: int = 60, *, timeout: float = TIMEOUT_S
+) -> str:
+    """Compare a student's ``fn(puzzle, box_rows, box_cols) -> rounds or None`` with
+    ``puzzles.propagation_rounds`` on 4x4 and 6x6 puzzles (chapter 5e)."""
+    _check_fn_and_timeout(fn, timeout)
+    trials = check_int("trials", trials, 2)
+    rng = random.Random(0)
+    cases: list[tuple[list[int], int, int]] = [([0] * 16, 2, 2)]
+    while len(cases) < trials:
+        rows, cols = (2, 2) if len(cases) % 2 else (2, 3)
+        grid = random_grid(rows, cols, rng)
+        n2 = len(grid)
+        puzzle = list(grid)
+        for cell in rng.sample(range(n2), rng.randint(0, n2 * 2 // 3)):
+            puzzle[cell] = 0
+        cases.append((puzzle, rows, cols))
+    for k, (puzzle, rows, cols) in enumerate(cases):
+        want = propagation_rounds(puzzle, rows, cols)
+        where = f"{rows * cols}x{rows * cols} puzzle {puzzle} (trial {k})"
+        got = _call(fn, where, list(puzzle), rows, cols, timeout=timeout)
+        if got != want or (want is not None and not _is_integer(got)):
+            raise AssertionError(
+                f"{where}: expected {want!r}, got {got!r}; a round fills every blank "
+                "that has exactly one candidate left, all at once, and None means a "
+                "round found no such blank while blanks remain"
+            )
+    return f"correct: your rounds match propagation_rounds on {len(cases)} puzzles"
