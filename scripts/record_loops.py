@@ -12,42 +12,28 @@ output that cannot be written is refused before any work.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 import torch
+from recording_cli import command_line, parse_recording_args, recording_parser
 
 from sharedlib.experiments import loops
-from sharedlib.experiments.recorded import check_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=tuple(loops.LOOPS_PROFILES), default="cpu")
-    parser.add_argument("--output-dir", default="notebooks/results", type=Path)
+    parser = recording_parser(__doc__, loops.LOOPS_PROFILES, threads=2)
     parser.add_argument("--workers", type=int, default=1, help="runs trained at once, one thread each (default 1)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads with --workers 1 (default 2)")
     parser.add_argument("--allow-mixed", action="store_true",
                         help="add runs to a file written by other sharedlib code (each run records its code hash)")
-    args = parser.parse_args(argv)
-    for name in ("workers", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    try:  # before any work
-        check_output(args.output_dir / f"{loops.LOOPS_RESULTS_NAME}.{args.profile}.json")
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    return args
+    return parse_recording_args(parser, argv, loops.LOOPS_RESULTS_NAME, positive=("workers", "threads"))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = shlex.join([".venv/bin/python", "scripts/record_loops.py", *(sys.argv[1:] if argv is None else argv)])
     path = loops.run_loops(
-        args.profile, args.output_dir, command, log=lambda line: print(line, flush=True), workers=args.workers,
-        allow_mixed=args.allow_mixed,
+        args.profile, args.output_dir, command_line("record_loops.py", argv), log=lambda line: print(line, flush=True),
+        workers=args.workers, allow_mixed=args.allow_mixed,
     )
     data = loops.load_loops(path)
     print(f"{path}: {len(data['runs'])} runs, {data['provenance']['wall_seconds']:.0f} s in all")

@@ -12,40 +12,26 @@ written is refused before any work.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 import torch
+from recording_cli import command_line, parse_recording_args, recording_parser
 
 from sharedlib.experiments import sudoku
-from sharedlib.experiments.recorded import check_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=tuple(sudoku.SUDOKU_PROFILES), default="cpu")
-    parser.add_argument("--output-dir", default="notebooks/results", type=Path)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: small models)")
+    parser = recording_parser(__doc__, sudoku.SUDOKU_PROFILES, threads=1)
     parser.add_argument("--allow-mixed", action="store_true",
                         help="add runs to a file written by other sharedlib code (each run records its code hash)")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
-    try:  # before any work
-        check_output(args.output_dir / f"{sudoku.SUDOKU_RESULTS_NAME}.{args.profile}.json")
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    return args
+    return parse_recording_args(parser, argv, sudoku.SUDOKU_RESULTS_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = shlex.join([".venv/bin/python", "scripts/record_sudoku.py", *(sys.argv[1:] if argv is None else argv)])
-    path = sudoku.run_sudoku(
-        args.profile, args.output_dir, command, log=lambda line: print(line, flush=True), allow_mixed=args.allow_mixed
-    )
+    path = sudoku.run_sudoku(args.profile, args.output_dir, command_line("record_sudoku.py", argv),
+                             log=lambda line: print(line, flush=True), allow_mixed=args.allow_mixed)
     data = sudoku.load_sudoku(path)
     print(f"{path}: {len(data['runs'])} runs, {data['provenance']['wall_seconds']:.0f} s in all")
     return 0

@@ -12,36 +12,23 @@ any work.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 import torch
+from recording_cli import command_line, parse_recording_args, recording_parser
 
 from sharedlib.experiments import why
-from sharedlib.experiments.recorded import check_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=tuple(why.PROFILES), default="cpu")
-    parser.add_argument("--output-dir", default="notebooks/results", type=Path)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (recorded); default 2")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
-    try:  # before any work
-        check_output(args.output_dir / f"{why.WHY_RESULTS_NAME}.{args.profile}.json")
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    return args
+    parser = recording_parser(__doc__, why.PROFILES, threads=2)
+    return parse_recording_args(parser, argv, why.WHY_RESULTS_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = shlex.join(
-        [".venv/bin/python", "scripts/record_why_one_block.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("record_why_one_block.py", argv)
     path = why.run_why(args.profile, args.output_dir, command, log=lambda line: print(line, flush=True))
     data = why.load_why(path)
     print(f"{path}: {len(data['runs'])} seeds, {data['provenance']['wall_seconds']:.0f} s in all")

@@ -62,6 +62,7 @@ __all__ = [
     "SUDOKU_RESULTS_NAME",
     "SudokuProfile",
     "arm_settings",
+    "batch_source",
     "build_arm",
     "chosen_rate",
     "execute_arm",
@@ -295,6 +296,22 @@ def _layer_passes(p: SudokuProfile, arm: str) -> dict[str, int]:
     }
 
 
+def batch_source(
+    train: tuple[torch.Tensor, torch.Tensor],
+    held_out: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int,
+) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+    """``get_batch`` for ``sharedlib.train``: ``batch_size`` random (puzzles,
+    solutions) of ``train``, or of ``held_out`` for any other split."""
+
+    def get_batch(split: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        puzzles, solutions = train if split == "train" else held_out
+        index = torch.randint(len(puzzles), (batch_size,), generator=g)
+        return puzzles[index], solutions[index]
+
+    return get_batch
+
+
 def execute_arm(p: SudokuProfile, arm: str, lr: float, seed: int) -> dict[str, Any]:
     """Train one arm at one rate and seed; measure it on every puzzle set."""
     sets = puzzle_sets(p)
@@ -305,14 +322,7 @@ def execute_arm(p: SudokuProfile, arm: str, lr: float, seed: int) -> dict[str, A
         )
         train_solutions = train_solutions[order]
     select = sets["select"]
-
-    def batch(split: str, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        puzzles, solutions = (
-            (train_puzzles, train_solutions) if split == "train" else select
-        )
-        index = torch.randint(len(puzzles), (p.batch_size,), generator=g)
-        return puzzles[index], solutions[index]
-
+    batch = batch_source((train_puzzles, train_solutions), select, p.batch_size)
     model = build_arm(p, arm, seed)
     _, reasoner = arm_settings(p, arm)
     if reasoner is None:
