@@ -143,6 +143,11 @@ def test_the_report_recomputes_from_the_runs(recorded):
     assert sudoku_report.rounds_rows(data)[1]
     assert "Sudoku" in sudoku_report.settings_line(data)
     sudoku_report.plot_improvement_steps(data)
+    header, rows = sudoku_report.memorisation_rows(data)
+    assert [row[0] for row in rows] == list(CI.arms) and rows[-1][4]  # shuffled: its own labels
+    run = sudoku_report.final_runs(data, "plain")
+    gaps = [100 * (r["train"]["solved"][0] - r["report"]["solved"][0]) for r in run.values()]
+    assert rows[3][3].startswith(f"{sum(gaps) / len(gaps):+.1f}")
 
 
 def test_a_clear_difference_is_claimed_and_a_flat_one_is_not(recorded):

@@ -35,11 +35,13 @@ __all__ = [
     "comparison_sentences",
     "final_runs",
     "load_sudoku_report",
+    "memorisation_rows",
     "paired",
     "plot_improvement_steps",
     "rounds_rows",
     "settings_line",
     "solved",
+    "within_runs",
 ]
 
 UNIT = "points"  # percentage points of puzzles solved
@@ -102,9 +104,11 @@ def paired(
 
 
 def _cell(values: list[float], digits: int = 1) -> str:
+    """Mean [95% t-interval] of percentages, the interval clipped to 0..100."""
     if len(values) < 2:
         return "—" if not values else f"{values[0]:.{digits}f} (1 seed)"
     mean, low, high = mean_interval(values)
+    low, high = max(low, 0.0), min(high, 100.0)
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -245,7 +249,8 @@ def plot_improvement_steps(data: Mapping[str, Any]) -> Figure:
         x = [k * per_step for k in steps]
         ax.plot(x, means, color=colour, marker="o", ms=3, label=NAMES[arm])
         ax.fill_between(x, lows, highs, color=colour, alpha=0.2, lw=0)
-        ax.axvline(first["layer_passes"]["per_answer"], color=colour, lw=0.6, ls=":")
+        trained = first["layer_passes"]["per_answer"]  # the trained improvement steps
+        ax.axvline(trained, color=colour, lw=0.6, ls=":")
     for arm, ls in (("plain", "--"), ("plain-deep", "-.")):
         values = list(by_seed(data, arm, solved).values())
         if values:
@@ -258,6 +263,51 @@ def plot_improvement_steps(data: Mapping[str, Any]) -> Figure:
             )
     ax.set_xlabel("layer passes per answer (test-time compute)")
     ax.set_ylabel("held-out puzzles solved, %")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="center right")
     fig.tight_layout()
     return fig
+
+
+def within_runs(
+    data: Mapping[str, Any],
+    arm: str,
+    subject: Callable[[Mapping[str, Any]], float],
+    baseline: Callable[[Mapping[str, Any]], float],
+) -> PairedDifference:
+    """``subject(run) - baseline(run)`` over ``arm``'s seeds: two measurements of the
+    same trained models (e.g. training against held-out puzzles, or two step counts)."""
+    return paired_difference(by_seed(data, arm, subject), by_seed(data, arm, baseline))
+
+
+def memorisation_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
+    """Per arm: percent solved of training and of held-out (report) puzzles and the
+    gap, paired within each seed's model; the shuffled-label arm also on its own
+    (shuffled) training labels."""
+    header = [
+        "arm",
+        "training puzzles, %",
+        "held-out puzzles, %",
+        "gap, points",
+        "its own training labels, %",
+    ]
+    rows = []
+    for arm in data["profile_settings"]["arms"]:
+        runs = final_runs(data, arm)
+        if len(runs) < 2:
+            continue
+        gap = within_runs(data, arm, lambda r: solved(r, "train"), solved)
+        fit = (
+            _cell([solved(r, "train_fit") for r in runs.values()])
+            if arm == "shuffled-labels"
+            else ""
+        )
+        rows.append(
+            (
+                arm,
+                _cell([solved(r, "train") for r in runs.values()]),
+                _cell([solved(r) for r in runs.values()]),
+                f"{gap.mean:+.1f} [{gap.low:+.1f}, {gap.high:+.1f}]",
+                fit,
+            )
+        )
+    return header, rows
