@@ -51,7 +51,13 @@ from ..runtime import file_lock
 from ..train import TrainConfig, train
 from ..validation import check_choice, check_int
 from . import suite
-from .recorded import check_output, provenance, read_validated, write_validated
+from .recorded import (
+    check_output,
+    provenance,
+    read_validated,
+    run_list_problems,
+    write_validated,
+)
 
 __all__ = [
     "ARMS",
@@ -526,24 +532,7 @@ def plan_jobs(
 
 def validate_loops(data: Any) -> None:
     """``ValueError`` listing how ``data`` departs from a loops results file."""
-    problems = []
-    if not isinstance(data, dict):
-        raise ValueError(f"a results file must be a JSON object, got {type(data)}")
-    for key in ("provenance", "profile", "profile_settings", "runs"):
-        if key not in data:
-            problems.append(f"{key}: missing")
-    keys = set()
-    for i, run in enumerate(data.get("runs", [])):
-        fields = ("label", "seed", "lr", "status")
-        if not isinstance(run, dict) or not all(k in run for k in fields):
-            problems.append(f"runs[{i}]: not a run record with {fields}")
-            continue
-        if run["status"] not in ("ok", "diverged"):
-            problems.append(f"runs[{i}].status: {run['status']!r}")
-        key = (run["label"], float(run["lr"]), run["seed"])
-        if key in keys:
-            problems.append(f"runs[{i}]: {key} recorded twice")
-        keys.add(key)
+    problems = run_list_problems(data, "label")
     if problems:
         raise ValueError("invalid loops file: " + "; ".join(problems[:20]))
 

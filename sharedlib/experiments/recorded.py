@@ -32,6 +32,7 @@ __all__ = [
     "recorded_path",
     "replacement_problem",
     "results_dirs",
+    "run_list_problems",
     "write_recorded",
     "write_validated",
 ]
@@ -301,3 +302,33 @@ def append_run(
         }
         write(path, data)
     return data
+
+
+def run_list_problems(
+    data: Any, name: str, allowed: Sequence[str] | None = None
+) -> list[str]:
+    """What is wrong with a results file of runs keyed by (``name``, lr, seed): a
+    missing top-level key, a run without those fields and a status, an unknown
+    ``name`` (when ``allowed`` is given) or status, a key recorded twice."""
+    if not isinstance(data, dict):
+        return [f"a results file must be a JSON object, got {type(data)}"]
+    problems = [
+        f"{key}: missing"
+        for key in ("provenance", "profile", "profile_settings", "runs")
+        if key not in data
+    ]
+    keys = set()
+    for i, run in enumerate(data.get("runs", [])):
+        fields = (name, "seed", "lr", "status")
+        if not isinstance(run, dict) or not all(k in run for k in fields):
+            problems.append(f"runs[{i}]: not a run record with {fields}")
+            continue
+        if allowed is not None and run[name] not in allowed:
+            problems.append(f"runs[{i}].{name}: {run[name]!r} is not one of {allowed}")
+        if run["status"] not in ("ok", "diverged"):
+            problems.append(f"runs[{i}].status: {run['status']!r}")
+        key = (run[name], float(run["lr"]), run["seed"])
+        if key in keys:
+            problems.append(f"runs[{i}]: {key} recorded twice")
+        keys.add(key)
+    return problems

@@ -51,6 +51,7 @@ from .recorded import (
     check_output,
     provenance,
     read_validated,
+    run_list_problems,
     write_validated,
 )
 
@@ -431,26 +432,7 @@ def plan_jobs(
 
 def validate_sudoku(data: Any) -> None:
     """Raise ``ValueError`` naming what is wrong with a sudoku results file."""
-    problems = []
-    if not isinstance(data, dict):
-        raise ValueError(f"a results file must be a JSON object, got {type(data)}")
-    for key in ("provenance", "profile", "profile_settings", "runs"):
-        if key not in data:
-            problems.append(f"{key}: missing")
-    keys = set()
-    for i, run in enumerate(data.get("runs", [])):
-        fields = ("arm", "seed", "lr", "status")
-        if not isinstance(run, dict) or not all(k in run for k in fields):
-            problems.append(f"runs[{i}]: not a run record with {fields}")
-            continue
-        if run["arm"] not in ARMS:
-            problems.append(f"runs[{i}].arm: {run['arm']!r} is not one of {ARMS}")
-        if run["status"] not in ("ok", "diverged"):
-            problems.append(f"runs[{i}].status: {run['status']!r}")
-        key = (run["arm"], float(run["lr"]), run["seed"])
-        if key in keys:
-            problems.append(f"runs[{i}]: {key} recorded twice")
-        keys.add(key)
+    problems = run_list_problems(data, "arm", ARMS)
     if problems:
         raise ValueError("invalid sudoku file: " + "; ".join(problems[:20]))
 
