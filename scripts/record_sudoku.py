@@ -1,12 +1,13 @@
 """Record chapter 5e's Sudoku experiment; resumable, one locked atomic append per finished run.
 
     .venv/bin/python scripts/record_sudoku.py                        # profile cpu: one core, about two hours
+    .venv/bin/python scripts/record_sudoku.py --profile cpu-long                     # 3x the steps, two arms
     .venv/bin/python scripts/record_sudoku.py --profile ci --output-dir /tmp/try
 
-Writes ``<output-dir>/sudoku.<profile>.json`` (see ``sharedlib.experiments.sudoku``): a learning-rate sweep at seed 0
-for every arm, then the other seeds at each arm's chosen rate. Re-running the same command after an interruption skips
-the runs already recorded; a file of other settings or other sharedlib code is refused, and an output that cannot be
-written is refused before any work.
+Writes ``<output-dir>/sudoku.cpu.json`` (``sudoku_long.cpu.json`` with cpu-long; see ``sharedlib.experiments.sudoku``):
+a learning-rate sweep at seed 0 for every arm, then the other seeds at each arm's chosen rate. Re-running the same
+command after an interruption skips the runs already recorded; a file of other settings or other sharedlib code is
+refused, and an output that cannot be written is refused before any work.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = recording_parser(__doc__, sudoku.SUDOKU_PROFILES, threads=1)
     parser.add_argument("--allow-mixed", action="store_true",
                         help="add runs to a file written by other sharedlib code (each run records its code hash)")
-    return parse_recording_args(parser, argv, sudoku.SUDOKU_RESULTS_NAME)
+    args = parser.parse_args(argv)
+    profile = sudoku.get_sudoku_profile(args.profile)  # the file is named by the profile
+    return parse_recording_args(parser, argv, profile.results_name, file_profile=profile.name)
 
 
 def main(argv: list[str] | None = None) -> int:

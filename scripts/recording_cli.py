@@ -22,16 +22,20 @@ def recording_parser(doc: str, profiles: Iterable[str], threads: int) -> argpars
 
 
 def parse_recording_args(
-    parser: argparse.ArgumentParser, argv: list[str] | None, results_name: str, positive: Iterable[str] = ("threads",)
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    results_name: str,
+    positive: Iterable[str] = ("threads",),
+    file_profile: str | None = None,
 ) -> argparse.Namespace:
-    """Parse; the ``positive`` options must be >= 1 and ``<output-dir>/<results_name>.<profile>.json`` writable,
-    else exit with the reason before any work."""
+    """Parse; the ``positive`` options must be >= 1 and ``<output-dir>/<results_name>.<profile>.json`` writable
+    (``file_profile`` in place of --profile where the file is named otherwise), else exit before any work."""
     args = parser.parse_args(argv)
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     try:
-        check_output(args.output_dir / f"{results_name}.{args.profile}.json")
+        check_output(args.output_dir / f"{results_name}.{file_profile or args.profile}.json")
     except (ValueError, OSError) as error:
         parser.error(str(error))
     return args

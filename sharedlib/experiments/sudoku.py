@@ -133,6 +133,7 @@ class SudokuProfile:
     seeds: int = 5
     arms: tuple[str, ...] = ARMS
     device: str = "cpu"
+    results_name: str = SUDOKU_RESULTS_NAME  # the file: <results_name>.<name>.json
 
 
 SUDOKU_PROFILES: dict[str, SudokuProfile] = {
@@ -154,6 +155,14 @@ SUDOKU_PROFILES: dict[str, SudokuProfile] = {
     ),
     # the recorded evidence: 2 CPU cores
     "cpu": SudokuProfile(name="cpu"),
+    # three times the training, the recursive arm and its one-pass baseline only
+    "cpu-long": SudokuProfile(
+        name="cpu",
+        steps=3000,
+        lrs=(1e-3, 3e-3),
+        arms=("recursive", "plain"),
+        results_name="sudoku_long",
+    ),
 }
 
 
@@ -472,13 +481,13 @@ def run_sudoku(
     log: Callable[[str], None] | None = None,
     allow_mixed: bool = False,
 ) -> Path:
-    """Run (or resume) the recording at ``profile`` into
-    ``<output_dir>/sudoku.<profile>.json``, one locked atomic append per finished run; a
-    file of other settings is refused, and one of other sharedlib code unless
+    """Run (or resume) the recording at ``profile`` into the profile's
+    ``<output_dir>/<results_name>.<name>.json``, one locked atomic append per finished
+    run; a file of other settings is refused, and one of other sharedlib code unless
     ``allow_mixed`` (each run records its code hash) (chapter 5e)."""
     p = get_sudoku_profile(profile)
     log = log or (lambda message: None)
-    path = Path(output_dir) / f"{SUDOKU_RESULTS_NAME}.{p.name}.json"
+    path = Path(output_dir) / f"{p.results_name}.{p.name}.json"
     check_output(path)  # before any work
     code = suite.code_hash(SUDOKU_MODULES)
     settings = {"profile": p.name, "profile_settings": asdict(p)}
