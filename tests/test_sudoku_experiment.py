@@ -143,6 +143,8 @@ def test_the_report_recomputes_from_the_runs(recorded):
     assert sudoku_report.rounds_rows(data)[1]
     assert "Sudoku" in sudoku_report.settings_line(data)
     sudoku_report.plot_improvement_steps(data)
+    values = [100 * sudoku_report.final_runs(data, "plain")[s]["report"]["solved"][0] for s in range(CI.seeds)]
+    assert sudoku_report.seed_values(data, "plain") == ", ".join(f"{v:.1f}" for v in values)
     header, rows = sudoku_report.memorisation_rows(data)
     assert [row[0] for row in rows] == list(CI.arms) and rows[-1][4]  # shuffled: its own labels
     run = sudoku_report.final_runs(data, "plain")

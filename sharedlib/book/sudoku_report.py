@@ -39,6 +39,7 @@ __all__ = [
     "paired",
     "plot_improvement_steps",
     "rounds_rows",
+    "seed_values",
     "settings_line",
     "solved",
     "within_runs",
@@ -57,9 +58,12 @@ NAMES: dict[str, str] = {
 BASELINES: tuple[str, ...] = ("plain", "plain-deep", "inner-only", "outer-only")
 
 
-def load_sudoku_report(profile: str | None = None) -> dict[str, Any]:
-    """The recorded file (the best profile present), validated."""
-    data = load_recorded(SUDOKU_RESULTS_NAME, profile)
+def load_sudoku_report(
+    profile: str | None = None, name: str = SUDOKU_RESULTS_NAME
+) -> dict[str, Any]:
+    """The recorded file ``name`` (the best profile present), validated; ``name``
+    "sudoku_long" holds the longer training of two arms."""
+    data = load_recorded(name, profile)
     validate_sudoku(data)
     return data
 
@@ -311,3 +315,9 @@ def memorisation_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
             )
         )
     return header, rows
+
+
+def seed_values(data: Mapping[str, Any], arm: str, split: str = "report") -> str:
+    """``arm``'s percent solved seed by seed, e.g. "36.9, 0.8, 3.1" (seed order)."""
+    values = by_seed(data, arm, lambda r: solved(r, split))
+    return ", ".join(f"{values[seed]:.1f}" for seed in sorted(values))
