@@ -29,6 +29,7 @@ __all__ = [
     "PlainSolver",
     "ReasonerConfig",
     "TinyRecursiveReasoner",
+    "check_network",
     "reasoner_flops_per_cell",
     "reasoner_parameters",
     "solver_loss",
@@ -54,24 +55,28 @@ class ReasonerConfig:
         return self.n_recursions * (self.n_latent + 1)
 
 
+def check_network(config: TransformerConfig) -> None:
+    """``ValueError`` unless ``config`` is a bidirectional unshared stack without a
+    language-model head, the network a reasoner or solver runs (chapter 5e)."""
+    check_instance("config", config, TransformerConfig, "a sharedlib.TransformerConfig")
+    if config.causal or config.lm_head or config.strategy != "none":
+        raise ValueError(
+            "the network must be a bidirectional unshared stack: causal=False, "
+            f"lm_head=False, strategy 'none', got causal={config.causal}, "
+            f"lm_head={config.lm_head}, strategy {config.strategy!r}"
+        )
+
+
 class TinyRecursiveReasoner(nn.Module):
     """TRM: embeddings, one small network applied T(n+1) times per improvement step,
     an answer head and a halting head (chapter 5e)."""
 
     def __init__(self, config: TransformerConfig, reasoner: ReasonerConfig) -> None:
         super().__init__()
-        check_instance(
-            "config", config, TransformerConfig, "a sharedlib.TransformerConfig"
-        )
+        check_network(config)
         check_instance(
             "reasoner", reasoner, ReasonerConfig, "a sharedlib ReasonerConfig"
         )
-        if config.causal or config.lm_head or config.strategy != "none":
-            raise ValueError(
-                "the network must be a bidirectional unshared stack: causal=False, "
-                f"lm_head=False, strategy 'none', got causal={config.causal}, "
-                f"lm_head={config.lm_head}, strategy {config.strategy!r}"
-            )
         self.config, self.reasoner = config, reasoner
         # the network: embeddings embed x; its layers and final norm are the net
         self.net = SharedTransformer(config)
@@ -139,15 +144,7 @@ class PlainSolver(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
-        check_instance(
-            "config", config, TransformerConfig, "a sharedlib.TransformerConfig"
-        )
-        if config.causal or config.lm_head or config.strategy != "none":
-            raise ValueError(
-                "the network must be a bidirectional unshared stack: causal=False, "
-                f"lm_head=False, strategy 'none', got causal={config.causal}, "
-                f"lm_head={config.lm_head}, strategy {config.strategy!r}"
-            )
+        check_network(config)
         self.config = config
         self.net = SharedTransformer(config)
         self.answer_head = nn.Linear(config.d_model, config.vocab_size)

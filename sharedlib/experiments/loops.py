@@ -10,7 +10,6 @@ per token (``models.LOSS_UNIT``).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -53,6 +52,7 @@ from ..validation import check_choice, check_int
 from . import suite
 from .recorded import (
     check_output,
+    check_resumable,
     provenance,
     read_validated,
     run_list_problems,
@@ -573,18 +573,7 @@ def run_loops(
     settings = {"profile": p.name, "profile_settings": asdict(p)}
     if path.exists():
         data = load_loops(path)
-        differ = [
-            k for k, v in settings.items() if data[k] != json.loads(json.dumps(v))
-        ]
-        prov = data["provenance"]
-        hashes = prov.get("sharedlib_hashes") or [prov.get("sharedlib_hash")]
-        if code not in hashes and not allow_mixed:
-            differ.append("sharedlib code (allow_mixed adds to it)")
-        if differ:
-            raise ValueError(
-                f"{path} was recorded with other {', '.join(differ)}; write to "
-                "another output_dir"
-            )
+        check_resumable(path, data, settings, code, allow_mixed)
     else:
         data = {"provenance": {}, **settings, "loss_unit": LOSS_UNIT, "runs": []}
     before = float(data["provenance"].get("wall_seconds", 0.0))

@@ -25,6 +25,7 @@ from ..validation import check_choice
 __all__ = [
     "append_run",
     "check_output",
+    "check_resumable",
     "load_recorded",
     "provenance",
     "read_validated",
@@ -332,3 +333,24 @@ def run_list_problems(
             problems.append(f"runs[{i}]: {key} recorded twice")
         keys.add(key)
     return problems
+
+
+def check_resumable(
+    path: str | Path,
+    data: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    code: str,
+    allow_mixed: bool,
+) -> None:
+    """``ValueError`` unless the recorded ``data`` of ``path`` has these top-level
+    ``settings`` and was written by sharedlib code ``code`` (or ``allow_mixed``)."""
+    differ = [k for k, v in settings.items() if data[k] != json.loads(json.dumps(v))]
+    prov = data["provenance"]
+    hashes = prov.get("sharedlib_hashes") or [prov.get("sharedlib_hash")]
+    if code not in hashes and not allow_mixed:
+        differ.append("sharedlib code (allow_mixed adds to it)")
+    if differ:
+        raise ValueError(
+            f"{path} was recorded with other {', '.join(differ)}; write to another "
+            "output_dir"
+        )

@@ -49,6 +49,7 @@ from . import suite
 from .recorded import (
     append_run,
     check_output,
+    check_resumable,
     provenance,
     read_validated,
     run_list_problems,
@@ -493,18 +494,7 @@ def run_sudoku(
     settings = {"profile": p.name, "profile_settings": asdict(p)}
     if path.exists():
         data = load_sudoku(path)
-        differ = [
-            k for k, v in settings.items() if data[k] != json.loads(json.dumps(v))
-        ]
-        if code not in data["provenance"].get("sharedlib_hashes", []) and not (
-            allow_mixed
-        ):
-            differ.append("sharedlib code (allow_mixed adds to it)")
-        if differ:
-            raise ValueError(
-                f"{path} was recorded with other {', '.join(differ)}; write to "
-                "another output_dir"
-            )
+        check_resumable(path, data, settings, code, allow_mixed)
     else:
         data = {"provenance": {}, **settings, "runs": []}
         data["baselines"] = _baselines(p)
