@@ -83,7 +83,6 @@ def test_the_runner_sweeps_then_runs_the_seeds_and_resumes(recorded, monkeypatch
     for arm in CI.arms:
         lr = sudoku.chosen_rate(runs, sudoku.RATE_FROM.get(arm, arm))
         assert {r["seed"] for r in runs if r["arm"] == arm and r["lr"] == lr} == set(range(CI.seeds))
-        assert len(sudoku.run_statistics(runs, arm)) == CI.seeds
     assert data["baselines"]["report"]["puzzles"] == len(sudoku.puzzle_sets(CI)["report"][0])
     # a second call finds every run and trains nothing
     monkeypatch.setattr(sudoku, "execute_arm", lambda *a: pytest.fail("re-trained a recorded run"))

@@ -72,7 +72,6 @@ __all__ = [
     "load_sudoku",
     "plan_jobs",
     "puzzle_sets",
-    "run_statistics",
     "run_sudoku",
     "solve_rates",
     "validate_sudoku",
@@ -528,14 +527,3 @@ def run_sudoku(
                 f"{rate} ({record['wall_seconds']:.0f} s)"
             )
     return path
-
-
-def run_statistics(runs: Sequence[Mapping[str, Any]], arm: str) -> list[float]:
-    """Report solve rates at the reported step of ``arm``'s runs at its chosen rate,
-    by seed."""
-    lr = chosen_rate(runs, RATE_FROM.get(arm, arm))
-    chosen = sorted(
-        (r for r in runs if r["arm"] == arm and r["lr"] == lr and "report" in r),
-        key=lambda r: r["seed"],
-    )
-    return [r["report"]["solved"][r["reported_step"] - 1] for r in chosen]
