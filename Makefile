@@ -49,7 +49,7 @@ test: $(STAMP) browser  ## unit tests, nbval on every notebook (twice: usual and
 	@$(BIN)/python -c "import matplotlib.font_manager"  # matplotlib's font cache, built once before the two passes
 	@( $(ONE_THREAD) $(PERTURBED) $(BIN)/python -m pytest notebooks > $(PERTURBED_LOG) 2>&1; echo $$? > _build/perturbed.rc; \
 	  $(ONE_THREAD) $(BIN)/python -m pytest notebooks > $(NOTEBOOKS_LOG) 2>&1; echo $$? > _build/notebooks.rc ) & second=$$!; \
-	$(ONE_THREAD) $(BIN)/python -m pytest tests; usual=$$?; \
+	$(ONE_THREAD) $(BIN)/python -m pytest tests --durations=25; usual=$$?; \
 	wait $$second; perturbed=$$(cat _build/perturbed.rc); notebooks=$$(cat _build/notebooks.rc); \
 	echo "== nbval on every notebook (log: $(NOTEBOOKS_LOG)) =="; tail -n 30 $(NOTEBOOKS_LOG); \
 	echo "== portability pass, $(PERTURBED) (log: $(PERTURBED_LOG)) =="; tail -n 30 $(PERTURBED_LOG); \

@@ -55,5 +55,5 @@ def test_make_test_runs_the_notebooks_again_under_the_perturbed_path():
     recipe = re.search(r"^test: .*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
     assert "$(PERTURBED) $(BIN)/python -m pytest notebooks" in recipe  # the portability pass
     assert "$(ONE_THREAD) $(BIN)/python -m pytest notebooks >" in recipe  # the usual nbval pass
-    assert "$(BIN)/python -m pytest tests;" in recipe  # the unit tests
+    assert "$(BIN)/python -m pytest tests --durations=25;" in recipe  # the unit tests, slowest listed
     assert "[ $$notebooks -eq 0 ]" in recipe and "[ $$perturbed -eq 0 ]" in recipe  # every pass decides

@@ -191,6 +191,32 @@ def test_a_partial_file_renders_not_recorded_yet():
     assert report.mean_curves(data, "equal-depth") == {}
 
 
+def test_the_sweep_shows_the_select_loss_it_chose_on_and_the_rates_added_beyond_the_grid():
+    low, high = PROFILE.lrs
+    sweep = [  # the report loss prefers the low rate, the select loss the high one: the table shows the select loss
+        run("lr-sweep", "none", 0, 2.0, lr=low, select_val_loss=3.2),
+        run("lr-sweep", "none", 0, 2.5, lr=high, select_val_loss=3.0),
+        run("lr-sweep", "none", 0, 2.6, lr=2 * high, select_val_loss=3.1),  # widened: the best sat at the edge
+        run("lr-sweep", "all", 0, 2.1, lr=low, select_val_loss=3.3),
+        run("lr-sweep", "all", 0, 2.2, lr=high, select_val_loss=3.4),
+    ]
+    data = results(sweep)
+    headers, rows = report.sweep_table(data)
+    assert headers == ["strategy", f"lr {low:g}", f"lr {high:g}", f"lr {2 * high:g}", "chosen"]
+    assert rows[0] == ("none", "3.200", "3.000", "3.100", f"{high:g}")
+    assert rows[1] == ("all", "3.300", "3.400", "-", f"{low:g} (grid edge)")
+    assert report.sweep_curves(data)["none"] == {low: 3.2, high: 3.0, 2 * high: 3.1}
+    widened = [line for line in report.sweep_sentences(data) if line.startswith("Widened")]
+    assert widened == ["Widened beyond the grid because the best rate sat at its edge: none (the extra rates are the "
+                       "table's last columns)."]
+
+
+def test_the_limited_data_family_lists_every_planned_control_before_any_run():
+    comparisons = report.limited_comparisons(results([run("lr-sweep", "none", 0, 2.0)]))
+    assert [(c.label, c.baseline) for c in comparisons] == [("all", c) for c in report.LIMITED_CONTROLS]
+    assert all(c.effect == "not recorded" for c in comparisons)
+
+
 def test_the_comparison_table_has_a_row_per_model_and_show_skips_none(monkeypatch):
     from sharedlib.book import display
 

@@ -50,6 +50,7 @@ from ..experiments.suite import (
     lrs_at_grid_edge,
     plan,
     run_experiments,
+    selection_loss,
     validate_results,
 )
 from ..models import LOSS_UNIT
@@ -345,25 +346,27 @@ def learned_sentence(data: Mapping[str, Any], baselines: Mapping[str, float]) ->
 
 
 def sweep_table(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """Headers and rows of the learning-rate sweep: validation loss per strategy and
-    rate, and the chosen rate."""
+    """Headers and rows of the learning-rate sweep: the loss each choice is made on
+    (select windows) per strategy and rate, rates added beyond the grid included, and
+    the chosen rate."""
     p = file_profile(data)
     runs = [r for r in data["runs"] if r["experiment"] == "lr-sweep"]
     chosen = chosen_lrs(runs, p)
     edge = set(lrs_at_grid_edge(runs, p))
-    headers = ["strategy", *[f"lr {lr:g}" for lr in p.lrs], "chosen"]
+    rates = sorted({float(lr) for lr in p.lrs} | {float(r["lr"]) for r in runs})
+    headers = ["strategy", *[f"lr {lr:g}" for lr in rates], "chosen"]
     rows = []
     for label in p.strategies:
         mine = {float(r["lr"]): r for r in runs if r["label"] == label}
         cells = []
-        for lr in p.lrs:
-            r = mine.get(float(lr))
+        for lr in rates:
+            r = mine.get(lr)
             cells.append(
                 "-"
                 if r is None
                 else "diverged"
                 if r["status"] != "ok"
-                else f"{r['val_loss']:.3f}"
+                else f"{selection_loss(r):.3f}"
             )
         if label in chosen:
             pick = f"{chosen[label]:g}" + (" (grid edge)" if label in edge else "")
@@ -376,13 +379,13 @@ def sweep_table(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
 
 
 def sweep_curves(data: Mapping[str, Any]) -> dict[str, dict[float, float | None]]:
-    """``{strategy: {lr: validation loss, or None if it diverged}}`` of the recorded
-    sweep runs."""
+    """``{strategy: {lr: loss on the select windows, or None if it diverged}}`` of the
+    recorded sweep runs."""
     out: dict[str, dict[float, float | None]] = {}
     for r in data["runs"]:
         if r["experiment"] == "lr-sweep":
             out.setdefault(r["label"], {})[float(r["lr"])] = (
-                r["val_loss"] if r["status"] == "ok" else None
+                selection_loss(r) if r["status"] == "ok" else None
             )
     return {label: dict(sorted(v.items())) for label, v in out.items()}
 
@@ -408,6 +411,19 @@ def sweep_sentences(data: Mapping[str, Any]) -> list[str]:
             f"Sweep incomplete for {', '.join(missing)}: {NOT_RECORDED}, so "
             f"{'its' if len(missing) == 1 else 'their'} other experiments have not "
             "started."
+        )
+    widened = sorted(
+        {
+            r["label"]
+            for r in runs
+            if not any(math.isclose(float(r["lr"]), lr) for lr in p.lrs)
+        },
+        key=list(p.strategies).index,
+    )
+    if widened:
+        out.append(
+            f"Widened beyond the grid because the best rate sat at its edge: "
+            f"{', '.join(widened)} (the extra rates are the table's last columns)."
         )
     edge = lrs_at_grid_edge(runs, p)
     for side, rate in (("smallest", min(p.lrs)), ("largest", max(p.lrs))):
@@ -1108,8 +1124,8 @@ def limited_comparisons(
 ) -> list[Comparison]:
     """``all`` on the small slice against the unshared model and its three controls
     (equal parameters, dropout, weight decay), one Holm family (chapter 6)."""
-    recorded = {r["label"] for r in data["runs"] if r["experiment"] == "limited-data"}
-    pairs = [("all", label) for label in LIMITED_CONTROLS if label in recorded]
+    planned = planned_labels(data, "limited-data")
+    pairs = [("all", label) for label in LIMITED_CONTROLS if label in planned]
     return compare_pairs(data, "limited-data", pairs, metric)
 
 
