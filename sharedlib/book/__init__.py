@@ -4,7 +4,8 @@ the experiments on a page.
 Here: ``display`` (tables, glued numbers, ``show_source``), ``plots`` and
 ``similarity_plots`` (figures), ``diagrams`` (architecture drawings), ``widgets``
 (interactive explorers), ``exercises`` (checkers), ``report``, ``hops_report``,
-``why_report`` and ``loops_report`` (the sentences written from recorded results),
+``why_report``, ``loops_report`` and ``decoding_report`` (the sentences written from
+recorded results),
 ``background`` (chapter 1's published-model data and timings) and ``albert_sizes``
 (chapter 4's ALBERT size table).
 
@@ -39,6 +40,7 @@ from ..experiments.suite import (
 from . import (
     albert_sizes,
     background,
+    decoding_report,
     exercises,
     hops_report,
     loops_report,
@@ -84,6 +86,7 @@ __all__ = [
     "draw_one_module_many_uses",
     "draw_relaxed_sharing",
     "draw_universal_transformer_step",
+    "decoding_report",
     "exercises",
     "fixed_windows",
     "get_profile",
