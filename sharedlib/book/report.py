@@ -1059,7 +1059,9 @@ def detectable_sentence(comparison: Comparison, power: float = 0.8) -> str:
     return (
         f"with {d.n} paired seeds and the spread they show, a true difference of "
         f"{mdd:.3f} {LOSS_UNIT} between {comparison.label} and {comparison.baseline} "
-        f"would be detected {power:.0%} of the time; smaller ones could go unseen"
+        f"would be detected {power:.0%} of the time by a paired t test at the "
+        f"{1 - d.level:.0%} level, before any correction for multiple comparisons; "
+        "smaller ones could go unseen"
     )
 
 
