@@ -70,3 +70,28 @@ def test_the_limited_data_family_and_the_slice_ngram(tmp_path):
     kn = data["baselines"]["limited-data"]["kneser-ney"]
     assert loss == min(kn.values()) and kn[order] == loss
     assert report.limited_ngram({"baselines": {}}) is None
+
+
+def test_the_budget_trends_pair_the_change_in_the_gap_over_seeds(ci_suite):
+    import copy
+
+    from sharedlib.book import report
+
+    data = copy.deepcopy(ci_suite)
+    s1, s2 = TINY.steps, 2 * TINY.steps
+    # gap all - none per cell, the same on every seed: width 16 loses 0.05 of it with the longer budget
+    gap = {(16, s1): 0.10, (16, s2): 0.05, (32, s1): 0.10, (32, s2): 0.10}
+    for r in data["runs"]:
+        if r["experiment"] == "budget-width":
+            h, s = (int(part[2:]) for part in r["label"].split()[1:])
+            r["val_loss"] = 2.0 + r["seed"] + (gap[h, s] if r["label"].startswith("all") else 0.0)
+    lines = report.budget_trends(data)
+    assert len(lines) == 4
+    assert lines[0].startswith(f"at width 16, the loss gap all - none falls from {s1} to {s2} steps: -0.050")
+    assert lines[1].startswith(f"at width 32, the loss gap all - none shows no evidence of a change from {s1} to {s2}")
+    assert lines[2].startswith(f"at {s1} steps, the loss gap all - none shows no evidence of a change from width 16")
+    assert lines[3].startswith(f"at {s2} steps, the loss gap all - none rises from width 16 to 32: +0.050")
+    assert all("over 4 comparisons" in line for line in lines)
+    empty = copy.deepcopy(ci_suite)
+    empty["runs"] = [r for r in empty["runs"] if r["experiment"] != "budget-width"]
+    assert report.budget_trends(empty) == [f"How the gap changes with budget and width: {report.NOT_RECORDED}"]

@@ -55,8 +55,8 @@ def test_each_role_has_its_modules():
         "experiments", "experiments.baselines", "experiments.distributed", "experiments.hops", "experiments.live",
         "experiments.loops", "experiments.recorded", "experiments.sudoku", "experiments.suite", "experiments.why"}
     assert {n for n in modules if role(n) == "book"} == {
-        "book", "book.albert_sizes", "book.background", "book.decoding_report", "book.diagrams", "book.display", "book.exercises",
-        "book.hops_report", "book.loops_report", "book.plots", "book.report", "book.similarity_plots",
+        "book", "book.albert_sizes", "book.background", "book.decoding_report", "book.diagrams", "book.display",
+        "book.exercises", "book.hops_report", "book.loops_report", "book.plots", "book.report", "book.similarity_plots",
         "book.sudoku_report", "book.why_report", "book.widgets"}
     assert {"", "config", "sharing", "layers", "models", "decoding", "train", "universal", "recursions", "relaxed",
             "counting", "measure", "data", "runtime", "evidence", "looped", "reasoning", "puzzles"} <= {

@@ -28,7 +28,8 @@ __all__ = [
     "sweep_sentence",
 ]
 
-FITS: tuple[str, ...] = ("L2", "L3", "beyond L3")  # where a working set fits, nearest first
+# where a working set fits, nearest first
+FITS: tuple[str, ...] = ("L2", "L3", "beyond L3")
 SWEEP_HEADERS = (
     "width",
     "unshared layers (MiB)",
@@ -71,7 +72,8 @@ def sweep_rows(data: Mapping[str, Any]) -> list[tuple]:
 
 
 def ratios_by_fit(data: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Median time ratios (shared / unshared) grouped by where the unshared layers fit."""
+    """Median time ratios (shared / unshared), grouped by where the unshared layers
+    fit."""
     out: dict[str, list[float]] = {level: [] for level in FITS}
     for run in data["runs"]:
         out[run["fits"]["none"]].append(run["shared_over_unshared"]["median"])

@@ -30,6 +30,7 @@ from ..evidence import (
     PairedDifference,
     claims_effect,
     conclusion,
+    format_p,
     holm_adjust,
     mean_interval,
     minimum_detectable_difference,
@@ -1047,6 +1048,60 @@ def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
         )
         rows.append((h, steps, *cells, diff))
     return header, rows
+
+
+def budget_trends(data: Mapping[str, Any]) -> list[str]:
+    """Does the gap ``all - none`` change with the budget (at each width) or with the
+    width (at each budget)? One sentence per pair of cells, the change in the gap
+    paired over seeds and Holm-corrected over the pairs (chapter 6)."""
+    p = file_profile(data)
+
+    def gaps(h: int, k: int) -> dict[Any, float]:
+        a = values(data, "budget-width", f"all H={h} S={p.steps * k}")
+        n = values(data, "budget-width", f"none H={h} S={p.steps * k}")
+        return {s: a[s] - n[s] for s in a.keys() & n.keys()}
+
+    widths, budgets = p.budget_widths, p.budget_multipliers
+    pairs = [
+        (f"at width {h}", (h, budgets[-1]), (h, budgets[0]), "budget")
+        for h in widths
+        if len(budgets) > 1
+    ] + [
+        (f"at {p.steps * k:,} steps", (widths[-1], k), (widths[0], k), "width")
+        for k in budgets
+        if len(widths) > 1
+    ]
+    found = []
+    for where, late, early, what in pairs:
+        a, b = gaps(*late), gaps(*early)
+        common = a.keys() & b.keys()
+        if len(common) >= 2:
+            d = paired_difference(
+                {s: a[s] for s in common}, {s: b[s] for s in common}
+            )
+            found.append((where, late, early, what, d))
+    if not found:
+        return [f"How the gap changes with budget and width: {NOT_RECORDED}"]
+    adjusted = holm_adjust([d.p_value for *_, d in found])
+    out = []
+    for (where, late, early, what, d), adj in zip(found, adjusted, strict=True):
+        change = (
+            f"from {p.steps * early[1]:,} to {p.steps * late[1]:,} steps"
+            if what == "budget"
+            else f"from width {early[0]} to {late[0]}"
+        )
+        verdict = (
+            ("rises" if d.mean > 0 else "falls")
+            if d.excludes_zero and adj < 1 - d.level
+            else "shows no evidence of a change"
+        )
+        out.append(
+            f"{where}, the loss gap all - none {verdict} {change}: "
+            f"{d.mean:+.3f} {LOSS_UNIT} (95% CI {d.low:+.3f} to {d.high:+.3f}, "
+            f"{d.n} paired seeds, Holm-adjusted p {format_p(adj, 1 - d.level)} over "
+            f"{len(found)} comparisons)"
+        )
+    return out
 
 
 def detectable_sentence(comparison: Comparison, power: float = 0.8) -> str:
