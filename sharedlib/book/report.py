@@ -1076,9 +1076,7 @@ def budget_trends(data: Mapping[str, Any]) -> list[str]:
         a, b = gaps(*late), gaps(*early)
         common = a.keys() & b.keys()
         if len(common) >= 2:
-            d = paired_difference(
-                {s: a[s] for s in common}, {s: b[s] for s in common}
-            )
+            d = paired_difference({s: a[s] for s in common}, {s: b[s] for s in common})
             found.append((where, late, early, what, d))
     if not found:
         return [f"How the gap changes with budget and width: {NOT_RECORDED}"]
