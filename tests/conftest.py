@@ -1,4 +1,5 @@
-"""Shared test setup: headless matplotlib, the repository's scripts importable, the built book."""
+"""Shared test setup: headless matplotlib, the repository's scripts importable, torch's thread count kept per test,
+the built book."""
 
 import subprocess
 import sys
@@ -6,10 +7,21 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A script's main() run in-process sets its own thread count (``--threads 2``); left behind, it makes every
+    later test spin two threads on a core that `make test`'s other process is using (a 15x slower copy task)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
