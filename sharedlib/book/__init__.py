@@ -35,6 +35,7 @@ from ..experiments.suite import (
     fixed_windows,
     get_profile,
     profile_model_config,
+    window_baselines,
     window_loss,
 )
 from . import (
@@ -120,5 +121,6 @@ __all__ = [
     "train_model",
     "use_book_style",
     "why_report",
+    "window_baselines",
     "window_loss",
 ]

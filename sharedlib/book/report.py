@@ -1090,7 +1090,7 @@ def budget_trends(data: Mapping[str, Any]) -> list[str]:
         )
         verdict = (
             ("rises" if d.mean > 0 else "falls")
-            if d.excludes_zero and adj < 1 - d.level
+            if claims_effect(d, adj)
             else "shows no evidence of a change"
         )
         out.append(
