@@ -26,6 +26,12 @@ def test_the_recorded_sweep_holds_its_raw_times_and_a_tampered_ratio_is_refused(
     tampered["runs"][3]["shared_over_unshared"]["median"] += 0.01
     with pytest.raises(ValueError, match=f"width {tampered['runs'][3]['d_model']}"):
         decoding_report.check_sweep(tampered)
+    # the older decoding file (chapter 6b's first table) has the same fields and is checked the same way
+    decoding = load_recorded("decoding", "cpu")
+    decoding_report.check_sweep(decoding)
+    decoding["runs"][0]["shared_over_unshared"]["median"] *= 1.001
+    with pytest.raises(ValueError, match="stored ratio"):
+        decoding_report.check_sweep(decoding)
 
 
 def test_rows_and_sentence_group_the_ratios_by_where_the_unshared_layers_fit():

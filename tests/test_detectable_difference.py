@@ -92,6 +92,45 @@ def test_the_budget_trends_pair_the_change_in_the_gap_over_seeds(ci_suite):
     assert lines[2].startswith(f"at {s1} steps, the loss gap all - none shows no evidence of a change from width 16")
     assert lines[3].startswith(f"at {s2} steps, the loss gap all - none rises from width 16 to 32: +0.050")
     assert all("over 4 comparisons" in line for line in lines)
+    summary = report.budget_trend_summary(data)
+    assert summary.startswith(f"The gap all - none falls from {s1} to {s2} steps at width 16 (-0.050 ")
+    assert f"; it rises from width 16 to 32 at {s2} steps (+0.050 " in summary
+    assert summary.endswith("; and it shows no evidence of a change in the other 2 comparisons "
+                            "(paired over seeds, Holm over 4)")
+    # no change anywhere: one clause, no count of "others"
+    for r in data["runs"]:
+        if r["experiment"] == "budget-width":
+            r["val_loss"] = 2.0 + r["seed"] + (0.1 if r["label"].startswith("all") else 0.0)
+    assert report.budget_trend_summary(data) == (
+        "The gap all - none shows no evidence of a change in any of the 4 comparisons (paired over seeds, Holm over 4)")
     empty = copy.deepcopy(ci_suite)
     empty["runs"] = [r for r in empty["runs"] if r["experiment"] != "budget-width"]
     assert report.budget_trends(empty) == [f"How the gap changes with budget and width: {report.NOT_RECORDED}"]
+    assert report.budget_trend_summary(empty).endswith(report.NOT_RECORDED)
+
+
+def test_the_late_falls_measure_each_cell_over_its_last_interval(ci_suite):
+    import copy
+
+    from sharedlib.book import report
+
+    data = copy.deepcopy(ci_suite)
+    # the last two curve points set by hand: none still falls 0.2 at the short budget, all has
+    # stopped; at the long budget none rises 0.1
+    for r in data["runs"]:
+        if r["experiment"] == "budget-width":
+            steps = int(r["label"].split()[2][2:])
+            none = r["label"].startswith("none")
+            fall = (0.2 if steps == TINY.steps else -0.1) if none else 0.0
+            r["curve"][-2][2] = r["curve"][-1][2] + fall + 0.004 * r["seed"]
+    lines = report.budget_late_falls(data)
+    assert len(lines) == 4
+    span = TINY.eval_every
+    assert lines[0].startswith(f"width 16, {TINY.steps} steps: fall of the report loss over the last {span} steps")
+    jitter = 0.004 * np.mean(sorted(report.values(data, "budget-width", f"all H=16 S={TINY.steps}")))
+    assert f"none {0.2 + jitter:+.3f} [" in lines[0] and f"all {jitter:+.3f} [" in lines[0]
+    assert f"none {-0.1 + jitter:+.3f} [" in lines[1]
+    assert "last " + str(2 * span) + " steps" in lines[1]  # the longer budget evaluates less often
+    empty = copy.deepcopy(ci_suite)
+    empty["runs"] = [r for r in empty["runs"] if r["experiment"] != "budget-width"]
+    assert all(report.NOT_RECORDED in line for line in report.budget_late_falls(empty))

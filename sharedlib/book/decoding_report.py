@@ -42,7 +42,8 @@ MIB = 2**20
 
 def check_sweep(data: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` unless every run's stored ratio is the one its raw per-token
-    times give (``bench.paired_ratio_interval``)."""
+    times give (``bench.paired_ratio_interval``); serves the sweep and the decoding
+    file alike."""
     for run in data["runs"]:
         raw = run["seconds_per_token"]
         again = paired_ratio_interval(raw["all"], raw["none"])

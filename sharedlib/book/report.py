@@ -62,9 +62,13 @@ __all__ = [
     "COMPARISON_HEADERS",
     "NOT_RECORDED",
     "PROGRESS_HEADERS",
+    "GapChange",
     "baseline_rows",
     "budget_comparisons",
+    "budget_gap_changes",
+    "budget_late_falls",
     "budget_rows",
+    "budget_trend_summary",
     "bullets",
     "compare_pairs",
     "compare_to_baseline",
@@ -1050,10 +1054,28 @@ def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
     return header, rows
 
 
-def budget_trends(data: Mapping[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class GapChange:
+    """The change of the gap ``all - none`` between two budget-width cells, paired over
+    seeds, with its Holm-adjusted p-value over the family of such changes."""
+
+    where: str  # "at width 64" or "at 1,200 steps"
+    change: str  # "from 1,200 to 4,800 steps" or "from width 64 to 128"
+    difference: PairedDifference
+    adjusted_p: float
+    family_size: int
+
+    @property
+    def verdict(self) -> str:
+        if not claims_effect(self.difference, self.adjusted_p):
+            return "shows no evidence of a change"
+        return "rises" if self.difference.mean > 0 else "falls"
+
+
+def budget_gap_changes(data: Mapping[str, Any]) -> list[GapChange]:
     """Does the gap ``all - none`` change with the budget (at each width) or with the
-    width (at each budget)? One sentence per pair of cells, the change in the gap
-    paired over seeds and Holm-corrected over the pairs (chapter 6)."""
+    width (at each budget)? Each pair of cells paired over the seeds both have, Holm
+    over the pairs (chapter 6)."""
     p = file_profile(data)
 
     def gaps(h: int, k: int) -> dict[Any, float]:
@@ -1077,27 +1099,95 @@ def budget_trends(data: Mapping[str, Any]) -> list[str]:
         common = a.keys() & b.keys()
         if len(common) >= 2:
             d = paired_difference({s: a[s] for s in common}, {s: b[s] for s in common})
-            found.append((where, late, early, what, d))
-    if not found:
+            change = (
+                f"from {p.steps * early[1]:,} to {p.steps * late[1]:,} steps"
+                if what == "budget"
+                else f"from width {early[0]} to {late[0]}"
+            )
+            found.append((where, change, d))
+    adjusted = holm_adjust([d.p_value for *_, d in found]) if found else []
+    return [
+        GapChange(where, change, d, adj, len(found))
+        for (where, change, d), adj in zip(found, adjusted, strict=True)
+    ]
+
+
+def budget_trends(data: Mapping[str, Any]) -> list[str]:
+    """One sentence per ``budget_gap_changes`` entry (chapter 6)."""
+    changes = budget_gap_changes(data)
+    if not changes:
         return [f"How the gap changes with budget and width: {NOT_RECORDED}"]
-    adjusted = holm_adjust([d.p_value for *_, d in found])
+    return [
+        f"{c.where}, the loss gap all - none {c.verdict} {c.change}: "
+        f"{c.difference.mean:+.3f} {LOSS_UNIT} (95% CI {c.difference.low:+.3f} to "
+        f"{c.difference.high:+.3f}, {c.difference.n} paired seeds, Holm-adjusted p "
+        f"{format_p(c.adjusted_p, 1 - c.difference.level)} over {c.family_size} "
+        "comparisons)"
+        for c in changes
+    ]
+
+
+def budget_trend_summary(data: Mapping[str, Any]) -> str:
+    """One sentence for the FAQ: where the gap ``all - none`` moves with budget or
+    width, and how many changes show no evidence (chapter 6)."""
+    changes = budget_gap_changes(data)
+    if not changes:
+        return f"How the gap all - none changes with budget and width: {NOT_RECORDED}"
+    moved = [c for c in changes if c.verdict != "shows no evidence of a change"]
+    parts = [
+        f"{c.verdict} {c.change} {c.where} ({c.difference.mean:+.3f} {LOSS_UNIT}, 95% "
+        f"CI {c.difference.low:+.3f} to {c.difference.high:+.3f})"
+        for c in moved
+    ]
+    rest = len(changes) - len(moved)
+    if parts and rest:
+        parts.append(
+            f"shows no evidence of a change in the other {rest} "
+            + ("comparison" if rest == 1 else "comparisons")
+        )
+    elif not parts:
+        parts.append(
+            f"shows no evidence of a change in any of the {len(changes)} comparisons"
+        )
+    body = parts[0]
+    if len(parts) > 1:
+        body = "; it ".join(parts[:-1]) + "; and it " + parts[-1]
+    return f"The gap all - none {body} (paired over seeds, Holm over {len(changes)})"
+
+
+def budget_late_falls(data: Mapping[str, Any]) -> list[str]:
+    """How much each budget-width cell's report loss still falls over its last
+    evaluation interval (a sixth of the run at the recorded profiles): mean over seeds
+    and 95% interval, ``none`` then ``all`` (is the longer budget nearer a plateau?
+    chapter 6)."""
     out = []
-    for (where, late, early, what, d), adj in zip(found, adjusted, strict=True):
-        change = (
-            f"from {p.steps * early[1]:,} to {p.steps * late[1]:,} steps"
-            if what == "budget"
-            else f"from width {early[0]} to {late[0]}"
-        )
-        verdict = (
-            ("rises" if d.mean > 0 else "falls")
-            if claims_effect(d, adj)
-            else "shows no evidence of a change"
-        )
+    for a, n, h, steps in _budget_pairs(data):
+        parts = []
+        for label in (n, a):
+            falls = [
+                r["curve"][-2][2] - r["curve"][-1][2]
+                for r in data["runs"]
+                if r["experiment"] == "budget-width"
+                and r["label"] == label
+                and r["status"] == "ok"
+                and len(r["curve"]) >= 2
+            ]
+            name = label.split()[0]
+            if len(falls) < 2:
+                parts.append(f"{name} {NOT_RECORDED}")
+                continue
+            mean, low, high = mean_interval(falls)
+            parts.append(f"{name} {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+        span = None
+        for r in data["runs"]:
+            if r["experiment"] == "budget-width" and r["label"] in (a, n):
+                if len(r["curve"]) >= 2:
+                    span = r["curve"][-1][0] - r["curve"][-2][0]
+                    break
+        last = f"the last {span:,} steps" if span else "the last interval"
         out.append(
-            f"{where}, the loss gap all - none {verdict} {change}: "
-            f"{d.mean:+.3f} {LOSS_UNIT} (95% CI {d.low:+.3f} to {d.high:+.3f}, "
-            f"{d.n} paired seeds, Holm-adjusted p {format_p(adj, 1 - d.level)} over "
-            f"{len(found)} comparisons)"
+            f"width {h}, {steps:,} steps: fall of the report loss over {last} "
+            f"({LOSS_UNIT}, positive while it still falls): " + "; ".join(parts)
         )
     return out
 
