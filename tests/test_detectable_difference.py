@@ -45,6 +45,8 @@ def test_the_budget_report_pairs_each_cell_and_plots_both_axes(ci_suite):
     comparisons = report.budget_comparisons(ci_suite)
     header, rows = report.budget_rows(ci_suite)
     assert len(rows) == len(comparisons) == 4 and all(len(row) == len(header) for row in rows)
+    chosen = suite.chosen_lrs(ci_suite["runs"], TINY)
+    assert rows[0][:3] == (16, f"{TINY.steps:,}", f"{chosen['none H=16 S=6']:g}, {chosen['all H=16 S=6']:g}")
     assert {c.family_size for c in comparisons} == {4}  # one Holm family
     c = comparisons[0]
     by_hand = np.mean([a - b for a, b in zip(

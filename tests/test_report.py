@@ -301,6 +301,12 @@ def test_learned_sentence_counts_runs_below_each_baseline():
     assert report.NOT_RECORDED in report.learned_sentence(results([]), {"trigram": 3.0})
     copied = results([run("equal-depth", "none", 0, 3.0), run("lr-sweep", "none", 0, 3.0, reused_from="x")])
     assert report.learned_sentence(copied, {"trigram": 3.5}).startswith("The one finished training run")
+    # two training lengths: counted apart, so a longer budget's runs do not hide behind the shorter ones
+    longer = [run("budget-width", "none H=64 S=96", s, v, steps=96) for s, v in enumerate([1.5, 2.5])]
+    text = report.learned_sentence(results([*equal_depth([0.1] * 5)["runs"], *longer]), {"5-gram": 2.0})
+    assert text.startswith("Of the 12 finished training runs on the full training split")
+    assert "the 10 of 24 steps end between 2.900 and 3.200 (below the 5-gram (2.000): 0 of 10)" in text
+    assert text.endswith("the 2 of 96 steps end between 1.500 and 2.500 (below the 5-gram (2.000): 1 of 2).")
 
 
 def test_overfitting_sentence_reads_the_best_step():

@@ -322,31 +322,51 @@ def baseline_rows(
 def learned_sentence(data: Mapping[str, Any], baselines: Mapping[str, float]) -> str:
     """Where the recorded models end (final validation loss of every finished training
     run on the full training split, copies of an identical run counted once) against the
-    n-gram ``baselines``: how many runs beat each."""
-    losses = [
-        r["val_loss"]
+    n-gram ``baselines``: how many runs beat each, per training length when the file
+    holds several."""
+    runs = [
+        r
         for r in data["runs"]
         if r["status"] == "ok"
         and r["kind"] == "train"
         and not r.get("split", {}).get("train_bytes")
         and not r.get("reused_from")
     ]  # each trained run once
-    if not losses:
+    if not runs:
         return f"Trained models: {NOT_RECORDED}."
-    below = "; ".join(
-        f"below the {name} ({value:.3f}): "
-        f"{sum(x < value for x in losses)} of {len(losses)}"
-        for name, value in baselines.items()
-    )
-    if len(losses) == 1:
-        return (
-            "The one finished training run on the full training split ends at "
-            f"{losses[0]:.3f} {LOSS_UNIT}; {below}."
+    by_steps: dict[int, list[float]] = {}
+    for r in sorted(runs, key=lambda r: r["steps"]):
+        by_steps.setdefault(int(r["steps"]), []).append(float(r["val_loss"]))
+
+    def counts(losses: list[float]) -> str:
+        return "; ".join(
+            f"below the {name} ({value:.3f}): "
+            f"{sum(x < value for x in losses)} of {len(losses)}"
+            for name, value in baselines.items()
         )
+
+    if len(by_steps) == 1:
+        losses = next(iter(by_steps.values()))
+        if len(losses) == 1:
+            return (
+                "The one finished training run on the full training split ends at "
+                f"{losses[0]:.3f} {LOSS_UNIT}; {counts(losses)}."
+            )
+        return (
+            f"The {len(losses)} finished training runs on the full training split "
+            f"end between {min(losses):.3f} and {max(losses):.3f} {LOSS_UNIT} of "
+            f"validation loss; {counts(losses)}."
+        )
+    parts = [
+        f"the {len(losses)} of {steps:,} steps end between {min(losses):.3f} and "
+        f"{max(losses):.3f} ({counts(losses)})"
+        if len(losses) > 1
+        else f"the one of {steps:,} steps ends at {losses[0]:.3f} ({counts(losses)})"
+        for steps, losses in by_steps.items()
+    ]
     return (
-        f"The {len(losses)} finished training runs on the full training split end "
-        f"between {min(losses):.3f} and {max(losses):.3f} {LOSS_UNIT} of validation "
-        f"loss; {below}."
+        f"Of the {len(runs)} finished training runs on the full training split "
+        f"(validation loss in {LOSS_UNIT}), " + "; ".join(parts) + "."
     )
 
 
@@ -1029,8 +1049,10 @@ def budget_comparisons(data: Mapping[str, Any]) -> list[Comparison]:
 
 
 def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """Per cell: width, steps, both models' report loss and their paired difference."""
-    header = ["width", "steps", "none", "all", "all - none (Holm)"]
+    """Per cell: width, steps, both models' chosen learning rate, report loss and
+    their paired difference."""
+    header = ["width", "steps", "lr none, all", "none", "all", "all - none (Holm)"]
+    chosen = chosen_lrs(data["runs"], file_profile(data))
     rows = []
     for (a, n, h, steps), c in zip(
         _budget_pairs(data), budget_comparisons(data), strict=True
@@ -1050,7 +1072,8 @@ def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
             else f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p_adj "
             f"{c.adjusted_p:.3g}"
         )
-        rows.append((h, steps, *cells, diff))
+        rates = ", ".join(f"{chosen[x]:g}" if x in chosen else "—" for x in (n, a))
+        rows.append((h, f"{steps:,}", rates, *cells, diff))
     return header, rows
 
 
