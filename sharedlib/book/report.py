@@ -1185,28 +1185,27 @@ def budget_late_falls(data: Mapping[str, Any]) -> list[str]:
     chapter 6)."""
     out = []
     for a, n, h, steps in _budget_pairs(data):
-        parts = []
-        for label in (n, a):
-            falls = [
-                r["curve"][-2][2] - r["curve"][-1][2]
+        curves = {
+            label: [
+                r["curve"]
                 for r in data["runs"]
                 if r["experiment"] == "budget-width"
                 and r["label"] == label
                 and r["status"] == "ok"
                 and len(r["curve"]) >= 2
             ]
+            for label in (n, a)
+        }
+        parts = []
+        for label, found in curves.items():
             name = label.split()[0]
-            if len(falls) < 2:
+            if len(found) < 2:
                 parts.append(f"{name} {NOT_RECORDED}")
                 continue
-            mean, low, high = mean_interval(falls)
+            mean, low, high = mean_interval(c[-2][2] - c[-1][2] for c in found)
             parts.append(f"{name} {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
-        span = None
-        for r in data["runs"]:
-            if r["experiment"] == "budget-width" and r["label"] in (a, n):
-                if len(r["curve"]) >= 2:
-                    span = r["curve"][-1][0] - r["curve"][-2][0]
-                    break
+        first = next((c for found in curves.values() for c in found), None)
+        span = first[-1][0] - first[-2][0] if first else None
         last = f"the last {span:,} steps" if span else "the last interval"
         out.append(
             f"width {h}, {steps:,} steps: fall of the report loss over {last} "
