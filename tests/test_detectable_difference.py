@@ -94,17 +94,27 @@ def test_the_budget_trends_pair_the_change_in_the_gap_over_seeds(ci_suite):
     assert lines[2].startswith(f"at {s1} steps, the loss gap all - none shows no evidence of a change from width 16")
     assert lines[3].startswith(f"at {s2} steps, the loss gap all - none rises from width 16 to 32: +0.050")
     assert all("over 4 comparisons" in line for line in lines)
-    summary = report.budget_trend_summary(data)
-    assert summary.startswith(f"The gap all - none falls from {s1} to {s2} steps at width 16 (-0.050 ")
+    summary, best = report.budget_trend_summary(data).split(". With each run stopped at its best step")
+    assert summary.startswith(
+        f"At the last step, the gap all - none falls from {s1} to {s2} steps at width 16 (-0.050 ")
     assert f"; it rises from width 16 to 32 at {s2} steps (+0.050 " in summary
     assert summary.endswith("; and it shows no evidence of a change in the other 2 comparisons "
                             "(paired over seeds, Holm over 4)")
+    # the best-step half counts the changes of the gap in best_val_loss, set the same way
+    for r in data["runs"]:
+        if r["experiment"] == "budget-width":
+            r["best_val_loss"] = r["val_loss"]
+    best = report.budget_trend_summary(data).split(". With each run stopped at its best step")[1]
+    assert best == (" (chosen on the select windows), the gap falls in 1, rises in 1 and shows no evidence of a "
+                    "change in 2 of the 4 comparisons (Holm over 4)")
     # no change anywhere: one clause, no count of "others"
     for r in data["runs"]:
         if r["experiment"] == "budget-width":
-            r["val_loss"] = 2.0 + r["seed"] + (0.1 if r["label"].startswith("all") else 0.0)
+            r["val_loss"] = r["best_val_loss"] = 2.0 + r["seed"] + (0.1 if r["label"].startswith("all") else 0.0)
     assert report.budget_trend_summary(data) == (
-        "The gap all - none shows no evidence of a change in any of the 4 comparisons (paired over seeds, Holm over 4)")
+        "At the last step, the gap all - none shows no evidence of a change in any of the 4 comparisons (paired "
+        "over seeds, Holm over 4). With each run stopped at its best step (chosen on the select windows), the gap "
+        "shows no evidence of a change in 4 of the 4 comparisons (Holm over 4)")
     empty = copy.deepcopy(ci_suite)
     empty["runs"] = [r for r in empty["runs"] if r["experiment"] != "budget-width"]
     assert report.budget_trends(empty) == [f"How the gap changes with budget and width: {report.NOT_RECORDED}"]

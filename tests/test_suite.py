@@ -351,6 +351,51 @@ def test_budget_width_plans_every_cell_with_its_own_rate():
     assert {s.train.steps for s in arms} == {p.steps * k for k in p.budget_multipliers}
 
 
+def test_the_best_step_rule_chooses_on_each_run_s_best_select_loss():
+    p = suite.PROFILES["ci"]
+
+    def run(lr, curve):  # curve: select losses at each evaluation; the last is select_val_loss
+        return {"experiment": "lr-sweep", "label": "none", "lr": lr, "status": "ok", "val_loss": 9.0,
+                "select_val_loss": curve[-1], "curve": [[i, 0.0, 9.0, v] for i, v in enumerate(curve)]}
+
+    # the first rate ends worse but was better at its best step (it overfits after it)
+    runs = [run(p.lrs[0], [2.0, 1.2, 1.6]), run(p.lrs[1], [2.0, 1.5, 1.4])]
+    assert suite.chosen_lrs(runs, p)["none"] == p.lrs[1]
+    assert suite.chosen_lrs(runs, p, "best")["none"] == p.lrs[0]
+    assert suite.selection_loss(runs[0], "best") == 1.2 and suite.selection_loss(runs[0]) == 1.6
+    with pytest.raises(ValueError, match="rule"):
+        suite.chosen_lrs(runs, p, "first")
+    old = {**runs[0], "curve": [[i, 0.0, v] for i, v in enumerate([2.0, 1.2])]}  # first edition
+    with pytest.raises(ValueError, match="first-edition"):
+        suite.selection_loss(old, "best")
+
+
+def test_budget_stopped_trains_only_the_cells_whose_best_step_rate_differs(tmp_path):
+    torch.set_num_threads(1)
+    p = replace(TINY, steps=6, warmup=2, eval_every=3, budget_widths=(16,), budget_multipliers=(1,))
+    path = suite.run_experiments(p, ["budget-sweep", "budget-width"], tmp_path, command="pytest")
+    data = suite.load_results(path)
+    labels = suite.budget_labels(p)
+    # make the best-step choice of "none" differ from its last-step one: its runs at the
+    # other rate get a better select loss early in the curve
+    last = suite.chosen_lrs(data["runs"], p)
+    other = next(lr for lr in p.budget_lrs if lr != last[labels[0]])
+    for r in data["runs"]:
+        if r["experiment"] == "budget-sweep" and r["label"] == labels[0] and r["lr"] == other:
+            r["curve"][0][3] = min(pt[3] for rr in data["runs"] for pt in rr["curve"]) - 0.5
+    suite.write_results(path, data)
+    assert suite.chosen_lrs(data["runs"], p, "best")[labels[0]] == other
+    suite.run_experiments(p, ["budget-stopped"], tmp_path, command="pytest")
+    stopped = [r for r in suite.load_results(path)["runs"] if r["experiment"] == "budget-stopped"]
+    assert {(r["label"], r["seed"]) for r in stopped} == {(x, s) for x in labels for s in range(p.seeds)}
+    for r in stopped:
+        rule_rate = other if r["label"] == labels[0] else last[r["label"]]
+        assert r["lr"] == rule_rate
+        # a run equal to a recorded one (budget-width's, or the sweep's seed 0) is copied
+        copied = "reused_from" in r
+        assert copied == (r["label"] != labels[0] or r["seed"] == 0), (r["label"], r["seed"])
+
+
 def test_a_rate_at_the_edge_of_the_grid_widens_the_sweep():
     p = suite.PROFILES["ci"]
     low, high = min(p.lrs), max(p.lrs)

@@ -68,6 +68,8 @@ __all__ = [
     "budget_gap_changes",
     "budget_late_falls",
     "budget_rows",
+    "budget_stopping_rows",
+    "budget_summary",
     "budget_trend_summary",
     "bullets",
     "compare_pairs",
@@ -1041,40 +1043,140 @@ def _budget_pairs(data: Mapping[str, Any]) -> list[tuple[str, str, int, int]]:
     ]
 
 
-def budget_comparisons(data: Mapping[str, Any]) -> list[Comparison]:
-    """``all`` against ``none`` in every width x budget cell, one Holm family
-    (chapter 6)."""
+def budget_comparisons(
+    data: Mapping[str, Any], metric: str = "val_loss"
+) -> list[Comparison]:
+    """``all`` against ``none`` in every width x budget cell on ``metric``, one Holm
+    family (chapter 6)."""
     pairs = [(a, n) for a, n, _, _ in _budget_pairs(data)]
-    return compare_pairs(data, "budget-width", pairs)
+    return compare_pairs(data, "budget-width", pairs, metric=metric)
+
+
+def _difference_cell(c: Comparison) -> str:
+    """``+0.094 [+0.074, +0.115], p_adj < 0.001`` or a dash without a difference."""
+    d = c.difference
+    if d is None:
+        return "—"
+    p = "" if c.adjusted_p is None else f", p_adj {format_p(c.adjusted_p, 1 - d.level)}"
+    return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{p}"
+
+
+def _mean_cell(v: Mapping[Any, float]) -> str:
+    """Mean and 95% interval over seeds, one value alone, or not recorded."""
+    if len(v) >= 2:
+        mean, low, high = mean_interval(v.values())
+        return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    return NOT_RECORDED if not v else f"{next(iter(v.values())):.3f}"
 
 
 def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """Per cell: width, steps, both models' chosen learning rate, report loss and
-    their paired difference."""
+    """Per cell: width, steps, both models' chosen learning rate, report loss at the
+    last step and their paired difference."""
     header = ["width", "steps", "lr none, all", "none", "all", "all - none (Holm)"]
     chosen = chosen_lrs(data["runs"], file_profile(data))
     rows = []
     for (a, n, h, steps), c in zip(
         _budget_pairs(data), budget_comparisons(data), strict=True
     ):
-        cells = []
-        for label in (n, a):
-            v = values(data, "budget-width", label)
-            if len(v) >= 2:
-                mean, low, high = mean_interval(v.values())
-                cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]")
-            else:
-                cells.append(NOT_RECORDED if not v else f"{next(iter(v.values())):.3f}")
-        d = c.difference
-        diff = (
-            "—"
-            if d is None
-            else f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p_adj "
-            f"{c.adjusted_p:.3g}"
-        )
+        cells = [_mean_cell(values(data, "budget-width", label)) for label in (n, a)]
         rates = ", ".join(f"{chosen[x]:g}" if x in chosen else "—" for x in (n, a))
-        rows.append((h, f"{steps:,}", rates, *cells, diff))
+        rows.append((h, f"{steps:,}", rates, *cells, _difference_cell(c)))
     return header, rows
+
+
+def budget_stopping_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
+    """Per cell: each model's best step (chosen on the select windows, range over
+    seeds), its train-validation gap at the end, and ``all - none`` at the best step
+    (does the last step's answer hold with early stopping? chapter 6)."""
+    header = [
+        "width",
+        "steps",
+        "best step none",
+        "best step all",
+        "train-val gap none",
+        "train-val gap all",
+        "all - none at the best step (Holm)",
+    ]
+    rows = []
+    for (a, n, h, steps), c in zip(
+        _budget_pairs(data), budget_comparisons(data, "best_val_loss"), strict=True
+    ):
+        best = []
+        for label in (n, a):
+            found = sorted(
+                int(r["best_val_step"])
+                for r in data["runs"]
+                if r["experiment"] == "budget-width"
+                and r["label"] == label
+                and r["status"] == "ok"
+            )
+            best.append(
+                "—"
+                if not found
+                else f"{found[0]:,}"
+                if found[0] == found[-1]
+                else f"{found[0]:,}–{found[-1]:,}"
+            )
+        gaps = [_mean_cell(values(data, "budget-width", x, "gap")) for x in (n, a)]
+        rows.append((h, f"{steps:,}", *best, *gaps, _difference_cell(c)))
+    return header, rows
+
+
+BUDGET_MEASURES = {
+    "val_loss": "at the last step, all's validation loss is",
+    "best_val_loss": "at each run's best step (chosen on the select windows), it is",
+    "gap": "its train-validation gap is",
+}
+
+
+def budget_summary(data: Mapping[str, Any], what: str) -> str:
+    """One sentence naming, for each measure of ``BUDGET_MEASURES``, the cells where
+    ``all`` is higher, lower or not shown to differ from ``none`` (chapter 6, FAQ)."""
+    pairs = _budget_pairs(data)
+    parts, seeds = [], set()
+    for metric, lead in BUDGET_MEASURES.items():
+        groups: dict[str, list[str]] = {}
+        for (_, _, h, steps), c in zip(
+            pairs, budget_comparisons(data, metric), strict=True
+        ):
+            groups.setdefault(c.effect, []).append(f"{h} x {steps:,}")
+            if c.difference is not None:
+                seeds.add(c.difference.n)
+        if set(groups) == {"not recorded"}:
+            return f"{what}: {NOT_RECORDED}"
+        said = []
+        for effect, phrase in (
+            ("higher", "higher"),
+            ("lower", "lower"),
+            ("none", "not shown to differ"),
+            ("too few", "short of paired seeds"),
+            ("not recorded", NOT_RECORDED),
+        ):
+            cells = groups.get(effect, [])
+            if len(cells) == len(pairs) > 1:
+                said.append(f"{phrase} in all {len(pairs)} cells")
+            elif cells:
+                where = (
+                    cells[0]
+                    if len(cells) == 1
+                    else ", ".join(cells[:-1]) + " and " + cells[-1]
+                )
+                said.append(f"{phrase} at {where}")
+        joined = (
+            said[0] if len(said) == 1 else ", ".join(said[:-1]) + ", and " + said[-1]
+        )
+        parts.append(f"{lead} {joined}")
+    n = (
+        "no"
+        if not seeds
+        else f"{min(seeds)}"
+        if len(seeds) == 1
+        else f"{min(seeds)} to {max(seeds)}"
+    )
+    return (
+        f"{what}, all against none in each width x steps cell ({n} paired seeds, 95% "
+        f"CI, Holm over the {len(pairs)} cells of each measure): " + "; ".join(parts)
+    )
 
 
 @dataclass(frozen=True)
@@ -1095,15 +1197,17 @@ class GapChange:
         return "rises" if self.difference.mean > 0 else "falls"
 
 
-def budget_gap_changes(data: Mapping[str, Any]) -> list[GapChange]:
-    """Does the gap ``all - none`` change with the budget (at each width) or with the
-    width (at each budget)? Each pair of cells paired over the seeds both have, Holm
-    over the pairs (chapter 6)."""
+def budget_gap_changes(
+    data: Mapping[str, Any], metric: str = "val_loss"
+) -> list[GapChange]:
+    """Does the gap ``all - none`` in ``metric`` change with the budget (at each width)
+    or with the width (at each budget)? Each pair of cells paired over the seeds both
+    have, Holm over the pairs (chapter 6)."""
     p = file_profile(data)
 
     def gaps(h: int, k: int) -> dict[Any, float]:
-        a = values(data, "budget-width", f"all H={h} S={p.steps * k}")
-        n = values(data, "budget-width", f"none H={h} S={p.steps * k}")
+        a = values(data, "budget-width", f"all H={h} S={p.steps * k}", metric)
+        n = values(data, "budget-width", f"none H={h} S={p.steps * k}", metric)
         return {s: a[s] - n[s] for s in a.keys() & n.keys()}
 
     widths, budgets = p.budget_widths, p.budget_multipliers
@@ -1135,13 +1239,14 @@ def budget_gap_changes(data: Mapping[str, Any]) -> list[GapChange]:
     ]
 
 
-def budget_trends(data: Mapping[str, Any]) -> list[str]:
+def budget_trends(data: Mapping[str, Any], metric: str = "val_loss") -> list[str]:
     """One sentence per ``budget_gap_changes`` entry (chapter 6)."""
-    changes = budget_gap_changes(data)
+    changes = budget_gap_changes(data, metric)
     if not changes:
         return [f"How the gap changes with budget and width: {NOT_RECORDED}"]
+    gap = "the loss gap" if metric == "val_loss" else f"the gap in {METRICS[metric]}"
     return [
-        f"{c.where}, the loss gap all - none {c.verdict} {c.change}: "
+        f"{c.where}, {gap} all - none {c.verdict} {c.change}: "
         f"{c.difference.mean:+.3f} {LOSS_UNIT} (95% CI {c.difference.low:+.3f} to "
         f"{c.difference.high:+.3f}, {c.difference.n} paired seeds, Holm-adjusted p "
         f"{format_p(c.adjusted_p, 1 - c.difference.level)} over {c.family_size} "
@@ -1151,8 +1256,33 @@ def budget_trends(data: Mapping[str, Any]) -> list[str]:
 
 
 def budget_trend_summary(data: Mapping[str, Any]) -> str:
-    """One sentence for the FAQ: where the gap ``all - none`` moves with budget or
-    width, and how many changes show no evidence (chapter 6)."""
+    """For the FAQ: where the gap ``all - none`` at the last step moves with budget or
+    width, and how many changes show no evidence; then the same count for the gap at
+    each run's best step (chapter 6)."""
+    return _last_step_trends(data) + _best_step_trends(data)
+
+
+def _best_step_trends(data: Mapping[str, Any]) -> str:
+    """``". With each run stopped at its best step, the gap falls in 4 of the 4
+    comparisons (Holm over 4)"``, or nothing when no change is recorded."""
+    changes = budget_gap_changes(data, "best_val_loss")
+    if not changes:
+        return ""
+    counts = Counter(c.verdict for c in changes)
+    said = [
+        f"{verdict} in {counts[verdict]}"
+        for verdict in ("falls", "rises", "shows no evidence of a change")
+        if counts[verdict]
+    ]
+    body = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return (
+        ". With each run stopped at its best step (chosen on the select windows), the "
+        f"gap {body} of the {len(changes)} comparisons (Holm over {len(changes)})"
+    )
+
+
+def _last_step_trends(data: Mapping[str, Any]) -> str:
+    """The last-step half of ``budget_trend_summary``."""
     changes = budget_gap_changes(data)
     if not changes:
         return f"How the gap all - none changes with budget and width: {NOT_RECORDED}"
@@ -1175,7 +1305,10 @@ def budget_trend_summary(data: Mapping[str, Any]) -> str:
     body = parts[0]
     if len(parts) > 1:
         body = "; it ".join(parts[:-1]) + "; and it " + parts[-1]
-    return f"The gap all - none {body} (paired over seeds, Holm over {len(changes)})"
+    return (
+        f"At the last step, the gap all - none {body} (paired over seeds, Holm over "
+        f"{len(changes)})"
+    )
 
 
 def budget_late_falls(data: Mapping[str, Any]) -> list[str]:

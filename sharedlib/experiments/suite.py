@@ -23,7 +23,13 @@ Experiments:
   * ``relaxed-scratch`` (chapter 8): a fully shared model with per-layer rank-r deltas
     trained from scratch;
   * ``svd-relaxation`` (chapter 8): trained unshared models compressed into one block
-    plus rank-r SVD deltas.
+    plus rank-r SVD deltas;
+  * ``budget-sweep``, ``budget-width``: ``none`` and ``all`` at two widths x two
+    training budgets, the learning rate swept per cell (seed 0) and then every seed at
+    the rate chosen at the last step;
+  * ``budget-stopped``: the same cells at the rate chosen at each sweep run's best
+    step (early stopping), so a comparison at the best step is tuned for it too; runs
+    equal to ``budget-width``'s are copied, not re-trained.
 ``iterations-hops`` (looped models following pointer chains, trained on up to L hops
 and tested on up to 2L, more iterations at test time) has its own runner and record,
 ``sharedlib.experiments.hops``; it is listed in ``SEPARATE_EXPERIMENTS`` and this suite
@@ -67,6 +73,7 @@ __all__ = [
     "PROVENANCE_FIELDS",
     "REPLAY_RTOL",
     "RESULT_MODULES",
+    "SELECTION_RULES",
     "SEPARATE_EXPERIMENTS",
     "SUITE_RESULTS_NAME",
     "Profile",
@@ -114,6 +121,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "svd-relaxation",
     "budget-sweep",
     "budget-width",
+    "budget-stopped",
 )
 # experiment -> where it is run and recorded instead
 SEPARATE_EXPERIMENTS: dict[str, str] = {
@@ -918,17 +926,31 @@ def _spec(
     )
 
 
-def selection_loss(record: Mapping[str, Any]) -> float:
-    """The loss a choice is made on: the select windows' (first edition: the only
-    validation loss)."""
-    return record.get("select_val_loss", record["val_loss"])
+# the step a learning rate is chosen at: the last one, or the best one (early stopping)
+SELECTION_RULES: tuple[str, ...] = ("last", "best")
+
+
+def selection_loss(record: Mapping[str, Any], rule: str = "last") -> float:
+    """The loss a choice is made on: the select windows' at the last step (first
+    edition: the only validation loss) or, with ``rule="best"``, at the best
+    evaluation."""
+    check_choice("rule", rule, SELECTION_RULES)
+    if rule == "last":
+        return record.get("select_val_loss", record["val_loss"])
+    if not record["curve"] or len(record["curve"][0]) < 4:
+        raise ValueError(
+            f"rule 'best' needs select losses in the curve; run {record['label']!r} "
+            "has none (a first-edition record)"
+        )
+    return min(point[3] for point in record["curve"])
 
 
 def chosen_lrs(
-    runs: Iterable[Mapping[str, Any]], profile: str | Profile
+    runs: Iterable[Mapping[str, Any]], profile: str | Profile, rule: str = "last"
 ) -> dict[str, float]:
-    """Per strategy, the learning rate of the lowest validation loss in the finished
-    ``lr-sweep`` runs."""
+    """Per strategy (and budget cell), the learning rate of the lowest select loss in
+    the finished sweep runs, at the last step or at each run's best (``rule``)."""
+    check_choice("rule", rule, SELECTION_RULES)
     profile = get_profile(profile)
     runs = list(runs)
     out = {}
@@ -948,7 +970,7 @@ def chosen_lrs(
                 f"every lr-sweep run of {label!r} diverged; lower the profile's "
                 "learning rates"
             )
-        out[label] = float(min(finished, key=selection_loss)["lr"])
+        out[label] = float(min(finished, key=lambda r: selection_loss(r, rule))["lr"])
     return out
 
 
@@ -1129,7 +1151,7 @@ def plan(
             )
             for r in p.relaxed_ranks
         ]
-    elif experiment == "budget-width":
+    elif experiment in ("budget-width", "budget-stopped"):
         arms = [
             (label, budget_model_config(p, s, h), lr(label), {"budget": k})
             for label, s, h, k in _budget_cells(p)
@@ -1580,7 +1602,8 @@ def run_experiments(
 
     for name in names:
         sweep = name.endswith("-sweep")
-        lrs = {} if sweep else chosen_lrs(data["runs"], p)
+        rule = "best" if name == "budget-stopped" else "last"
+        lrs = {} if sweep else chosen_lrs(data["runs"], p, rule)
         for spec in plan(p, name, lrs):
             run(spec)
         while sweep and (extra := grid_extensions(data["runs"], p, name)):
