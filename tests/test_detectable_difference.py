@@ -35,7 +35,7 @@ def ci_suite(tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("suite")
-    path = suite.run_experiments(TINY, ["budget-sweep", "budget-width"], out, command="pytest")
+    path = suite.run_experiments(TINY, ["budget-sweep", "budget-width", "budget-stopped"], out, command="pytest")
     return suite.load_results(path)
 
 
@@ -100,23 +100,28 @@ def test_the_budget_trends_pair_the_change_in_the_gap_over_seeds(ci_suite):
     assert f"; it rises from width 16 to 32 at {s2} steps (+0.050 " in summary
     assert summary.endswith("; and it shows no evidence of a change in the other 2 comparisons "
                             "(paired over seeds, Holm over 4)")
-    # the best-step half counts the changes of the gap in best_val_loss, set the same way
+    # the best-step half counts the changes of the gap in budget-stopped's best_val_loss, set the same way
     for r in data["runs"]:
-        if r["experiment"] == "budget-width":
-            r["best_val_loss"] = r["val_loss"]
+        if r["experiment"] == "budget-stopped":
+            h, s = (int(part[2:]) for part in r["label"].split()[1:])
+            r["best_val_loss"] = 2.0 + r["seed"] + (gap[h, s] if r["label"].startswith("all") else 0.0)
     best = report.budget_trend_summary(data).split(". With each run stopped at its best step")[1]
-    assert best == (" (chosen on the select windows), the gap falls in 1, rises in 1 and shows no evidence of a "
+    assert best == (" (rates chosen for it), the gap falls in 1, rises in 1 and shows no evidence of a "
                     "change in 2 of the 4 comparisons (Holm over 4)")
     # no change anywhere: one clause, no count of "others"
     for r in data["runs"]:
-        if r["experiment"] == "budget-width":
+        if r["experiment"] in ("budget-width", "budget-stopped"):
             r["val_loss"] = r["best_val_loss"] = 2.0 + r["seed"] + (0.1 if r["label"].startswith("all") else 0.0)
     assert report.budget_trend_summary(data) == (
         "At the last step, the gap all - none shows no evidence of a change in any of the 4 comparisons (paired "
-        "over seeds, Holm over 4). With each run stopped at its best step (chosen on the select windows), the gap "
+        "over seeds, Holm over 4). With each run stopped at its best step (rates chosen for it), the gap "
         "shows no evidence of a change in 4 of the 4 comparisons (Holm over 4)")
+    # without the early-stopped runs, only the last step is summarised
+    partial = copy.deepcopy(data)
+    partial["runs"] = [r for r in partial["runs"] if r["experiment"] != "budget-stopped"]
+    assert report.budget_trend_summary(partial).endswith("(paired over seeds, Holm over 4)")
     empty = copy.deepcopy(ci_suite)
-    empty["runs"] = [r for r in empty["runs"] if r["experiment"] != "budget-width"]
+    empty["runs"] = [r for r in empty["runs"] if r["experiment"] not in ("budget-width", "budget-stopped")]
     assert report.budget_trends(empty) == [f"How the gap changes with budget and width: {report.NOT_RECORDED}"]
     assert report.budget_trend_summary(empty).endswith(report.NOT_RECORDED)
 
@@ -146,3 +151,48 @@ def test_the_late_falls_measure_each_cell_over_its_last_interval(ci_suite):
     empty = copy.deepcopy(ci_suite)
     empty["runs"] = [r for r in empty["runs"] if r["experiment"] != "budget-width"]
     assert all(report.NOT_RECORDED in line for line in report.budget_late_falls(empty))
+
+
+def _set_budget(data, last, stopped, gap_none=0.3, gap_all=0.1):
+    """Set the budget runs' losses by hand: ``last`` and ``stopped`` map (width, steps) to
+    all's offset from none at the last step and at the best step, seed by seed."""
+    for r in data["runs"]:
+        if r["experiment"] not in ("budget-width", "budget-stopped"):
+            continue
+        h, s = (int(part[2:]) for part in r["label"].split()[1:])
+        shared = r["label"].startswith("all")
+        offsets = last if r["experiment"] == "budget-width" else stopped
+        offset = offsets[h, s][r["seed"]] if shared else 0.0
+        r["val_loss"] = r["best_val_loss"] = 2.0 + 0.1 * r["seed"] + offset
+        r["train_loss"] = r["val_loss"] - (gap_all if shared else gap_none)
+
+
+def test_the_budget_summary_names_the_cells_of_each_measure(ci_suite):
+    import copy
+
+    from sharedlib.book import report
+
+    data = copy.deepcopy(ci_suite)
+    s1, s2 = TINY.steps, 2 * TINY.steps
+    higher = (0.1, 0.1)
+    last = {(16, s1): higher, (16, s2): higher, (32, s1): higher, (32, s2): (-0.1, -0.1)}
+    stopped = {**last, (32, s2): (0.01, -0.012)}  # the reversal goes with early stopping
+    _set_budget(data, last, stopped)
+    assert report.budget_summary(data, "W") == (
+        "W, all against none in each width x steps cell (2 paired seeds, 95% CI, Holm over the 4 cells of each "
+        f"measure): at the last step, all's validation loss is higher at 16 x {s1}, 16 x {s2} and 32 x {s1}, and "
+        f"lower at 32 x {s2}; stopped at each run's best step (rates chosen for it), it is higher at 16 x {s1}, "
+        f"16 x {s2} and 32 x {s1}, and not shown to differ at 32 x {s2}; its train-validation gap at the last "
+        "step is lower in all 4 cells")
+    header, rows = report.budget_stopping_rows(data)
+    assert len(rows) == 4 and all(len(row) == len(header) for row in rows)
+    chosen = suite.chosen_lrs(data["runs"], TINY, "best")
+    assert rows[0][2] == f"{chosen['none H=16 S=' + str(s1)]:g}, {chosen['all H=16 S=' + str(s1)]:g}"
+    assert rows[3][-1].startswith("-0.001 [") and rows[0][-1].startswith("+0.100 [+0.100, +0.100], p_adj")
+    # without the early-stopped runs that measure says so; a wrong experiment is refused
+    partial = copy.deepcopy(data)
+    partial["runs"] = [r for r in partial["runs"] if r["experiment"] != "budget-stopped"]
+    assert f"it is {report.NOT_RECORDED} in all 4 cells" in report.budget_summary(partial, "W")
+    assert report.budget_stopping_rows(partial)[1][0][-1] == "—"
+    with pytest.raises(ValueError, match="experiment"):
+        report.budget_comparisons(data, "val_loss", "budget-sweep")

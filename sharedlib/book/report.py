@@ -59,6 +59,8 @@ from ..validation import check_choice, check_int
 from .display import markdown_table
 
 __all__ = [
+    "BUDGET_EXPERIMENTS",
+    "BUDGET_MEASURES",
     "COMPARISON_HEADERS",
     "NOT_RECORDED",
     "PROGRESS_HEADERS",
@@ -214,7 +216,8 @@ def provenance_line(data: Mapping[str, Any]) -> str:
     return (
         f"Profile `{data.get('profile', '?')}`: written by `{prov['command']}` at "
         f"{made_at}; last on {prov['date']}, on {prov['device']}{machine}, "
-        f"torch {prov['torch']}, Python {prov['python']}, {prov['threads']} threads. "
+        f"torch {prov['torch']}, Python {prov['python']}, {prov['threads']} "
+        f"thread{'' if prov['threads'] == 1 else 's'}. "
         f"It holds {len(runs)} run{'s' if len(runs) != 1 else ''} ({reused}) from "
         f"{took} of computing.{code}"
     )
@@ -1043,13 +1046,20 @@ def _budget_pairs(data: Mapping[str, Any]) -> list[tuple[str, str, int, int]]:
     ]
 
 
+BUDGET_EXPERIMENTS = ("budget-width", "budget-stopped")
+
+
 def budget_comparisons(
-    data: Mapping[str, Any], metric: str = "val_loss"
+    data: Mapping[str, Any],
+    metric: str = "val_loss",
+    experiment: str = "budget-width",
 ) -> list[Comparison]:
-    """``all`` against ``none`` in every width x budget cell on ``metric``, one Holm
-    family (chapter 6)."""
+    """``all`` against ``none`` in every width x budget cell of ``experiment`` (rates
+    chosen at the last step, or at the best one) on ``metric``, one Holm family
+    (chapter 6)."""
+    check_choice("experiment", experiment, BUDGET_EXPERIMENTS)
     pairs = [(a, n) for a, n, _, _ in _budget_pairs(data)]
-    return compare_pairs(data, "budget-width", pairs, metric=metric)
+    return compare_pairs(data, experiment, pairs, metric=metric)
 
 
 def _difference_cell(c: Comparison) -> str:
@@ -1085,28 +1095,29 @@ def budget_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
 
 
 def budget_stopping_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """Per cell: each model's best step (chosen on the select windows, range over
-    seeds), its train-validation gap at the end, and ``all - none`` at the best step
-    (does the last step's answer hold with early stopping? chapter 6)."""
+    """Per cell of ``budget-stopped`` (rates chosen at each sweep run's best step):
+    the rates, each model's best step (range over seeds), its report loss there and
+    the paired difference ``all - none`` (chapter 6)."""
     header = [
         "width",
         "steps",
+        "lr none, all",
         "best step none",
         "best step all",
-        "train-val gap none",
-        "train-val gap all",
-        "all - none at the best step (Holm)",
+        "none",
+        "all",
+        "all - none (Holm)",
     ]
+    chosen = chosen_lrs(data["runs"], file_profile(data), "best")
+    comparisons = budget_comparisons(data, "best_val_loss", "budget-stopped")
     rows = []
-    for (a, n, h, steps), c in zip(
-        _budget_pairs(data), budget_comparisons(data, "best_val_loss"), strict=True
-    ):
+    for (a, n, h, steps), c in zip(_budget_pairs(data), comparisons, strict=True):
         best = []
         for label in (n, a):
             found = sorted(
                 int(r["best_val_step"])
                 for r in data["runs"]
-                if r["experiment"] == "budget-width"
+                if r["experiment"] == "budget-stopped"
                 and r["label"] == label
                 and r["status"] == "ok"
             )
@@ -1117,33 +1128,39 @@ def budget_stopping_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple
                 if found[0] == found[-1]
                 else f"{found[0]:,}–{found[-1]:,}"
             )
-        gaps = [_mean_cell(values(data, "budget-width", x, "gap")) for x in (n, a)]
-        rows.append((h, f"{steps:,}", *best, *gaps, _difference_cell(c)))
+        losses = [
+            _mean_cell(values(data, "budget-stopped", x, "best_val_loss"))
+            for x in (n, a)
+        ]
+        rates = ", ".join(f"{chosen[x]:g}" if x in chosen else "—" for x in (n, a))
+        rows.append((h, f"{steps:,}", rates, *best, *losses, _difference_cell(c)))
     return header, rows
 
 
-BUDGET_MEASURES = {
-    "val_loss": "at the last step, all's validation loss is",
-    "best_val_loss": "at each run's best step (chosen on the select windows), it is",
-    "gap": "its train-validation gap is",
-}
+# (experiment, metric, how the summary names it): the last step, the best step, the gap
+BUDGET_MEASURES: tuple[tuple[str, str, str], ...] = (
+    ("budget-width", "val_loss", "at the last step, all's validation loss is"),
+    (
+        "budget-stopped",
+        "best_val_loss",
+        "stopped at each run's best step (rates chosen for it), it is",
+    ),
+    ("budget-width", "gap", "its train-validation gap at the last step is"),
+)
 
 
 def budget_summary(data: Mapping[str, Any], what: str) -> str:
-    """One sentence naming, for each measure of ``BUDGET_MEASURES``, the cells where
-    ``all`` is higher, lower or not shown to differ from ``none`` (chapter 6, FAQ)."""
+    """One sentence naming, for each of ``BUDGET_MEASURES``, the cells where ``all`` is
+    higher, lower or not shown to differ from ``none`` (chapter 6, FAQ)."""
     pairs = _budget_pairs(data)
     parts, seeds = [], set()
-    for metric, lead in BUDGET_MEASURES.items():
+    for experiment, metric, lead in BUDGET_MEASURES:
         groups: dict[str, list[str]] = {}
-        for (_, _, h, steps), c in zip(
-            pairs, budget_comparisons(data, metric), strict=True
-        ):
+        comparisons = budget_comparisons(data, metric, experiment)
+        for (_, _, h, steps), c in zip(pairs, comparisons, strict=True):
             groups.setdefault(c.effect, []).append(f"{h} x {steps:,}")
             if c.difference is not None:
                 seeds.add(c.difference.n)
-        if set(groups) == {"not recorded"}:
-            return f"{what}: {NOT_RECORDED}"
         said = []
         for effect, phrase in (
             ("higher", "higher"),
@@ -1166,13 +1183,9 @@ def budget_summary(data: Mapping[str, Any], what: str) -> str:
             said[0] if len(said) == 1 else ", ".join(said[:-1]) + ", and " + said[-1]
         )
         parts.append(f"{lead} {joined}")
-    n = (
-        "no"
-        if not seeds
-        else f"{min(seeds)}"
-        if len(seeds) == 1
-        else f"{min(seeds)} to {max(seeds)}"
-    )
+    if not seeds:
+        return f"{what}: {NOT_RECORDED}"
+    n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)} to {max(seeds)}"
     return (
         f"{what}, all against none in each width x steps cell ({n} paired seeds, 95% "
         f"CI, Holm over the {len(pairs)} cells of each measure): " + "; ".join(parts)
@@ -1198,16 +1211,19 @@ class GapChange:
 
 
 def budget_gap_changes(
-    data: Mapping[str, Any], metric: str = "val_loss"
+    data: Mapping[str, Any],
+    metric: str = "val_loss",
+    experiment: str = "budget-width",
 ) -> list[GapChange]:
     """Does the gap ``all - none`` in ``metric`` change with the budget (at each width)
     or with the width (at each budget)? Each pair of cells paired over the seeds both
     have, Holm over the pairs (chapter 6)."""
+    check_choice("experiment", experiment, BUDGET_EXPERIMENTS)
     p = file_profile(data)
 
     def gaps(h: int, k: int) -> dict[Any, float]:
-        a = values(data, "budget-width", f"all H={h} S={p.steps * k}", metric)
-        n = values(data, "budget-width", f"none H={h} S={p.steps * k}", metric)
+        a = values(data, experiment, f"all H={h} S={p.steps * k}", metric)
+        n = values(data, experiment, f"none H={h} S={p.steps * k}", metric)
         return {s: a[s] - n[s] for s in a.keys() & n.keys()}
 
     widths, budgets = p.budget_widths, p.budget_multipliers
@@ -1239,9 +1255,13 @@ def budget_gap_changes(
     ]
 
 
-def budget_trends(data: Mapping[str, Any], metric: str = "val_loss") -> list[str]:
+def budget_trends(
+    data: Mapping[str, Any],
+    metric: str = "val_loss",
+    experiment: str = "budget-width",
+) -> list[str]:
     """One sentence per ``budget_gap_changes`` entry (chapter 6)."""
-    changes = budget_gap_changes(data, metric)
+    changes = budget_gap_changes(data, metric, experiment)
     if not changes:
         return [f"How the gap changes with budget and width: {NOT_RECORDED}"]
     gap = "the loss gap" if metric == "val_loss" else f"the gap in {METRICS[metric]}"
@@ -1264,8 +1284,8 @@ def budget_trend_summary(data: Mapping[str, Any]) -> str:
 
 def _best_step_trends(data: Mapping[str, Any]) -> str:
     """``". With each run stopped at its best step, the gap falls in 4 of the 4
-    comparisons (Holm over 4)"``, or nothing when no change is recorded."""
-    changes = budget_gap_changes(data, "best_val_loss")
+    comparisons (Holm over 4)"`` (``budget-stopped``), or nothing when not recorded."""
+    changes = budget_gap_changes(data, "best_val_loss", "budget-stopped")
     if not changes:
         return ""
     counts = Counter(c.verdict for c in changes)
@@ -1276,7 +1296,7 @@ def _best_step_trends(data: Mapping[str, Any]) -> str:
     ]
     body = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
     return (
-        ". With each run stopped at its best step (chosen on the select windows), the "
+        ". With each run stopped at its best step (rates chosen for it), the "
         f"gap {body} of the {len(changes)} comparisons (Holm over {len(changes)})"
     )
 

@@ -1432,12 +1432,13 @@ def device_description(device: str) -> str:
     CPU's model name (Linux) and the thread count."""
     if device != "cpu" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name()}"
-    threads = torch.get_num_threads()
+    n = torch.get_num_threads()
+    threads = f"{n} thread{'' if n == 1 else 's'}"
     info = Path("/proc/cpuinfo")
     for line in info.read_text().splitlines() if info.is_file() else []:
         if line.startswith("model name"):
-            return f"cpu: {line.split(':', 1)[1].strip()}, {threads} threads"
-    return f"cpu: {threads} threads"
+            return f"cpu: {line.split(':', 1)[1].strip()}, {threads}"
+    return f"cpu: {threads}"
 
 
 def ordered_experiments(experiments: Sequence[str] | None) -> list[str]:
