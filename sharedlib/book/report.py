@@ -1137,6 +1137,11 @@ def budget_stopping_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple
     return header, rows
 
 
+def _listed(items: Sequence[str], last: str = " and ") -> str:
+    """``"a, b and c"``: ``items`` in words, ``last`` before the final one."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + last + items[-1]
+
+
 # (experiment, metric, how the summary names it): the last step, the best step, the gap
 BUDGET_MEASURES: tuple[tuple[str, str, str], ...] = (
     ("budget-width", "val_loss", "at the last step, all's validation loss is"),
@@ -1173,16 +1178,8 @@ def budget_summary(data: Mapping[str, Any], what: str) -> str:
             if len(cells) == len(pairs) > 1:
                 said.append(f"{phrase} in all {len(pairs)} cells")
             elif cells:
-                where = (
-                    cells[0]
-                    if len(cells) == 1
-                    else ", ".join(cells[:-1]) + " and " + cells[-1]
-                )
-                said.append(f"{phrase} at {where}")
-        joined = (
-            said[0] if len(said) == 1 else ", ".join(said[:-1]) + ", and " + said[-1]
-        )
-        parts.append(f"{lead} {joined}")
+                said.append(f"{phrase} at {_listed(cells)}")
+        parts.append(f"{lead} {_listed(said, ', and ')}")
     if not seeds:
         return f"{what}: {NOT_RECORDED}"
     n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)} to {max(seeds)}"
@@ -1294,7 +1291,7 @@ def _best_step_trends(data: Mapping[str, Any]) -> str:
         for verdict in ("falls", "rises", "shows no evidence of a change")
         if counts[verdict]
     ]
-    body = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    body = _listed(said)
     return (
         ". With each run stopped at its best step (rates chosen for it), the "
         f"gap {body} of the {len(changes)} comparisons (Holm over {len(changes)})"
