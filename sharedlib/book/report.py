@@ -82,6 +82,7 @@ __all__ = [
     "effect_summary",
     "equal_params_comparisons",
     "file_profile",
+    "finished_runs",
     "is_recorded",
     "learned_sentence",
     "limited_comparisons",
@@ -488,24 +489,30 @@ def metric_value(run: Mapping[str, Any], metric: str) -> float:
     return float(run[metric])
 
 
+def finished_runs(
+    data: Mapping[str, Any], experiment: str, label: str
+) -> list[Mapping[str, Any]]:
+    """The finished runs of ``experiment`` / ``label``, in file order."""
+    return [
+        r
+        for r in data["runs"]
+        if r["experiment"] == experiment and r["label"] == label and r["status"] == "ok"
+    ]
+
+
 def values(
     data: Mapping[str, Any], experiment: str, label: str, metric: str = "val_loss"
 ) -> dict[int, float]:
     """``{seed: metric}`` of the finished runs of ``experiment`` / ``label`` (empty when
     none finished)."""
     out = {}
-    for r in data["runs"]:
-        if (
-            r["experiment"] == experiment
-            and r["label"] == label
-            and r["status"] == "ok"
-        ):
-            if r["seed"] in out:
-                raise ValueError(
-                    f"two runs of {experiment!r} / {label!r} have seed {r['seed']}; "
-                    "expected one"
-                )
-            out[r["seed"]] = metric_value(r, metric)
+    for r in finished_runs(data, experiment, label):
+        if r["seed"] in out:
+            raise ValueError(
+                f"two runs of {experiment!r} / {label!r} have seed {r['seed']}; "
+                "expected one"
+            )
+        out[r["seed"]] = metric_value(r, metric)
     return out
 
 
@@ -579,16 +586,7 @@ def compare_pairs(
             values(data, experiment, label, metric),
             values(data, experiment, baseline, metric),
         )
-        run = next(
-            (
-                r
-                for r in data["runs"]
-                if r["experiment"] == experiment
-                and r["label"] == label
-                and r["status"] == "ok"
-            ),
-            None,
-        )
+        run = next(iter(finished_runs(data, experiment, label)), None)
         mean = low = high = None
         if len(mine) >= 2:
             mean, low, high = mean_interval(mine.values(), level)
@@ -838,14 +836,7 @@ def mean_curves(
     labels = planned_labels(data, experiment) if labels is None else list(labels)
     out = {}
     for label in labels:
-        runs = [
-            r
-            for r in data["runs"]
-            if r["experiment"] == experiment
-            and r["label"] == label
-            and r["status"] == "ok"
-            and r["kind"] != "svd"
-        ]
+        runs = [r for r in finished_runs(data, experiment, label) if r["kind"] != "svd"]
         if not runs:
             continue
         steps = sorted(set.intersection(*({p[0] for p in r["curve"]} for r in runs)))
@@ -870,11 +861,7 @@ def mean_curves(
 def overfitting_sentence(data: Mapping[str, Any], experiment: str, label: str) -> str:
     """How far ``label``'s final validation loss is above its best, averaged over seeds
     (does it overfit?)."""
-    runs = [
-        r
-        for r in data["runs"]
-        if r["experiment"] == experiment and r["label"] == label and r["status"] == "ok"
-    ]
+    runs = finished_runs(data, experiment, label)
     if not runs:
         return f"{label}: {NOT_RECORDED}"
     rise = [r["val_loss"] - r["best_val_loss"] for r in runs]
@@ -1116,10 +1103,7 @@ def budget_stopping_rows(data: Mapping[str, Any]) -> tuple[list[str], list[tuple
         for label in (n, a):
             found = sorted(
                 int(r["best_val_step"])
-                for r in data["runs"]
-                if r["experiment"] == "budget-stopped"
-                and r["label"] == label
-                and r["status"] == "ok"
+                for r in finished_runs(data, "budget-stopped", label)
             )
             best.append(
                 "—"
@@ -1338,11 +1322,8 @@ def budget_late_falls(data: Mapping[str, Any]) -> list[str]:
         curves = {
             label: [
                 r["curve"]
-                for r in data["runs"]
-                if r["experiment"] == "budget-width"
-                and r["label"] == label
-                and r["status"] == "ok"
-                and len(r["curve"]) >= 2
+                for r in finished_runs(data, "budget-width", label)
+                if len(r["curve"]) >= 2
             ]
             for label in (n, a)
         }
@@ -1392,13 +1373,7 @@ def plot_budget(data: Mapping[str, Any]) -> Any:
         points = []
         for a, n, h, steps in _budget_pairs(data):
             label = a if strategy == "all" else n
-            runs = [
-                r
-                for r in data["runs"]
-                if r["experiment"] == "budget-width"
-                and r["label"] == label
-                and r["status"] == "ok"
-            ]
+            runs = finished_runs(data, "budget-width", label)
             if len(runs) < 2:
                 continue
             mean, low, high = mean_interval(r["val_loss"] for r in runs)
